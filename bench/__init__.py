@@ -1,0 +1,1 @@
+"""ftc's benchmarks: each prints its figures and the machine it ran on."""

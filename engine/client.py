@@ -1,0 +1,161 @@
+"""The TUI's and CLI's side of the queue: send commands, and follow a session's events.
+
+``EventFollower`` gives every event of a session exactly once and in ``seq`` order: it
+subscribes to the live stream first, replays the journal, then follows live events; any
+gap in the live stream (a slow subscriber, a reconnect) is filled from the journal, which
+the engine always writes before it publishes. Nothing here imports TensorFlow or Textual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+
+from engine import protocol
+from engine.journal import JournalReader
+from engine.session import LIVE_STATUSES, SessionError, SessionPaths, live_status, read_state
+
+REPLY_TIMEOUT_S = 5.0
+
+
+class EngineUnavailable(SessionError):
+    """The session has no live engine to talk to."""
+
+
+class CommandFailed(SessionError):
+    """The engine answered a command with an error."""
+
+
+def _endpoints(paths: SessionPaths) -> dict[str, str]:
+    state = read_state(paths)
+    status = live_status(state)
+    if status not in LIVE_STATUSES or not state.get("endpoints"):
+        hint = (
+            f"resume it with 'ftc resume {paths.id}'"
+            if status in ("crashed", "stopped")
+            else "nothing to control"
+        )
+        raise EngineUnavailable(f"session {paths.id} has no running engine (status: {status}); {hint}")
+    endpoints: dict[str, str] = state["endpoints"]
+    return endpoints
+
+
+def request(paths: SessionPaths, body: protocol._Body, timeout: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
+    """Send one command and wait for its reply; return the reply's result.
+
+    Raises EngineUnavailable if nothing answers in time, CommandFailed on an error reply.
+    """
+    endpoint = _endpoints(paths)["commands"]
+    env = protocol.make(body, paths.id)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(protocol.encode(env))
+        if not sock.poll(int(timeout * 1000)):
+            raise EngineUnavailable(
+                f"session {paths.id}: the engine did not answer within {timeout:.0f}s; "
+                f"it may be busy or hung, see {paths.log}"
+            )
+        reply = protocol.decode(sock.recv(), kinds={"reply": protocol.Reply})
+    finally:
+        sock.close()
+    body_ = reply.body
+    assert isinstance(body_, protocol.Reply)
+    if reply.parent != env.id:
+        raise CommandFailed(f"session {paths.id}: reply does not answer this command")
+    if body_.status == "error":
+        raise CommandFailed(f"session {paths.id}: {body_.error_name}: {body_.error_text}")
+    return body_.result
+
+
+def send_raw(endpoint: str, raw: bytes, timeout: float = REPLY_TIMEOUT_S) -> protocol.Envelope:
+    """Send raw bytes to a command socket and decode the reply (tests of bad input use it)."""
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(raw)
+        if not sock.poll(int(timeout * 1000)):
+            raise EngineUnavailable(f"no reply from {endpoint} within {timeout:.0f}s")
+        return protocol.decode(sock.recv(), kinds={"reply": protocol.Reply})
+    finally:
+        sock.close()
+
+
+class EventFollower:
+    """Every event of one session, once each, in seq order: journal first, then live."""
+
+    def __init__(self, paths: SessionPaths) -> None:
+        self.paths = paths
+        self.last_seq = 0
+        self._reader = JournalReader(paths.events)
+        self._sub: zmq.Socket[bytes] | None = None
+        self._endpoint: tuple[str, int | None] | None = None
+        self.ended = False  # the engine published its last event
+
+    def _connect(self) -> None:
+        """Subscribe to the live stream if an engine is running (and reconnect after a restart)."""
+        state = read_state(self.paths)
+        endpoint = (state.get("endpoints") or {}).get("events")
+        if live_status(state) not in LIVE_STATUSES or not endpoint:
+            return
+        # A resumed engine binds the same path: key the connection on the engine's pid too.
+        if self._sub is not None and (endpoint, state.get("pid")) == self._endpoint:
+            return
+        self.close()
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(endpoint)
+        self._sub, self._endpoint = sock, (endpoint, state.get("pid"))
+
+    def _from_journal(self) -> Iterator[protocol.Envelope]:
+        for env in self._reader.read_new():
+            if env.seq is not None and env.seq > self.last_seq:
+                yield from self._accept(env)
+
+    def _accept(self, env: protocol.Envelope) -> Iterator[protocol.Envelope]:
+        assert env.seq is not None
+        self.last_seq = env.seq
+        if env.type == "engine_stopped":
+            self.ended = True
+        elif env.type == "engine_started":
+            self.ended = False
+        yield env
+
+    def poll(self, timeout: float = 0.2) -> list[protocol.Envelope]:
+        """The events that arrived since the last call (waits up to timeout for live ones)."""
+        self._connect()
+        out = list(self._from_journal())
+        if self._sub is None:
+            return out
+        if not out and not self._sub.poll(int(timeout * 1000)):
+            return out
+        while True:
+            try:
+                raw = self._sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                env = protocol.decode(raw, kinds=protocol.EVENTS)
+            except protocol.ProtocolError:
+                continue
+            if env.seq is None or env.seq <= self.last_seq:
+                continue  # already delivered from the journal
+            if env.seq > self.last_seq + 1:
+                out.extend(self._from_journal())  # fill the gap; the journal is written first
+            if env.seq == self.last_seq + 1:
+                out.extend(self._accept(env))
+        return out
+
+    def close(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sub.close()
+        self._sub = None
+        self._endpoint = None

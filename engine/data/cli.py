@@ -1,0 +1,299 @@
+"""``ftc check`` and ``ftc prepare``: argument definitions and entry points returning exit codes (0/1/2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.data.errors import DataError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+_MARK = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "red")}
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="CSV, TSV, JSONL, Parquet or HDF5 (pandas table) file")
+    parser.add_argument(
+        "--text-col", metavar="C", help="text column (default: guessed from names, then content)"
+    )
+    parser.add_argument(
+        "--label-col", metavar="L", help="label column (default: guessed from names, then content)"
+    )
+    parser.add_argument(
+        "--encoding",
+        metavar="E",
+        help="text encoding: a codec name (default utf-8, strict) or 'auto' to detect it",
+    )
+    parser.add_argument(
+        "--format", choices=("csv", "tsv", "jsonl", "parquet", "hdf5"), help="override the extension"
+    )
+    parser.add_argument("--key", metavar="K", help="HDF5: the table key (default: the first table)")
+    parser.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder: adds the token-length test")
+    parser.add_argument(
+        "--max-length", type=int, default=128, metavar="N", help="max_length for truncation (128)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
+    parser.add_argument("--chunk-rows", type=int, default=50_000, help=argparse.SUPPRESS)
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ftc check DATA ...``."""
+    _add_source_arguments(parser)
+    parser.add_argument(
+        "--rejects",
+        metavar="PATH",
+        help="where to write rejected rows (default: ./<data name>.rejects.csv, if any)",
+    )
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ftc prepare DATA --out DIR ...``."""
+    _add_source_arguments(parser)
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for shards, manifest.json, rejects.csv"
+    )
+    parser.add_argument(
+        "--split",
+        default="0.7,0.15,0.15",
+        metavar="T,V,T",
+        help="train,validation,test fractions (0.7,0.15,0.15)",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="seed for the split and the shuffle (42)")
+    parser.add_argument(
+        "--shard-rows", type=int, default=100_000, metavar="N", help="rows per HDF5 shard (100000)"
+    )
+    parser.add_argument(
+        "--dedupe",
+        action="store_true",
+        help="drop rows repeating an earlier text (to rejects.csv): no leakage",
+    )
+
+
+_DEFAULTS: dict[str, Any] = {
+    "format": None,
+    "encoding": None,
+    "text_col": None,
+    "label_col": None,
+    "key": None,
+    "tokenizer": None,
+    "max_length": 128,
+    "json": False,
+    "chunk_rows": 50_000,
+    "rejects": None,
+    "split": "0.7,0.15,0.15",
+    "seed": 42,
+    "shard_rows": 100_000,
+    "dedupe": False,
+}
+
+
+def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Tolerate a namespace built by another parser that lacks our optional arguments."""
+    return argparse.Namespace(**{**_DEFAULTS, **vars(args)})
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from engine.data.readers import open_source
+
+    return open_source(
+        args.data,
+        fmt=args.format,
+        encoding=args.encoding,
+        text_col=args.text_col,
+        label_col=args.label_col,
+        hdf_key=args.key,
+    )
+
+
+class _Progress:
+    """A single self-overwriting status line on a terminal; silent when stderr is not a TTY."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.enabled = stream, stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int | None, fraction: float | None) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < 0.2:
+            return
+        self._last = now
+        pct = f" {fraction:.0%}" if fraction is not None else ""
+        self.stream.write(f"\r{stage}: {done:,} rows{pct}   ")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
+
+
+def _error(command: str, message: str) -> int:
+    print(f"ftc {command}: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def check_main(args: argparse.Namespace) -> int:
+    """Run the data tests; 0 all pass (warnings allowed), 1 a test failed, 2 bad input."""
+    args = _with_defaults(args)
+    from engine.data.scan import report, scan
+
+    progress = _Progress(sys.stderr)
+    tmpdir = tempfile.mkdtemp(prefix="ftc-check-")
+    rejects = Path(args.rejects) if args.rejects else Path(tmpdir) / "rejects.csv"
+    try:
+        src = _open(args)
+        result = scan(
+            src,
+            rejects_path=rejects,
+            tokenizer=args.tokenizer,
+            max_length=args.max_length,
+            workdir=tmpdir,
+            chunk_rows=args.chunk_rows,
+            on_chunk=progress,
+        )
+        kept = rejects if args.rejects else _keep_rejects(rejects, Path(src.path), result.rejects["count"])
+        doc = report(result)
+        doc["rejects"]["path"] = str(kept) if kept else None
+    except DataError as exc:
+        progress.clear()
+        return _error("check", str(exc))
+    except OSError as exc:
+        progress.clear()
+        return _error("check", f"{exc.filename or args.data}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        progress.clear()
+        print("ftc check: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    progress.clear()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print_report(doc)
+    return EXIT_FAILED if doc["status"] == "fail" else EXIT_OK
+
+
+def _keep_rejects(tmp: Path, data: Path, count: int) -> Path | None:
+    """Move the temporary rejects file next to the user (cwd) when there is something in it."""
+    if not count:
+        return None
+    target = Path.cwd() / f"{data.stem}.rejects.csv"
+    try:
+        shutil.copyfile(tmp, target)
+        return target
+    except OSError:
+        kept = Path(tempfile.gettempdir()) / f"{data.stem}.rejects.csv"
+        shutil.copyfile(tmp, kept)
+        return kept
+
+
+def _parse_split(text: str) -> dict[str, float]:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise DataError(f"--split {text!r}: give three fractions such as 0.7,0.15,0.15") from None
+    if len(parts) != 3:
+        raise DataError(
+            f"--split {text!r}: give three fractions (train,validation,test) such as 0.7,0.15,0.15"
+        )
+    return dict(zip(("train", "validation", "test"), parts, strict=True))
+
+
+def prepare_main(args: argparse.Namespace) -> int:
+    """Prepare shards and a manifest in --out; 0 prepared (test results printed), 2 bad input."""
+    args = _with_defaults(args)
+    from engine.data.prepare import PrepareOptions, prepare
+
+    progress = _Progress(sys.stderr)
+    try:
+        opts = PrepareOptions(
+            out=Path(args.out),
+            split=_parse_split(args.split),
+            seed=args.seed,
+            shard_rows=args.shard_rows,
+            chunk_rows=args.chunk_rows,
+            tokenizer=args.tokenizer,
+            max_length=args.max_length,
+            dedupe=args.dedupe,
+        )
+        opts.validate()
+        done = prepare(_open(args), opts, on_chunk=progress)
+    except DataError as exc:
+        progress.clear()
+        return _error("prepare", str(exc))
+    except OSError as exc:
+        progress.clear()
+        return _error("prepare", f"{exc.filename or args.out}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        progress.clear()
+        print("ftc prepare: interrupted; the output folder is incomplete (no manifest.json)", file=sys.stderr)
+        return 130
+    progress.clear()
+    if args.json:
+        print(json.dumps(done, indent=2))
+        return EXIT_OK
+    manifest = done["manifest"]
+    print_report(done["report"])
+    for name, split in manifest["splits"].items():
+        print(f"{name}: {split['rows']:,} rows in {len(split['shards'])} shards")
+    print(f"prepared: {os.path.join(args.out, 'manifest.json')}")
+    return EXIT_OK
+
+
+def print_report(doc: dict[str, Any]) -> None:
+    """Plain lines (colour only on a terminal, via rich), one test per line with its advice and rows."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    src = doc["source"]
+    enc = src["encoding"] or "-"
+    if src.get("encoding_note"):
+        enc += f" (detected: {src['encoding_note']})"
+    console.print(escape(f"data: {src['path']} ({src['format']}, encoding {enc})"))
+    console.print(
+        escape(f"columns: text={src['text_col']!r} label={src['label_col']!r} of {', '.join(src['columns'])}")
+    )
+    rows = doc["rows"]
+    console.print(f"rows: {rows['read']:,} read, {rows['valid']:,} valid, {rows['rejected']:,} rejected")
+    if doc["rejects"]["count"]:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in doc["rejects"]["by_reason"].items())
+        where = doc["rejects"].get("path") or "not saved"
+        console.print(escape(f"rejects: {reasons} -> {where}"))
+    console.print(escape("labels: " + ", ".join(f"{k} {v:,}" for k, v in doc["label_counts"].items())))
+    for test in doc["tests"]:
+        word, colour = _MARK[test["status"]]
+        console.print(f"[{colour}]{word}[/]  {escape(test['name']):<20} {escape(test['figure'])}")
+        if test["status"] != "pass":
+            console.print(f"      {escape(test['advice'])}")
+            if test["offending_rows"]:
+                shown = ", ".join(str(r) for r in test["offending_rows"][:10])
+                more = (
+                    f" (+{len(test['offending_rows']) - 10} more)" if len(test["offending_rows"]) > 10 else ""
+                )
+                console.print(f"      rows: {shown}{more}")
+    counts = {s: sum(t["status"] == s for t in doc["tests"]) for s in ("fail", "warn")}
+    word, colour = _MARK[doc["status"]]
+    console.print(f"result: [{colour}]{word}[/] ({counts['fail']} failed, {counts['warn']} warnings)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.data.cli check|prepare ...`` (the same entry points ftc uses)."""
+    parser = argparse.ArgumentParser(prog="python -m engine.data.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_check_arguments(sub.add_parser("check", help="run the data tests"))
+    add_prepare_arguments(sub.add_parser("prepare", help="split and shard a dataset"))
+    args = parser.parse_args(argv)
+    return check_main(args) if args.command == "check" else prepare_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Data tests on the texts: encoding damage, short texts, lengths, duplicates, conflicts, leakage, tokens."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from engine.data.checks import MAX_OFFENDING, CheckResult, cap_rows
+from engine.data.hashindex import HashIndex, group_starts
+
+SHORT_CHARS = 3
+# UTF-8 read as cp1252/latin-1 (Ã©, â€™, Â , ðŸ emoji lead-in) or already replaced with U+FFFD.
+MOJIBAKE = re.compile("Ã[\u0080-\u00bf\u0152-\u0192\u02c6-\u02dc\u2013-\u2122]|Â[\u00a0-\u00bf]|â€|ðŸ|ï»¿")
+REPLACEMENT = "\ufffd"
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+# ---------------------------------------------------------------- texts
+
+
+class TextAcc:
+    """Per-row text facts: hashes (spilled to disk), mojibake, replacement chars, short texts, lengths."""
+
+    def __init__(self, hashes: HashIndex, sample_size: int = 20_000, seed: int = 0) -> None:
+        self.hashes = hashes
+        self.sample_size = sample_size
+        self.mojibake: list[int] = []
+        self.replacement: list[int] = []
+        self.n_mojibake = self.n_replacement = self.n_short = self.n = 0
+        self.short: list[int] = []
+        self.length_hist = np.zeros(4097, dtype=np.int64)  # exact up to 4096 chars, the rest in the last bin
+        self.sample: list[str] = []
+        self._rng = random.Random(seed)
+
+    def add(
+        self, texts: list[str], rows: list[int], ids: np.ndarray, hashes: np.ndarray, split: Any = -1
+    ) -> None:
+        self.hashes.add(hashes, rows, ids, split)
+        lengths = np.fromiter((len(t.strip()) for t in texts), dtype=np.int64, count=len(texts))
+        self.length_hist += np.bincount(np.minimum(lengths, 4096), minlength=4097)
+        for i in np.flatnonzero(lengths < SHORT_CHARS):
+            self.n_short += 1
+            if len(self.short) < MAX_OFFENDING:
+                self.short.append(rows[i])
+        search = MOJIBAKE.search
+        for row, text in zip(rows, texts, strict=True):
+            if search(text):
+                self.n_mojibake += 1
+                if len(self.mojibake) < MAX_OFFENDING:
+                    self.mojibake.append(row)
+            if REPLACEMENT in text:
+                self.n_replacement += 1
+                if len(self.replacement) < MAX_OFFENDING:
+                    self.replacement.append(row)
+        # Reservoir sample for token lengths: uniform over the file without knowing its size.
+        for text in texts:
+            self.n += 1
+            if len(self.sample) < self.sample_size:
+                self.sample.append(text)
+            elif (j := self._rng.randrange(self.n)) < self.sample_size:
+                self.sample[j] = text
+
+    def short_result(self, empty: int, empty_rows: list[int]) -> CheckResult:
+        total = self.n + empty
+        bad = empty + self.n_short
+        share = bad / max(1, total)
+        figure = (
+            f"{empty:,} empty (rejected), {self.n_short:,} under {SHORT_CHARS} chars; {share:.2%} of rows"
+        )
+        status = "pass" if bad == 0 else "warn" if share <= 0.05 else "fail"
+        advice = {
+            "pass": "no empty or near-empty texts",
+            "warn": "a few empty/near-empty texts: they are rejected or carry little signal",
+            "fail": "many empty texts: is --text-col the right column?",
+        }[status]
+        return CheckResult(
+            "short_texts", status, figure, round(share, 6), advice, cap_rows(sorted(empty_rows + self.short))
+        )
+
+    def encoding_result(self, encoding: str | None) -> CheckResult:
+        bad = self.n_mojibake + self.n_replacement
+        share = bad / max(1, self.n)
+        figure = (
+            f"{self.n_mojibake:,} rows with mojibake (e.g. 'Ã©', 'â€™'), {self.n_replacement:,} with U+FFFD"
+        )
+        status = "pass" if bad == 0 else "warn" if share <= 0.01 else "fail"
+        advice = {
+            "pass": "no encoding damage seen",
+            "warn": f"some texts were mis-decoded before they reached this file (read as {encoding}); "
+            "fix them at the source or with ftfy",
+            "fail": f"many texts look mis-decoded: try another --encoding (now {encoding})",
+        }[status]
+        return CheckResult(
+            "encoding_artifacts",
+            status,
+            figure,
+            round(share, 6),
+            advice,
+            cap_rows(sorted(self.mojibake + self.replacement)),
+        )
+
+    def length_summary(self) -> dict[str, Any]:
+        cum = np.cumsum(self.length_hist)
+        total = int(cum[-1]) if len(cum) else 0
+
+        def pct(q: float) -> int:
+            return int(np.searchsorted(cum, q * total)) if total else 0
+
+        edges = [0, 8, 16, 32, 64, 128, 256, 512, 1024, 4097]
+        counts = [int(self.length_hist[a:b].sum()) for a, b in itertools.pairwise(edges)]
+        return {
+            "p50": pct(0.5),
+            "p95": pct(0.95),
+            "max_bin": int(np.flatnonzero(self.length_hist).max(initial=0)),
+            "edges": edges,
+            "counts": counts,
+        }
+
+
+# ---------------------------------------------------------------- duplicates, conflicts, leakage
+
+
+def duplicate_rows(index: HashIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Every row repeating an earlier row's text (sorted), and its label id: what --dedupe drops."""
+    rows, labels = [], []
+    for rec in index.partitions():
+        dup = ~group_starts(rec)
+        rows.append(rec["row"][dup])
+        labels.append(rec["label"][dup])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32)
+    all_rows, all_labels = np.concatenate(rows), np.concatenate(labels)
+    order = np.argsort(all_rows)
+    return all_rows[order], all_labels[order]
+
+
+def duplicate_results(index: HashIndex, n_rows: int, splits: bool = False) -> list[CheckResult]:
+    """Exact duplicates and conflicting labels (always), and train/eval leakage when rows carry a split."""
+    dup_rows: list[int] = []
+    conflict_rows: list[int] = []
+    leak_rows: list[int] = []
+    n_dup = n_conflict_texts = n_conflict_rows = n_eval = 0
+    leaked = Counter[str]()
+    for rec in index.partitions():
+        first = group_starts(rec)
+        gid = np.cumsum(first) - 1
+        dup = ~first
+        n_dup += int(dup.sum())
+        dup_rows.extend(rec["row"][dup][:MAX_OFFENDING].tolist())
+        # A group conflicts when its labels differ: compare each label with its group's first label.
+        firsts = rec["label"][first][gid]
+        differs = np.zeros(gid.max() + 1 if len(gid) else 0, dtype=bool)
+        np.logical_or.at(differs, gid, rec["label"] != firsts)
+        in_conflict = differs[gid]
+        n_conflict_texts += int(differs.sum())
+        n_conflict_rows += int(in_conflict.sum())
+        conflict_rows.extend(rec["row"][in_conflict][:MAX_OFFENDING].tolist())
+        if splits:
+            in_train = np.zeros(len(differs), dtype=bool)
+            np.logical_or.at(in_train, gid, rec["split"] == 0)
+            n_eval += int((rec["split"] > 0).sum())
+            for code in (1, 2):
+                mask = (rec["split"] == code) & in_train[gid]
+                leaked[SPLIT_NAMES[code]] += int(mask.sum())
+                leak_rows.extend(rec["row"][mask][:MAX_OFFENDING].tolist())
+    share = n_dup / max(1, n_rows)
+    results = [
+        CheckResult(
+            "duplicates",
+            "pass" if n_dup == 0 else "warn" if share <= 0.05 else "fail",
+            f"{n_dup:,} rows repeat an earlier text ({share:.2%}, lower-cased, whitespace collapsed)",
+            float(n_dup),
+            "no duplicates"
+            if n_dup == 0
+            else "drop duplicates (retweets, re-posts) so they do not outweigh other rows",
+            cap_rows(sorted(dup_rows)),
+            {"duplicate_rows": n_dup},
+        ),
+        CheckResult(
+            "conflicting_labels",
+            "pass"
+            if n_conflict_texts == 0
+            else "warn"
+            if n_conflict_rows / max(1, n_rows) <= 0.01
+            else "fail",
+            f"{n_conflict_texts:,} texts carry different labels ({n_conflict_rows:,} rows)",
+            float(n_conflict_texts),
+            "no conflicts"
+            if n_conflict_texts == 0
+            else "review these rows: a text cannot be two classes; relabel or drop",
+            cap_rows(sorted(conflict_rows)),
+        ),
+    ]
+    if splits:
+        n_leak = sum(leaked.values())
+        share = n_leak / max(1, n_eval)
+        results.append(
+            CheckResult(
+                "leakage",
+                "pass" if n_leak == 0 else "warn" if share <= 0.005 else "fail",
+                f"{leaked['validation']:,} validation and {leaked['test']:,} test rows also occur in train",
+                float(n_leak),
+                "no leakage"
+                if n_leak == 0
+                else "deduplicate before splitting (ftc prepare --dedupe) or scores will be too high",
+                cap_rows(sorted(leak_rows)),
+                dict(leaked),
+            )
+        )
+    return results
+
+
+# ---------------------------------------------------------------- token lengths
+
+
+def token_result(sample: list[str], tokenizer_dir: str, max_length: int) -> CheckResult:
+    """Token length distribution and truncation rate on the reservoir sample (lazy tokenizer import)."""
+    lengths = np.array(_token_lengths(sample, tokenizer_dir), dtype=np.int64)
+    if not len(lengths):
+        return CheckResult("token_lengths", "pass", "no texts", None, "nothing to tokenize")
+    over = float((lengths > max_length).mean())
+    p50, p95, p99 = (int(np.percentile(lengths, q)) for q in (50, 95, 99))
+    figure = f"p50 {p50}, p95 {p95}, p99 {p99}, max {lengths.max()} tokens; {over:.1%} over {max_length}"
+    if over <= 0.01:
+        status, advice = "pass", f"max_length {max_length} fits the texts"
+    elif over <= 0.10:
+        status, advice = "warn", f"some texts are cut: consider max_length {p99}"
+    else:
+        status, advice = (
+            "fail",
+            f"many texts are cut: raise max_length to about {p95}-{p99} or split long texts",
+        )
+    details = {
+        "sample": len(lengths),
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "max": int(lengths.max()),
+        "truncated_share": over,
+        "max_length": max_length,
+    }
+    return CheckResult("token_lengths", status, figure, round(over, 6), advice, [], details)
+
+
+def _token_lengths(texts: list[str], tokenizer_dir: str) -> list[int]:
+    from pathlib import Path
+
+    from engine.data.errors import DataError
+
+    folder = Path(tokenizer_dir)
+    if (folder / "tokenizer.json").exists():
+        from tokenizers import Tokenizer  # light: no transformers needed for a fast tokenizer file
+
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tok.no_truncation()
+        tok.no_padding()
+        return [len(e.ids) for e in tok.encode_batch(texts)]
+    if not folder.is_dir():
+        raise DataError(
+            f"{tokenizer_dir}: no tokenizer folder there; give a folder saved with save_pretrained"
+        )
+    from transformers import AutoTokenizer
+
+    slow = AutoTokenizer.from_pretrained(str(folder))
+    return [len(ids) for ids in slow(texts, truncation=False)["input_ids"]]

@@ -1,0 +1,73 @@
+"""A small test-only job that behaves like training without TensorFlow.
+
+It counts steps with a short sleep, emits ``step_ended`` with a falling synthetic loss,
+checkpoints its position to ``checkpoints/ckpt-<step>/selftest.json``, resumes from the
+latest (or a chosen) one, and can be told to fail at a step. The engine tests use it to
+prove the engine's hosting (start, progress, pause, checkpoint, stop, fail) without ML code.
+
+Config: ``[selftest] steps = 100, step_s = 0.05, fail_at = 0, checkpoint_every = 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from engine import protocol
+from engine.jobs.base import JobContext
+from engine.session import atomic_write_json
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    opts = ctx.config.get("selftest", {})
+    steps = int(opts.get("steps", 100))
+    step_s = float(opts.get("step_s", 0.05))
+    fail_at = int(opts.get("fail_at", 0))
+    every = int(opts.get("checkpoint_every", 0))
+    step = 0
+    if ctx.resume:
+        saved = sorted(
+            ctx.paths.checkpoints.glob("ckpt-*/selftest.json"), key=lambda p: int(p.parent.name[5:])
+        )
+        if ctx.resume_from:
+            saved = [p for p in saved if p.parent.name == ctx.resume_from]
+            if not saved:
+                raise ValueError(f"no checkpoint {ctx.resume_from!r} in {ctx.paths.checkpoints}")
+        if saved:
+            step = int(json.loads(saved[-1].read_text())["step"])
+
+    def save(reason: str) -> None:
+        folder = ctx.paths.checkpoints / f"ckpt-{step}"
+        folder.mkdir(exist_ok=True)
+        atomic_write_json(folder / "selftest.json", {"step": step})
+        ctx.emit(protocol.CheckpointSaved(step=step, path=str(folder), reason=reason))
+
+    ctx.update_state(step=step, total_steps=steps)
+    ctx.emit(protocol.JobStarted(job="selftest", step=step, total_steps=steps))
+    started = time.monotonic()
+    first = step
+    while step < steps:
+        ctx.boundary(step, save)
+        time.sleep(step_s)
+        step += 1
+        if fail_at and step == fail_at:
+            raise RuntimeError(f"selftest failure requested at step {step}")
+        elapsed = time.monotonic() - started
+        rate = (step - first) / elapsed if elapsed > 0 else None
+        ctx.emit(
+            protocol.StepEnded(
+                step=step,
+                total_steps=steps,
+                loss=1.0 + math.exp(-step / 20),
+                learning_rate=1e-3 * (1 - step / steps),
+                examples_per_s=rate,
+                eta_s=(steps - step) / rate if rate else None,
+            )
+        )
+        ctx.update_state(step=step)
+        if every and step % every == 0:
+            save("periodic")
+    save("final")
+    return {"steps": step}

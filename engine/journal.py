@@ -1,0 +1,134 @@
+"""The session journal, ``events.jsonl``: every event appended once, in ``seq`` order.
+
+The engine writes an event to the journal before publishing it, so a reader that saw
+``seq`` n live can always find 1..n-1 in the file. Readers read incrementally from a
+byte offset and only ever take complete lines (a crash may leave a half-written last
+line, which is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from engine import protocol
+from engine.protocol import Envelope
+
+# The journal is fsynced at most this often (and on events that matter, see Journal.append).
+FSYNC_EVERY_S = 1.0
+_DURABLE = frozenset({"checkpoint_saved", "job_finished", "job_failed", "job_stopped", "engine_stopped"})
+
+
+def last_seq(path: Path) -> int:
+    """The highest seq in an existing journal (0 for none), so a resumed engine continues it."""
+    seq = 0
+    for env in JournalReader(path).read_new():
+        seq = env.seq or seq
+    return seq
+
+
+class Journal:
+    """Append-only writer; assigns seq. Thread-safe."""
+
+    def __init__(self, path: Path, session: str) -> None:
+        self.path = path
+        self.session = session
+        self._lock = threading.Lock()
+        self._seq = last_seq(path) if path.exists() else 0
+        self._truncate_partial_line()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fh = os.fdopen(fd, "a", encoding="utf-8")
+        self._last_sync = 0.0
+
+    def _truncate_partial_line(self) -> None:
+        """Cut a half-written last line left by a crash, so new lines start clean."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def append(self, body: protocol._Body, parent: str | None = None) -> Envelope:
+        """Number the event, write it as one line, and return the envelope to publish."""
+        with self._lock:
+            self._seq += 1
+            env = protocol.make(body, self.session, parent=parent, seq=self._seq)
+            self._fh.write(protocol.encode(env).decode() + "\n")
+            self._fh.flush()
+            now = time.monotonic()
+            if env.type in _DURABLE or now - self._last_sync >= FSYNC_EVERY_S:
+                os.fsync(self._fh.fileno())
+                self._last_sync = now
+            return env
+
+    def sync(self) -> None:
+        with self._lock:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+
+
+class JournalReader:
+    """Reads the events appended since the last call; keeps its byte offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.skipped = 0  # lines that were not valid events (reported, not fatal)
+
+    def read_new(self) -> Iterator[Envelope]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        self.offset += end + 1
+        for line in data[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                yield protocol.decode(line, kinds=protocol.EVENTS)
+            except protocol.ProtocolError:
+                self.skipped += 1
+
+
+def read_all(path: Path) -> list[Envelope]:
+    return list(JournalReader(path).read_new())
+
+
+def tail_dicts(path: Path, n: int = 20) -> list[dict[str, object]]:
+    """The last n journal lines as dicts (cheap: reads from the end)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024 * max(1, n // 50)))
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return []
+    out: list[dict[str, object]] = []
+    for line in lines[-n - 1 :]:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out[-n:]

@@ -1,0 +1,115 @@
+"""Creating sessions and starting their engine as a detached process.
+
+The engine gets its own process session (``start_new_session``), stdin from /dev/null and
+its output appended to the session's engine.log, so neither the launcher's death, SIGHUP
+nor a dropped SSH connection reaches it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError, dump_toml, job_kind
+from engine.jobs import validate
+from engine.session import (
+    LIVE_STATUSES,
+    SessionError,
+    SessionPaths,
+    ensure_private_dir,
+    live_status,
+    new_session_id,
+    read_state,
+    write_state,
+)
+
+START_TIMEOUT_S = 60.0
+
+
+def create_session(root: Path, config: dict[str, Any], name: str | None = None) -> SessionPaths:
+    """Make a new session folder with its config.toml and an initial state.json."""
+    kind = job_kind(config)
+    try:
+        validate(kind, config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    ensure_private_dir(root)
+    while True:
+        paths = SessionPaths(root / new_session_id(name or kind))
+        if not paths.root.exists():
+            break
+    paths.create()
+    paths.config.write_text(dump_toml(config), encoding="utf-8")
+    os.chmod(paths.config, 0o600)
+    write_state(paths, status="new", job=kind, created=time.time(), step=0, name=name or kind)
+    return paths
+
+
+def _engine_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The engine must import this checkout's packages even when started from elsewhere.
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_engine(
+    paths: SessionPaths, *, resume: bool = False, checkpoint: str | None = None, wait: bool = True
+) -> int:
+    """Start the session's engine detached; with wait, return once it serves its sockets.
+
+    Raises SessionError with the engine log's last line if it dies while starting.
+    """
+    state = read_state(paths)
+    if live_status(state) in LIVE_STATUSES:
+        raise SessionError(f"session {paths.id} already has a running engine (pid {state.get('pid')})")
+    write_state(paths, status="starting", pid=None, message="")
+    with open(paths.log, "ab") as log:
+        os.chmod(paths.log, 0o600)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                str(paths.root),
+                *(["--resume"] if resume or checkpoint else []),
+                *(["--checkpoint", checkpoint] if checkpoint else []),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=_engine_env(),
+            cwd=paths.root,
+        )
+    if not wait:
+        return proc.pid
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = read_state(paths)
+        if state.get("pid") == proc.pid and state.get("endpoints"):
+            return proc.pid
+        if proc.poll() is not None:
+            state = read_state(paths)
+            if state.get("pid") == proc.pid:  # it ran (and already ended): not a start failure
+                return proc.pid
+            raise SessionError(f"engine for {paths.id} exited while starting: {last_log_line(paths)}")
+        time.sleep(0.05)
+    raise SessionError(
+        f"engine for {paths.id} did not come up within {START_TIMEOUT_S:.0f}s; see {paths.log}"
+    )
+
+
+def last_log_line(paths: SessionPaths) -> str:
+    try:
+        lines = [ln for ln in paths.log.read_text(errors="replace").splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return "no engine.log"
+    return lines[-1] if lines else "engine.log is empty"

@@ -1,0 +1,222 @@
+"""Loading tokenizers and TF sequence classifiers from a hub name or folder, PyTorch safetensors included."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# transformers' TF classes need Keras 2; set before anything imports tensorflow.keras.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# Files worth fetching from the hub: configs, vocabularies and weights, never PyTorch pickles.
+_HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.h5", "merges.txt", "vocab.*"]
+
+
+class ModelError(Exception):
+    """A model or tokenizer that cannot be loaded; the text says where and what to do."""
+
+
+def resolve_source(source: str | os.PathLike[str]) -> Path:
+    """A local folder holding the model: the folder itself, or a hub snapshot (cache first)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise ModelError(f"model source {source}: is a file; give the folder holding config.json")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(source), allow_patterns=_HUB_PATTERNS))
+    except Exception as exc:
+        raise ModelError(
+            f"model source {str(source)!r}: not a local folder and not downloadable from the hub "
+            f"({type(exc).__name__}); give a local folder or check the name and network"
+        ) from None
+
+
+def load_tokenizer(source: str | os.PathLike[str]) -> Any:
+    """The (fast, where available) tokenizer stored with the model."""
+    from transformers import AutoTokenizer
+
+    folder = resolve_source(source)
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:
+        raise ModelError(
+            f"{folder}: cannot load a tokenizer ({exc}); the folder needs tokenizer files"
+        ) from None
+
+
+def tokenizer_fingerprint(source: str | os.PathLike[str]) -> str:
+    """A hash of the tokenizer files, so a resume notices a changed vocabulary."""
+    import hashlib
+
+    folder = resolve_source(source)
+    digest = hashlib.sha256()
+    names = (
+        "tokenizer.json",
+        "vocab.txt",
+        "merges.txt",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.json",
+    )
+    for name in names:
+        file = folder / name
+        if file.is_file():
+            digest.update(name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _safetensors_format(folder: Path) -> str | None:
+    """'pt', 'tf' or None: which framework wrote the folder's safetensors, if it has any."""
+    from safetensors import safe_open
+
+    single = folder / "model.safetensors"
+    index = folder / "model.safetensors.index.json"
+    if single.is_file():
+        first = single
+    elif index.is_file():
+        shard = next(iter(json.loads(index.read_text())["weight_map"].values()))
+        first = folder / shard
+    else:
+        return None
+    with safe_open(str(first), framework="np") as fh:
+        meta = fh.metadata() or {}
+    return str(meta.get("format", "pt"))
+
+
+def _read_safetensors(folder: Path) -> dict[str, Any]:
+    """All tensors of the folder's (possibly sharded) safetensors as numpy arrays."""
+    from safetensors.numpy import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        return load_file(str(folder / "model.safetensors"))
+    tensors: dict[str, Any] = {}
+    for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+        tensors.update(load_file(str(folder / shard)))
+    return tensors
+
+
+def load_pt_safetensors(model: Any, folder: Path) -> dict[str, list[str]]:
+    """Copy PyTorch-layout safetensors into a built TF model without torch; returns the loading info.
+
+    transformers' TF from_pretrained opens these through a torch-only path; its name and
+    layout mapping (load_pytorch_state_dict_in_tf2_model) works on plain numpy arrays.
+    """
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    state = _read_safetensors(folder)
+    # Buffers, not weights: TF recomputes them.
+    state = {k: v for k, v in state.items() if not k.endswith(("position_ids", "num_batches_tracked"))}
+    _, info = load_pytorch_state_dict_in_tf2_model(
+        model, state, allow_missing_keys=True, output_loading_info=True, skip_logger_warnings=True
+    )
+    return {k: [str(x) for x in v] for k, v in info.items()}
+
+
+def load_model(
+    source: str | os.PathLike[str],
+    num_labels: int,
+    id2label: dict[int, str] | None = None,
+    label2id: dict[str, int] | None = None,
+    *,
+    seed: int | None = None,
+) -> Any:
+    """A TFAutoModelForSequenceClassification; a missing or differently sized head is newly initialised.
+
+    With ``seed`` the new head (and dropout seeds) are reproducible. Loading info
+    (missing/unexpected keys) is left on ``model.ftc_loading_info``.
+    """
+    import tensorflow as tf
+    from transformers import AutoConfig, TFAutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    # Its loading report goes to model.ftc_loading_info (the job logs it as an event), not to stderr.
+    hf_logging.set_verbosity_error()
+
+    folder = resolve_source(source)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder}: no config.json; give a transformers model folder or hub name")
+    if id2label is None:
+        id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+    if label2id is None:
+        label2id = {name: i for i, name in id2label.items()}
+    config = AutoConfig.from_pretrained(
+        str(folder), num_labels=num_labels, id2label=id2label, label2id=label2id
+    )
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    _enable_checkpointable_dropout()
+    info: dict[str, list[str]] = {}
+    has_tf_h5 = (folder / "tf_model.h5").is_file() or (folder / "tf_model.h5.index.json").is_file()
+    st_format = _safetensors_format(folder)
+    try:
+        if has_tf_h5 or st_format == "tf":
+            model, info = TFAutoModelForSequenceClassification.from_pretrained(
+                str(folder), config=config, ignore_mismatched_sizes=True, output_loading_info=True
+            )
+        elif st_format is not None:
+            model = TFAutoModelForSequenceClassification.from_config(config)
+            info = load_pt_safetensors(model, folder)
+        elif (folder / "pytorch_model.bin").is_file():
+            raise ModelError(
+                f"{folder}: only pytorch_model.bin (a torch pickle); convert it to safetensors "
+                "or give a folder with model.safetensors or tf_model.h5"
+            )
+        else:
+            raise ModelError(f"{folder}: no weights (model.safetensors or tf_model.h5)")
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{folder}: cannot load the model ({type(exc).__name__}: {exc})") from None
+    model.ftc_loading_info = info
+    init_dropout_generators(model)
+    return model
+
+
+def _enable_checkpointable_dropout() -> None:
+    """Dropout draws from tf.random.Generator variables whose state a checkpoint can hold.
+
+    Legacy stateful random ops keep their position inside the kernel, where no
+    checkpoint can reach it, and an exact resume needs the same dropout masks.
+    """
+    import tf_keras
+
+    tf_keras.backend.experimental.enable_tf_random_generator()
+
+
+def dropout_generators(model: Any) -> list[Any]:
+    """The random generators of every dropout layer, in a stable order."""
+    gens = []
+    for layer in model.submodules:
+        rg = getattr(layer, "_random_generator", None)
+        if rg is not None and getattr(rg, "_generator", None) is not None:
+            gens.append(rg._generator)
+    return gens
+
+
+def init_dropout_generators(model: Any) -> None:
+    """Create the dropout generators now (they are otherwise made at the first training call)."""
+    for layer in model.submodules:
+        rg = getattr(layer, "_random_generator", None)
+        if rg is not None:
+            rg._maybe_init()
+
+
+def load_for_prediction(model_dir: str | os.PathLike[str]) -> tuple[Any, Any, dict[int, str]]:
+    """Tokenizer, model and id->label of a trained model folder (e.g. a session's model/)."""
+    from transformers import AutoConfig
+
+    folder = resolve_source(model_dir)
+    config = AutoConfig.from_pretrained(str(folder))
+    id2label = {int(k): str(v) for k, v in config.id2label.items()}
+    label2id = {v: k for k, v in id2label.items()}
+    model = load_model(folder, len(id2label), id2label, label2id)
+    return load_tokenizer(folder), model, id2label

@@ -1,0 +1,1 @@
+"""Prediction: stream a text file through a classifier into an HDF5 table, resumably."""

@@ -1,0 +1,154 @@
+"""``ftc predict``: check the arguments, start a prediction session's engine and follow it.
+
+Imported when the ``ftc`` parser is built, so nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``ftc predict --model M --input FILE --output OUT.h5 ...``."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="M",
+        help="a session id or folder (its model/), a checkpoint "
+        "folder, or any saved model folder (save_pretrained output)",
+    )
+    parser.add_argument(
+        "--input", required=True, metavar="FILE", help="CSV, TSV, JSONL, Parquet or HDF5 file"
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="OUT.h5", help="HDF5 table to write (pandas.read_hdf)"
+    )
+    parser.add_argument("--text-col", metavar="C", help="the text column (default: 'text' or similar)")
+    parser.add_argument("--encoding", metavar="E", help="text encoding, or 'auto' to detect (default: utf-8)")
+    parser.add_argument(
+        "--format", choices=("csv", "tsv", "jsonl", "parquet", "hdf5"), help="override the extension"
+    )
+    parser.add_argument("--key", metavar="K", help="HDF5 input: the table key (default: the first table)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue OUT.h5 from its cursor after a crash or stop"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        metavar="N",
+        help="padded tokens per batch (rows x padded length; default 8192)",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        metavar="N",
+        help="truncate texts to N tokens (default: the model's, at most 512)",
+    )
+    parser.add_argument(
+        "--chunk-rows", type=int, metavar="N", help="rows per appended chunk and cursor update (8192)"
+    )
+    parser.add_argument("--name", help="a short name for the session id (default: predict)")
+    parser.add_argument(
+        "--detach", action="store_true", help="start the engine and return at once (prints the session id)"
+    )
+
+
+def build_config(args: argparse.Namespace, sessions_root: Path) -> dict[str, Any]:
+    """Validate everything that can be checked without TensorFlow; raise ValueError with one sentence."""
+    from engine.data.errors import DataError
+    from engine.predict.models import resolve_model
+    from engine.predict.source import open_input
+    from engine.predict.writer import check_target
+
+    for name in ("token_budget", "max_length", "chunk_rows"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    try:
+        src = open_input(
+            args.input, fmt=args.format, encoding=args.encoding, text_col=args.text_col, hdf_key=args.key
+        )
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
+    output = Path(args.output).expanduser().resolve()
+    check_target(output, resume=args.resume, overwrite=args.overwrite)
+    model = resolve_model(args.model, sessions_root)
+    predict = {
+        "model": model,
+        "input": str(Path(src.path).resolve()),
+        "output": str(output),
+        "text_col": src.text_col,
+        "encoding": src.encoding,
+        "format": src.format,
+        "hdf_key": src.hdf_key,
+        "chunk_rows": args.chunk_rows,
+        "token_budget": args.token_budget,
+        "max_length": args.max_length,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+    }
+    return {"job": {"kind": "predict"}, "predict": {k: v for k, v in predict.items() if v is not None}}
+
+
+def predict_main(args: argparse.Namespace) -> int:
+    from engine.session import sessions_dir
+
+    root = sessions_dir(getattr(args, "sessions_dir", None))
+    try:
+        config = build_config(args, root)
+    except ValueError as exc:  # OutputError and ModelRefError are ValueErrors with one sentence
+        print(f"ftc predict: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from engine.launcher import create_session, start_engine
+
+    paths = create_session(root, config, name=args.name or "predict")
+    start_engine(paths)
+    if args.detach:
+        print(paths.id)
+        return EXIT_OK
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        from tui.screens.predict import run_predict_app
+
+        run_predict_app(root, paths.id)
+        return EXIT_OK
+    print(paths.id, flush=True)
+    return follow(paths)
+
+
+def follow(paths: Any, out: TextIO = sys.stdout) -> int:
+    """Plain lines until the engine stops; prediction progress gets its full line (speed, ETA, labels)."""
+    from engine.client import EventFollower
+    from engine.predict.progress import STAGE, line
+    from engine.session import LIVE_STATUSES, live_status, read_state
+    from tui.format import event_line
+
+    follower = EventFollower(paths)
+    status = "finished"
+    try:
+        while True:
+            for env in follower.poll(timeout=0.5):
+                body = env.body.model_dump()
+                text = line(body) if env.type == "progress_reported" and body["stage"] == STAGE else None
+                print(f"[{env.seq}] {text or event_line(env.type, body)}", file=out, flush=True)
+                if env.type == "engine_stopped":
+                    status = body["status"]
+            if follower.ended:
+                break
+            if live_status(read_state(paths)) not in LIVE_STATUSES:
+                for env in follower.poll(timeout=0):
+                    print(f"[{env.seq}] {event_line(env.type, env.body.model_dump())}", file=out, flush=True)
+                status = live_status(read_state(paths))
+                print(f"engine is gone (status: {status}); 'ftc predict ... --resume' continues it", file=out)
+                break
+    except KeyboardInterrupt:
+        print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back", file=out)
+        return EXIT_OK
+    finally:
+        follower.close()
+    return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED

@@ -1,0 +1,335 @@
+"""The prediction pipeline: read chunks, tokenize ahead in a thread, run token-budget batches, append."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import protocol
+from engine.predict import batching, models
+from engine.predict.progress import LAST_ROWS, STAGE, Tracker
+from engine.predict.source import InputChunk, Position, input_fingerprint, iter_input, open_input
+from engine.predict.writer import DamagedOutput, OutputError, PredictionWriter
+
+DEFAULT_CHUNK_ROWS = 8192
+DEFAULT_MAX_LENGTH = 512
+PROGRESS_EVERY_S = 2.0
+# Settings that change which rows land in which batch, hence the float results: a resume keeps them.
+_PINNED = ("chunk_rows", "token_budget", "max_length", "multiple")
+
+
+@dataclass
+class Params:
+    """The ``[predict]`` table of a session's config."""
+
+    model: dict[str, str]
+    input: str
+    output: str
+    text_col: str | None = None
+    encoding: str | None = None
+    format: str | None = None
+    hdf_key: str | None = None
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    token_budget: int = batching.DEFAULT_TOKEN_BUDGET
+    max_length: int | None = None
+    multiple: int = batching.DEFAULT_MULTIPLE
+    resume: bool = False
+    overwrite: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], sessions_root: Path | None = None) -> Params:
+        known = set(cls.__dataclass_fields__)
+        extra = sorted(set(cfg) - known)
+        if extra:
+            raise ValueError(
+                f"[predict]: unknown setting(s) {', '.join(extra)}; known: {', '.join(sorted(known))}"
+            )
+        for need in ("model", "input", "output"):
+            if not cfg.get(need):
+                raise ValueError(f"[predict] {need}: missing; give the {need}")
+        values = dict(cfg)
+        if isinstance(values["model"], str):
+            values["model"] = models.resolve_model(values["model"], sessions_root or Path("sessions"))
+        for name in ("chunk_rows", "token_budget", "multiple", "max_length"):
+            if values.get(name) is not None and int(values[name]) <= 0:
+                raise ValueError(f"[predict] {name}: must be a positive number, got {values[name]!r}")
+        return cls(**values)
+
+
+@dataclass
+class Prepared:
+    """One chunk, tokenized and batched ahead of the model."""
+
+    chunk: InputChunk
+    batches: list[batching.Batch] = field(default_factory=list)
+
+
+@dataclass
+class Hooks:
+    """How the pipeline talks to its host (the engine's JobContext, or a test)."""
+
+    emit: Callable[[Any], Any]
+    update_state: Callable[..., Any]
+    boundary: Callable[[int], None]
+
+
+def _log(hooks: Hooks, level: str, text: str) -> None:
+    hooks.emit(protocol.LogRecorded(level=level, text=text))  # type: ignore[arg-type]
+
+
+class _Prefetcher:
+    """Reads and tokenizes the next chunk in a thread while the model runs the current one.
+
+    The queue holds one chunk, so memory holds at most three: being read, waiting, being run.
+    """
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[InputChunk], prepare: Callable[[InputChunk], Prepared]) -> None:
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._work, args=(chunks, prepare), name="predict-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, chunks: Iterator[InputChunk], prepare: Callable[[InputChunk], Prepared]) -> None:
+        try:
+            for chunk in chunks:
+                if not self._put(prepare(chunk)):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the main thread, which fails the job with it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[Prepared]:
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
+    output = Path(params.output)
+    src = open_input(
+        params.input,
+        fmt=params.format,
+        encoding=params.encoding,
+        text_col=params.text_col,
+        hdf_key=params.hdf_key,
+    )
+    model, tokenizer, id2label, info = models.load(params.model)
+    labels = [id2label[i] for i in range(len(id2label))]
+    if params.max_length is None:
+        limits = [DEFAULT_MAX_LENGTH, int(tokenizer.model_max_length)]
+        limits.append(int(getattr(model.config, "max_position_embeddings", DEFAULT_MAX_LENGTH)))
+        params.max_length = min(limits)
+    meta = {
+        "labels": labels,
+        "label2id": {name: i for i, name in enumerate(labels)},
+        "model": {**params.model, **info, "fingerprint": models.fingerprint(params.model)},
+        "input": {**input_fingerprint(src), "encoding": src.encoding},
+        "settings": {k: getattr(params, k) for k in _PINNED},
+    }
+    writer = _open_writer(params, output, labels, meta, hooks)
+    if writer.cursor.get("done"):
+        _log(hooks, "info", f"{output} is already complete ({writer.rows:,} rows); nothing to do")
+        return {"rows": writer.rows, "output": str(output), "already_complete": True}
+    settings = writer.cursor["meta"]["settings"]
+    pos = Position(**writer.cursor["position"])
+    tracker = Tracker(writer.rows, src.n_rows, pos.offset or 0, src.size)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    forward = batching.make_forward(model)
+    n_classes = len(labels)
+
+    def prepare(chunk: InputChunk) -> Prepared:
+        keep = [i for i, f in enumerate(chunk.flags) if not f]
+        ids = batching.tokenize(tokenizer, [chunk.texts[i] or "" for i in keep], settings["max_length"])
+        built = list(
+            batching.batches(
+                ids,
+                pad_id=pad_id,
+                token_budget=settings["token_budget"],
+                multiple=settings["multiple"],
+                max_length=settings["max_length"],
+            )
+        )
+        for b in built:  # batch positions are among the kept texts; make them chunk positions
+            b.index = np.asarray(keep, dtype=np.int64)[b.index]
+        return Prepared(chunk, built)
+
+    hooks.update_state(step=writer.rows, total_steps=src.n_rows)
+    hooks.emit(protocol.JobStarted(job="predict", step=writer.rows, total_steps=src.n_rows))
+    started = time.monotonic()
+    prefetch = _Prefetcher(iter_input(src, settings["chunk_rows"], pos), prepare)
+    last_report = time.monotonic()
+    last_rows: list[dict[str, Any]] | None = None
+    try:
+        for item in prefetch:
+            chunk = item.chunk
+            n = len(chunk.rows)
+            probs = np.zeros((n, n_classes), dtype=np.float32)
+            done_in_chunk = 0
+            for b in item.batches:
+                probs[b.index] = forward(b.input_ids, b.attention_mask)[: len(b.index)]
+                tracker.add(0, 0, b.real_tokens, b.padded_tokens)
+                done_in_chunk += len(b.index)
+                if time.monotonic() - last_report > PROGRESS_EVERY_S:
+                    _report(hooks, tracker, writer, output, extra_done=done_in_chunk)
+                    last_report = time.monotonic()
+            frame = writer.frame(chunk.rows, probs, probs.argmax(axis=1), chunk.flags)
+            writer.append(frame, Position(chunk.rows[-1], chunk.last_offset).as_dict())
+            tracker.add(n, chunk.bytes_done, 0, 0)
+            last_rows = _last_rows(frame, chunk)
+            _report(hooks, tracker, writer, output, last=last_rows)
+            last_report = time.monotonic()
+            hooks.update_state(step=writer.rows)
+            hooks.boundary(writer.rows)
+    finally:
+        prefetch.close()
+    elapsed = time.monotonic() - started
+    summary = {
+        "rows": writer.rows,
+        "output": str(output),
+        "label_counts": dict(writer.cursor["label_counts"]),
+        "flag_counts": dict(writer.cursor["flag_counts"]),
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round((writer.rows - tracker.start_done) / elapsed, 1) if elapsed > 0 else None,
+        "padding": tracker.padding(),
+        "real_tokens": tracker.real_tokens,
+    }
+    writer.finish(summary)
+    tracker.total = writer.rows
+    _report(hooks, tracker, writer, output, last=last_rows)
+    return summary
+
+
+def _open_writer(
+    params: Params, output: Path, labels: list[str], meta: dict[str, Any], hooks: Hooks
+) -> PredictionWriter:
+    if not params.resume:
+        return PredictionWriter.create(output, labels, meta, overwrite=params.overwrite)
+    try:
+        writer = PredictionWriter.resume(output, labels)
+    except DamagedOutput as exc:
+        writer = PredictionWriter(output, labels, _cursor_or_fail(output))
+        aside = writer.set_aside()
+        _log(hooks, "warning", f"{exc}; kept it as {aside.name} and predicting again from the first row")
+    _check_same_run(writer.cursor["meta"], meta, output)
+    changed = [k for k in _PINNED if writer.cursor["meta"]["settings"][k] != meta["settings"][k]]
+    if changed:
+        _log(
+            hooks,
+            "info",
+            f"resuming with the output's own {', '.join(changed)} so its rows match a single run",
+        )
+    if writer.cursor["meta"]["input"].get("encoding") != meta["input"]["encoding"]:
+        _log(
+            hooks,
+            "warning",
+            f"resuming with encoding {meta['input']['encoding']} (the output began with "
+            f"{writer.cursor['meta']['input'].get('encoding')})",
+        )
+    _log(
+        hooks,
+        "info",
+        f"resuming {output.name} after {writer.rows:,} rows (input row {writer.cursor['position']['row']:,})",
+    )
+    return writer
+
+
+def _cursor_or_fail(output: Path) -> dict[str, Any]:
+    from engine.predict.writer import read_cursor
+
+    cursor = read_cursor(output)
+    if cursor is None:
+        raise OutputError(f"{output}: nothing to resume (no cursor next to it)")
+    return cursor
+
+
+def _check_same_run(saved: dict[str, Any], now: dict[str, Any], output: Path) -> None:
+    """A resume must continue the same model on the same input, or the file would mix two runs."""
+    if saved["model"]["fingerprint"] != now["model"]["fingerprint"] or saved["labels"] != now["labels"]:
+        raise OutputError(
+            f"{output}: was started with another model ({saved['model'].get('path')}); "
+            "resume with that model or start again with --overwrite"
+        )
+    same = ("size", "mtime_ns", "format", "text_col")
+    if any(saved["input"].get(k) != now["input"].get(k) for k in same):
+        raise OutputError(
+            f"{output}: was started on another input or text column ({saved['input'].get('path')}, "
+            f"{saved['input'].get('text_col')}) or the file changed since; start again with --overwrite"
+        )
+
+
+def _last_rows(frame: Any, chunk: InputChunk) -> list[dict[str, Any]]:
+    tail = frame.tail(LAST_ROWS)
+    texts = chunk.texts[-len(tail) :]
+    return [
+        {
+            "row": int(r.row),
+            "label": str(r.label),
+            "score": None if r.score != r.score else round(float(r.score), 4),
+            "flag": str(r.flag),
+            "text": (t or "")[:80].replace("\n", " "),
+        }
+        for r, t in zip(tail.itertuples(), texts, strict=True)
+    ]
+
+
+def _report(
+    hooks: Hooks,
+    tracker: Tracker,
+    writer: PredictionWriter,
+    output: Path,
+    *,
+    extra_done: int = 0,
+    last: list[dict[str, Any]] | None = None,
+) -> None:
+    detail: dict[str, Any] = {
+        "written": writer.rows,
+        "output": str(output),
+        "label_counts": dict(writer.cursor["label_counts"]),
+        "flag_counts": dict(writer.cursor["flag_counts"]),
+        "estimated_total": tracker.estimated_total(),
+        "padding": tracker.padding(),
+        "tokens_per_s": tracker.tokens_per_s(),
+        "bytes_done": tracker.bytes_done,
+        "bytes_total": tracker.bytes_total,
+    }
+    if last is not None:
+        detail["last_rows"] = last
+    hooks.emit(
+        protocol.ProgressReported(
+            stage=STAGE,
+            done=tracker.done + extra_done,
+            total=tracker.total,
+            unit="rows",
+            rate=tracker.rate(),
+            eta_s=tracker.eta_s(),
+            detail=detail,
+        )
+    )

@@ -1,0 +1,206 @@
+"""The input of a prediction job: open a file (no label column needed) and read it in resumable chunks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engine.data import columnar, readers, textformats
+from engine.data.encoding import resolve, sample, sniff_binary
+from engine.data.errors import DataError
+
+# Flags of rows that get no prediction; the row is still written so row counts line up with the input.
+FLAG_MISSING = "missing_text"
+FLAG_EMPTY = "empty_text"
+FLAG_MALFORMED = "malformed_row"
+FLAG_WIDTH = 16
+
+
+@dataclass
+class InputChunk:
+    """Consecutive input records: their data row numbers, texts (None where flagged) and flags."""
+
+    rows: list[int]
+    texts: list[str | None]
+    flags: list[str]
+    # Where the last record starts (text formats), so a resume can reopen the file right there.
+    last_offset: int | None = None
+    bytes_done: int = 0
+
+
+@dataclass
+class Position:
+    """Where reading stopped: the last data row consumed and, for text formats, its byte offset."""
+
+    row: int = 0
+    offset: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "offset": self.offset}
+
+
+def open_input(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    encoding: str | None = None,
+    text_col: str | None = None,
+    hdf_key: str | None = None,
+) -> readers.Source:
+    """Like ``readers.open_source`` but only a text column is needed (files to label have no labels)."""
+    p = str(path)
+    if not os.path.exists(p):
+        raise DataError(f"{p}: no such file; check the --input path")
+    if os.path.isdir(p):
+        raise DataError(f"{p}: is a directory; give a data file as --input")
+    size = os.path.getsize(p)
+    if size == 0:
+        raise DataError(f"{p}: file is empty (0 bytes); give a file with a header line and data rows")
+    kind = readers.detect_format(p, fmt)
+    src = readers.Source(path=p, format=kind, columns=[], text_col="", label_col="", size=size)
+    if kind in ("csv", "tsv", "jsonl"):
+        with open(p, "rb") as fh:
+            sniff_binary(p, fh.read(8192))
+        choice = resolve(p, encoding)
+        src.encoding, src.encoding_note = choice.name, choice.note if choice.detected else ""
+        _check_sample_decodes(p, choice.name)
+        if kind == "jsonl":
+            src.columns = textformats.jsonl_columns(p, choice.name)
+        else:
+            delimiter = "\t" if kind == "tsv" else ","
+            src.columns, src.data_offset = textformats.read_header(p, delimiter, choice.name)
+    elif kind == "parquet":
+        src.columns, src.n_rows = columnar.parquet_info(p)
+    else:
+        src.columns, src.n_rows, src.hdf_key = columnar.hdf_info(p, hdf_key)
+    src.text_col = src.label_col = pick_text_column(p, src.columns, text_col)
+    return src
+
+
+def _check_sample_decodes(path: str, encoding: str) -> None:
+    """Catch a wrong encoding before the engine starts (a bad byte later in the file still fails the job)."""
+    data = sample(path)
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: byte 0x{data[exc.start]:02x} in the sampled start/middle/end is not valid {encoding}; "
+            "rerun with --encoding latin-1 (or --encoding auto to detect it)"
+        ) from None
+
+
+def pick_text_column(path: str, columns: list[str], text_col: str | None) -> str:
+    if text_col is not None:
+        if text_col not in columns:
+            raise DataError(
+                f"{path}: no text column {text_col!r}; the columns are {', '.join(columns)} (use --text-col)"
+            )
+        return text_col
+    lower = {c.lower(): c for c in columns}
+    named = next((lower[n] for n in readers.TEXT_NAMES if n in lower), None)
+    if named is not None:
+        return named
+    if len(columns) == 1:
+        return columns[0]
+    raise DataError(
+        f"{path}: cannot tell which column holds the text ({', '.join(columns)}); pass --text-col"
+    )
+
+
+def input_fingerprint(src: readers.Source) -> dict[str, Any]:
+    """What a resume checks to be sure it continues the same input file."""
+    st = os.stat(src.path)
+    return {
+        "path": os.path.abspath(src.path),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "format": src.format,
+        "text_col": src.text_col,
+    }
+
+
+def flag_of(value: Any) -> tuple[str | None, str]:
+    """The text to predict on (None if none) and the row's flag."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None, FLAG_MISSING
+    text = value if isinstance(value, str) else str(value)
+    if not text.strip():
+        return None, FLAG_EMPTY
+    return text, ""
+
+
+def iter_input(src: readers.Source, chunk_rows: int, start: Position | None = None) -> Iterator[InputChunk]:
+    """Chunks of exactly ``chunk_rows`` records (the last may be shorter), starting after ``start``.
+
+    Every record counts, malformed ones included, so chunk boundaries after a resume fall
+    where they fell in an uninterrupted run and the batches (and float results) are the same.
+    """
+    start = start or Position()
+    if src.format in ("csv", "tsv", "jsonl"):
+        yield from _iter_text(src, chunk_rows, start)
+    else:
+        yield from _iter_columnar(src, chunk_rows, start.row)
+
+
+def _iter_text(src: readers.Source, chunk_rows: int, start: Position) -> Iterator[InputChunk]:
+    if start.row and start.offset is not None:
+        # Reopen at the last consumed record and skip it: its start offset is known, the next one's is not.
+        records = readers.iter_records(src, start.offset, start.row - 1)
+        first = next(records, None)
+        if first is None or first[0] != start.row:
+            raise DataError(
+                f"{src.path}: row {start.row} is no longer at byte offset {start.offset}; "
+                "the input changed since the output was started: start again with --overwrite"
+            )
+    else:
+        records = readers.iter_records(src)
+    ti = src.columns.index(src.text_col)
+    tc = src.text_col
+    chunk = InputChunk([], [], [])
+    for row, offset, values in records:
+        if isinstance(values, str):
+            text, flag = None, FLAG_MALFORMED
+        elif isinstance(values, dict):
+            text, flag = flag_of(values.get(tc))
+        else:
+            text, flag = flag_of(values[ti])
+        chunk.rows.append(row)
+        chunk.texts.append(text)
+        chunk.flags.append(flag)
+        chunk.last_offset = offset
+        if len(chunk.rows) >= chunk_rows:
+            chunk.bytes_done = offset
+            yield chunk
+            chunk = InputChunk([], [], [])
+    if chunk.rows:
+        chunk.bytes_done = src.size
+        yield chunk
+
+
+def _iter_columnar(src: readers.Source, chunk_rows: int, done: int) -> Iterator[InputChunk]:
+    tc = src.text_col
+    if src.format == "hdf5":
+        total = src.n_rows or 0
+        for first in range(done + 1, total + 1, chunk_rows):
+            cols = columnar.hdf_page(src.path, src.hdf_key or "", [tc], first, chunk_rows)
+            yield _columnar_chunk(first, cols[tc])
+        return
+    # Parquet batches come from the start; whole batches before the cursor are skipped unread-ahead.
+    for first, cols in columnar.iter_parquet(src.path, [tc], chunk_rows):
+        values = cols[tc]
+        if first + len(values) - 1 <= done:
+            continue
+        skip = max(0, done + 1 - first)
+        yield _columnar_chunk(first + skip, values[skip:])
+
+
+def _columnar_chunk(first: int, values: list[Any]) -> InputChunk:
+    chunk = InputChunk([], [], [])
+    for i, value in enumerate(values):
+        text, flag = flag_of(value)
+        chunk.rows.append(first + i)
+        chunk.texts.append(text)
+        chunk.flags.append(flag)
+    return chunk

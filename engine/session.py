@@ -1,0 +1,279 @@
+"""The session folder: its layout, atomic state writes, ids, listing and live status.
+
+A session is a folder under the sessions directory (``./sessions`` by default,
+``--sessions-dir`` or ``FTC_SESSIONS_DIR``). Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+# A heartbeat older than this, from an engine on another host, counts as crashed.
+STALE_AFTER_S = 30.0
+# The statuses an engine can still be in; a dead pid in one of these means "crashed".
+LIVE_STATUSES = frozenset({"starting", "running", "paused", "stopping"})
+ENDED_STATUSES = frozenset({"finished", "failed", "stopped"})
+# Unix socket paths are limited to ~107 bytes (sun_path); leave room for "ipc://".
+IPC_PATH_MAX = 100
+
+
+class SessionError(Exception):
+    """A session that cannot be used as asked (unknown id, dead engine, bad folder)."""
+
+
+def sessions_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the sessions directory: explicit value, then FTC_SESSIONS_DIR, then ./sessions."""
+    value = explicit or os.environ.get("FTC_SESSIONS_DIR") or "sessions"
+    return Path(value).expanduser().resolve()
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create a directory readable only by its owner (0700), tightening an existing one."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Write a file so that readers see the old or the new content, never half of it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def new_session_id(name: str | None = None) -> str:
+    """A sortable, readable, unique id: ``20261123-104600-my-run-3f2a``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^a-z0-9]+", "-", (name or "run").lower()).strip("-")[:32] or "run"
+    return f"{stamp}-{slug}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class SessionPaths:
+    """Where everything of one session lives."""
+
+    root: Path
+
+    @property
+    def id(self) -> str:
+        return self.root.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "engine.log"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    def socket_dir(self) -> Path:
+        """A 0700 directory for the ipc sockets, short enough for the sun_path limit."""
+        local = self.root / "run"
+        if len(f"{local}/cmd.sock") <= IPC_PATH_MAX:
+            return local
+        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"ftc-{os.getuid()}"
+        return base / self.id[-40:]
+
+    def create(self) -> None:
+        ensure_private_dir(self.root)
+        for sub in (self.data, self.checkpoints, self.model, self.predictions, self.tensorboard):
+            ensure_private_dir(sub)
+
+
+def read_state(paths: SessionPaths) -> dict[str, Any]:
+    """The session's state.json, or an empty dict if it has none yet."""
+    try:
+        return json.loads(paths.state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise SessionError(
+            f"{paths.state}: state file is not valid JSON ({exc}); the session folder is damaged"
+        ) from None
+
+
+def write_state(paths: SessionPaths, **updates: Any) -> dict[str, Any]:
+    """Merge updates into state.json atomically and return the new state."""
+    state = read_state(paths)
+    state.update(updates)
+    atomic_write_json(paths.state, state)
+    return state
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """The process start time from /proc (guards against pid reuse); None where unavailable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def pid_alive(pid: int | None, start_time: str | None = None) -> bool:
+    """Whether this pid is a live (not zombie) process, and the same process if start_time is given."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the kill probe is all we have
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or fields[19] == start_time
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    return {"pid": pid, "pid_start": _proc_start_time(pid), "hostname": socket.gethostname()}
+
+
+def live_status(state: dict[str, Any], now: float | None = None) -> str:
+    """The status to show: the recorded one, or ``crashed`` if its engine is gone without a clean end."""
+    status = state.get("status", "new")
+    if status not in LIVE_STATUSES:
+        return status
+    now = time.time() if now is None else now
+    if state.get("hostname") not in (None, socket.gethostname()):
+        stale = now - float(state.get("heartbeat", 0)) > STALE_AFTER_S
+        return "crashed" if stale else status
+    if pid_alive(state.get("pid"), state.get("pid_start")):
+        return status
+    return "crashed"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One row of ``ftc ls`` and the sessions screen."""
+
+    id: str
+    path: Path
+    status: str
+    job: str
+    step: int
+    total_steps: int | None
+    best_metric: float | None
+    best_metric_name: str | None
+    heartbeat: float | None
+    created: float | None
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "status": self.status,
+            "job": self.job,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "best_metric": self.best_metric,
+            "best_metric_name": self.best_metric_name,
+            "heartbeat": self.heartbeat,
+            "created": self.created,
+            "message": self.message,
+        }
+
+
+def session_info(paths: SessionPaths) -> SessionInfo:
+    try:
+        state = read_state(paths)
+        status = live_status(state)
+    except SessionError as exc:
+        state, status = {"message": str(exc)}, "damaged"
+    return SessionInfo(
+        id=paths.id,
+        path=paths.root,
+        status=status,
+        job=str(state.get("job", "?")),
+        step=int(state.get("step", 0)),
+        total_steps=state.get("total_steps"),
+        best_metric=state.get("best_metric"),
+        best_metric_name=state.get("best_metric_name"),
+        heartbeat=state.get("heartbeat"),
+        created=state.get("created"),
+        message=str(state.get("message", "")),
+    )
+
+
+def list_sessions(root: Path) -> list[SessionInfo]:
+    """Every session under root, newest first."""
+    if not root.is_dir():
+        return []
+    found = [
+        session_info(SessionPaths(p))
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "config.toml").exists()
+    ]
+    return sorted(found, key=lambda s: s.id, reverse=True)
+
+
+def resolve(root: Path, ref: str) -> SessionPaths:
+    """Find a session by id, unique id prefix or path; raise SessionError with what to do otherwise."""
+    as_path = Path(ref).expanduser()
+    if as_path.is_dir() and (as_path / "config.toml").exists():
+        return SessionPaths(as_path.resolve())
+    exact = root / ref
+    if exact.is_dir() and (exact / "config.toml").exists():
+        return SessionPaths(exact)
+    matches = [s for s in list_sessions(root) if s.id.startswith(ref) or s.id.endswith(ref)]
+    if len(matches) == 1:
+        return SessionPaths(matches[0].path)
+    if not matches:
+        raise SessionError(f"no session {ref!r} in {root}; run 'ftc ls' to see the sessions there")
+    names = ", ".join(m.id for m in matches[:5])
+    raise SessionError(f"session {ref!r} is ambiguous in {root} ({names}); give more of its id")

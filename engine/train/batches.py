@@ -1,0 +1,186 @@
+"""Seeded, length-bucketed, dynamically padded batches streamed from the prepared HDF5 shards.
+
+An epoch's plan is computed from the manifest's row counts alone: shard order and
+row order within each shard are permutations seeded by (seed, epoch[, shard]); rows are
+cut into windows of ``window`` batches, sorted by token length inside a window, batched,
+and the window's batch order shuffled. So a batch index names one batch exactly, and a
+resume jumps straight to it by arithmetic, reading one shard, replaying nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PAD_MULTIPLE = 8  # padded lengths are multiples of 8: fewer distinct shapes, tensor-core friendly
+
+
+class DataError(ValueError):
+    """Prepared data that cannot be used; the text names the file and what to do."""
+
+
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / "manifest.json"
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: not found; prepare the data first (ftc prepare) or fix [data] dir"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); prepare the data again") from None
+    if manifest.get("version") != 1 or "splits" not in manifest or "labels" not in manifest:
+        raise DataError(f"{path}: unknown manifest layout; prepare the data again with this ftc")
+    return manifest
+
+
+class SplitReader:
+    """One split's shards, loaded one at a time with a small LRU, so memory stays flat."""
+
+    def __init__(self, data_dir: Path, split: str, manifest: dict[str, Any], cache: int = 2) -> None:
+        info = manifest["splits"].get(split)
+        if not info or not info.get("shards"):
+            raise DataError(
+                f"{data_dir}/manifest.json: split {split!r} has no shards; prepare it with that split"
+            )
+        self.data_dir = data_dir
+        self.split = split
+        self.shards: list[tuple[Path, int]] = [(data_dir / s["path"], int(s["rows"])) for s in info["shards"]]
+        self.rows = sum(n for _, n in self.shards)
+        self._cache: OrderedDict[int, pd.DataFrame] = OrderedDict()
+        self._cache_size = cache
+
+    def shard(self, index: int) -> pd.DataFrame:
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        path, rows = self.shards[index]
+        try:
+            frame = pd.read_hdf(path, key="rows")
+        except (OSError, KeyError) as exc:
+            raise DataError(f"{path}: cannot read shard ({exc}); prepare the data again") from None
+        if len(frame) != rows:
+            raise DataError(f"{path}: has {len(frame)} rows, manifest says {rows}; prepare the data again")
+        self._cache[index] = frame
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return frame
+
+
+@dataclass
+class Batch:
+    """One padded batch and where it came from."""
+
+    epoch: int
+    index: int
+    rows: np.ndarray  # the data's `row` ids, for audits and resume tests
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "labels": self.labels}
+
+
+def pad(encoded: list[list[int]], pad_id: int, multiple: int = PAD_MULTIPLE) -> tuple[np.ndarray, np.ndarray]:
+    longest = max((len(e) for e in encoded), default=1)
+    width = -(-longest // multiple) * multiple
+    ids = np.full((len(encoded), width), pad_id, dtype=np.int32)
+    mask = np.zeros((len(encoded), width), dtype=np.int32)
+    for i, e in enumerate(encoded):
+        ids[i, : len(e)] = e
+        mask[i, : len(e)] = 1
+    return ids, mask
+
+
+@dataclass(frozen=True)
+class _Window:
+    shard: int
+    lo: int  # slice of the shard's permutation
+    hi: int
+    first_batch: int
+    n_batches: int
+
+
+class EpochPlan:
+    """The batches of one epoch of a split, addressable by index."""
+
+    def __init__(
+        self,
+        reader: SplitReader,
+        tokenizer: Any,
+        *,
+        batch_size: int,
+        max_length: int,
+        seed: int,
+        epoch: int,
+        window: int = 50,
+        shuffle: bool = True,
+    ) -> None:
+        self.reader, self.tokenizer = reader, tokenizer
+        self.batch_size, self.max_length = batch_size, max_length
+        self.seed, self.epoch, self.shuffle = seed, epoch, shuffle
+        order = np.arange(len(reader.shards))
+        if shuffle:
+            order = np.random.default_rng([seed, epoch]).permutation(len(reader.shards))
+        self.windows: list[_Window] = []
+        first = 0
+        span = batch_size * window
+        for shard in order:
+            rows = reader.shards[shard][1]
+            for lo in range(0, rows, span):
+                hi = min(rows, lo + span)
+                n = -(-(hi - lo) // batch_size)
+                self.windows.append(_Window(int(shard), lo, hi, first, n))
+                first += n
+        self.num_batches = first
+
+    def _permutation(self, shard: int, rows: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(rows)
+        return np.random.default_rng([self.seed, self.epoch, shard]).permutation(rows)
+
+    def batches(self, start: int = 0) -> Iterator[Batch]:
+        """Batches from index ``start`` to the end of the epoch (start > 0 is a resume: no replay)."""
+        for w_index, win in enumerate(self.windows):
+            if win.first_batch + win.n_batches <= start:
+                continue
+            frame = self.reader.shard(win.shard)
+            picks = self._permutation(win.shard, len(frame))[win.lo : win.hi]
+            texts = frame["text"].to_numpy()[picks]
+            encoded = self.tokenizer(
+                [str(t) for t in texts], truncation=True, max_length=self.max_length, add_special_tokens=True
+            )["input_ids"]
+            lengths = np.array([len(e) for e in encoded])
+            by_length = np.argsort(lengths, kind="stable")
+            groups = [by_length[i : i + self.batch_size] for i in range(0, len(by_length), self.batch_size)]
+            if self.shuffle:
+                rng = np.random.default_rng([self.seed, self.epoch, win.shard, w_index])
+                groups = [groups[i] for i in rng.permutation(len(groups))]
+            rows = frame["row"].to_numpy()[picks]
+            labels = frame["label"].to_numpy()[picks].astype(np.int32)
+            for j, group in enumerate(groups):
+                index = win.first_batch + j
+                if index < start:
+                    continue
+                ids, mask = pad([encoded[i] for i in group], self.tokenizer.pad_token_id or 0)
+                yield Batch(self.epoch, index, rows[group], ids, mask, labels[group])
+
+
+def steps_per_epoch(num_batches: int, accum: int) -> int:
+    return -(-num_batches // accum)

@@ -1,0 +1,170 @@
+"""The training run's configuration: validated [model], [data] and [train] sections of config.toml."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; one line naming the field and what to do."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Section):
+    source: str = Field(min_length=1, description="hub name or local folder of the pretrained encoder")
+
+
+class DataSection(_Section):
+    dir: str | None = Field(
+        None, description="prepared data folder (manifest.json); default: the session's data/"
+    )
+    # Or a raw labelled file, prepared into the session's data/ before training (engine.data.job).
+    source: str | None = Field(None, min_length=1, description="CSV/TSV/JSONL/Parquet/HDF5 file to prepare")
+    text_col: str | None = None
+    label_col: str | None = None
+    encoding: str | None = None
+    format: str | None = None
+    key: str | None = Field(None, description="HDF5 key of the table")
+    tokenizer: str | None = Field(
+        None, description="tokenizer for the token-length test; default: the model's"
+    )
+    split: dict[str, float] | list[float] | None = None
+    seed: int | None = None
+    shard_rows: int | None = Field(None, ge=1)
+    dedupe: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSection:
+        if self.dir is not None and self.source is not None:
+            raise ValueError("dir and source both set; give a prepared folder (dir) or a raw file (source)")
+        return self
+
+
+class EarlyStopping(_Section):
+    metric: str = "macro_f1"
+    mode: Literal["auto", "max", "min"] = "auto"
+    # Evaluations without improvement before stopping; None tracks the best but never stops.
+    patience: int | None = Field(None, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+    @property
+    def maximize(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "max"
+        return not self.metric.endswith("loss")
+
+
+class TrainSection(_Section):
+    seed: int = 42
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs when set")
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    max_length: int = Field(128, ge=8)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    schedule: Literal["constant", "linear", "cosine", "exponential"] = "linear"
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final LR / peak LR for linear and cosine")
+    decay_rate: float = Field(0.5, gt=0, le=1, description="exponential: LR factor per decay_steps")
+    decay_steps: int = Field(1000, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    clip_norm: float | None = Field(1.0, gt=0)
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    freeze: Literal["none", "head_only", "bottom_n", "progressive"] = "none"
+    freeze_layers: int = Field(0, ge=0, description="bottom_n: encoder layers (plus embeddings) kept frozen")
+    unfreeze_every_steps: int = Field(100, ge=1, description="progressive: steps between unfreezing a layer")
+    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
+    eval_every_steps: int | None = Field(None, ge=1, description="also evaluated at every epoch end")
+    early_stopping: EarlyStopping = Field(default_factory=lambda: EarlyStopping.model_validate({}))
+    checkpoint_every_steps: int | None = Field(500, ge=1)
+    checkpoint_every_minutes: float | None = Field(10.0, gt=0)
+    keep_last: int = Field(3, ge=1)
+    keep_best: bool = True
+    bucket_window: int = Field(50, ge=1, description="batches per length-sorting window")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainSection:
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            raise ValueError("warmup_steps and warmup_ratio both set; keep one of them")
+        if self.freeze == "bottom_n" and self.freeze_layers == 0:
+            raise ValueError("freeze = 'bottom_n' needs freeze_layers >= 1")
+        if isinstance(self.class_weights, dict) and any(w < 0 for w in self.class_weights.values()):
+            raise ValueError("class_weights: weights must be >= 0")
+        return self
+
+
+# Fields that change how often things are written, not what is learned: a resume may change them.
+NON_SEMANTIC = frozenset({"checkpoint_every_steps", "checkpoint_every_minutes", "keep_last", "keep_best"})
+
+
+class TrainConfig(_Section):
+    model: ModelSection
+    data: DataSection = Field(default_factory=lambda: DataSection.model_validate({}))
+    train: TrainSection = Field(default_factory=lambda: TrainSection.model_validate({}))
+
+    def semantic(self) -> dict[str, Any]:
+        """The settings that decide the result (fingerprinted in checkpoints)."""
+        data = self.model_dump(mode="json")
+        for key in NON_SEMANTIC:
+            data["train"].pop(key, None)
+        # The prepared data's own fingerprint covers its content, wherever and however it was made.
+        data["data"] = {}
+        return data
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.semantic(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _hint(err: Any) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "remove it or check its spelling"
+    if kind == "missing":
+        return "add it"
+    return "fix the value"
+
+
+def parse_config(raw: dict[str, Any]) -> TrainConfig:
+    """Validate the [model], [data] and [train] sections; other top-level sections belong to others."""
+    sections = {k: raw[k] for k in ("model", "data", "train") if k in raw}
+    try:
+        return TrainConfig.model_validate(sections)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("literal[", "dict["))]
+        where = f"[{loc[0]}] {'.'.join(loc[1:])}".strip() if loc else "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {msg}; {_hint(err)}") from None
+
+
+def load_config(path: Path) -> TrainConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    return parse_config(raw)
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two semantic configs: 'train.learning_rate 5e-05 -> 0.0001'."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.extend(describe_changes(a, b, name + "."))
+        elif a != b:
+            changes.append(f"{name} {a!r} -> {b!r}")
+    return changes

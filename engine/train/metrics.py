@@ -1,0 +1,51 @@
+"""Classification metrics for evaluations: loss, accuracy, macro and per-class P/R/F1, ROC-AUC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def evaluate_logits(
+    logits: np.ndarray, labels: np.ndarray, names: list[str]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(metrics, per_class) from logits and true label ids."""
+    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+
+    probs = softmax(logits.astype(np.float64))
+    n = len(names)
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+    pred = probs.argmax(axis=1)
+    ids = list(range(n))
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
+    mp, mr, mf, _ = precision_recall_fscore_support(
+        labels, pred, labels=ids, average="macro", zero_division=0
+    )
+    metrics: dict[str, Any] = {
+        "loss": float(-np.log(picked).mean()),
+        "accuracy": float((pred == labels).mean()),
+        "macro_precision": float(mp),
+        "macro_recall": float(mr),
+        "macro_f1": float(mf),
+    }
+    present = np.unique(labels)
+    try:
+        if n == 2 and len(present) == 2:
+            metrics["roc_auc"] = float(roc_auc_score(labels, probs[:, 1]))
+        elif n > 2 and len(present) == n:
+            metrics["roc_auc"] = float(roc_auc_score(labels, probs, multi_class="ovr", labels=ids))
+    except ValueError:
+        pass  # AUC is undefined for this sample (e.g. one class only); leave it out rather than guess
+    per_class = {
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": float(s[i])}
+        for i, name in enumerate(names)
+    }
+    return metrics, per_class

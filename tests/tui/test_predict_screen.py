@@ -1,0 +1,78 @@
+"""The prediction screen, driven through Pilot on a prediction session's journal: what a person sees."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual.app import App
+
+from engine import protocol
+from engine.journal import Journal
+from engine.session import SessionPaths, write_state
+from tests.tui.screen_text import screen_text
+from tui.screens.predict import PredictScreen
+
+
+def _session(root: Path) -> SessionPaths:
+    paths = SessionPaths(root / "20260101-000000-predict-beef")
+    paths.create()
+    paths.config.write_text('[job]\nkind = "predict"\n')
+    write_state(paths, status="finished", job="predict", step=0, created=time.time())
+    journal = Journal(paths.events, paths.id)
+    journal.append(protocol.JobStarted(job="predict", step=0))
+    last = [
+        {"row": 4999, "label": "pos", "score": 0.91, "flag": "", "text": "lovely train ride"},
+        {"row": 5000, "label": "", "score": None, "flag": "empty_text", "text": ""},
+    ]
+    detail = {
+        "label_counts": {"pos": 3000, "neg": 1500, "mid": 499},
+        "flag_counts": {"empty_text": 1},
+        "estimated_total": 20000,
+        "padding": 0.08,
+        "tokens_per_s": 52000.0,
+        "last_rows": last,
+    }
+    journal.append(
+        protocol.ProgressReported(stage="predict", done=5000, rate=1234.0, eta_s=12.0, detail=detail)
+    )
+    journal.append(protocol.LogRecorded(level="warning", text="resuming with encoding latin-1"))
+    journal.close()
+    return paths
+
+
+class _App(App[None]):
+    def __init__(self, root: Path, session: str) -> None:
+        super().__init__()
+        self._args = (root, session)
+
+    def on_mount(self) -> None:
+        self.push_screen(PredictScreen(*self._args))
+
+
+async def test_predict_screen_shows_progress_labels_and_last_rows(tmp_path: Path) -> None:
+    paths = _session(tmp_path)
+    app = _App(tmp_path, paths.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, PredictScreen)
+        deadline = time.monotonic() + 10
+        while screen.seen_seq < 3 or screen.status == "?":
+            assert time.monotonic() < deadline, "the journal was not replayed"
+            await pilot.pause(0.05)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "5,000/~20,000 rows" in text
+        assert "1,234 rows/s" in text and "flagged 1" in text
+        lines = text.splitlines()
+        # Most frequent label first, with its share of the predictions.
+        pos = next(i for i, ln in enumerate(lines) if "pos" in ln and "60.0%" in ln)
+        neg = next(i for i, ln in enumerate(lines) if "neg" in ln and "30.0%" in ln)
+        assert pos < neg
+        assert "4,999" in text and "lovely" in text and "0.910" in text
+        assert "[empty_text]" in text
+        assert "resuming with encoding latin-1" in text
+        assert "finished" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PredictScreen)

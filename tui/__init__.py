@@ -1,0 +1,1 @@
+"""ftc's terminal side: the command line and the Textual console. Never imports TensorFlow."""

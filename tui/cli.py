@@ -1,0 +1,307 @@
+"""The ``ftc`` command line. Imports stay lazy so ``ftc --help`` starts fast and never loads TensorFlow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class CliError(Exception):
+    """An error to print as one sentence with a non-zero exit."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _sessions_root(args: argparse.Namespace) -> Path:
+    from engine.session import sessions_dir
+
+    return sessions_dir(args.sessions_dir)
+
+
+def _resolve(args: argparse.Namespace) -> Any:
+    from engine.session import resolve
+
+    return resolve(_sessions_root(args), args.session)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import FtcApp
+
+    FtcApp(sessions_root=_sessions_root(args)).run()
+    return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from engine.session import list_sessions
+    from tui.format import ago
+
+    sessions = list_sessions(_sessions_root(args))
+    if args.json:
+        print(json.dumps([s.as_json() for s in sessions], indent=2))
+        return EXIT_OK
+    if not sessions:
+        print(f"no sessions in {_sessions_root(args)}")
+        return EXIT_OK
+    print(f"{'SESSION':40} {'STATUS':9} {'JOB':9} {'STEP':>13} {'BEST':>14}  HEARTBEAT")
+    for s in sessions:
+        step = f"{s.step}" + (f"/{s.total_steps}" if s.total_steps else "")
+        best = f"{s.best_metric_name}={s.best_metric:.4f}" if s.best_metric is not None else "-"
+        print(f"{s.id:40} {s.status:9} {s.job:9} {step:>13} {best:>14}  {ago(s.heartbeat)}")
+    return EXIT_OK
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from engine import client, protocol
+
+    body = {
+        "pause": protocol.Pause,
+        "unpause": protocol.Unpause,
+        "checkpoint": protocol.CheckpointNow,
+        "stop": protocol.Stop,
+    }[args.command]()
+    paths = _resolve(args)
+    result = client.request(paths, body)
+    verb = {"pause": "pause", "unpause": "unpause", "checkpoint": "checkpoint", "stop": "stop"}[args.command]
+    note = "" if result.get("changed") else " (already so; nothing changed)"
+    print(f"{paths.id}: {verb} requested at step {result.get('step', 0)}{note}")
+    return EXIT_OK
+
+
+def follow_plain(paths: Any, out: Any = sys.stdout) -> int:
+    """Print every event of a session as a plain line until its engine stops."""
+    from engine.client import EventFollower
+    from engine.session import LIVE_STATUSES, live_status, read_state
+    from tui.format import event_line
+
+    follower = EventFollower(paths)
+    status = "finished"
+
+    def show(events: list[Any]) -> None:
+        nonlocal status
+        for env in events:
+            print(f"[{env.seq}] {event_line(env.type, env.body.model_dump())}", file=out, flush=True)
+            if env.type == "engine_stopped":
+                status = env.body.model_dump()["status"]
+
+    try:
+        while not follower.ended:
+            show(follower.poll(timeout=0.5))
+            if follower.ended or live_status(read_state(paths)) in LIVE_STATUSES:
+                continue
+            show(follower.poll(timeout=0))  # the engine ended: print what the journal still holds
+            if not follower.ended:
+                status = live_status(read_state(paths))
+                print(f"engine is gone (status: {status}); 'ftc resume {paths.id}' continues it", file=out)
+            break
+    except KeyboardInterrupt:
+        print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back", file=out)
+        return EXIT_OK
+    finally:
+        follower.close()
+    return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
+
+
+def _watch(args: argparse.Namespace, paths: Any) -> int:
+    if getattr(args, "detach", False):
+        print(paths.id)
+        return EXIT_OK
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        from tui.app import FtcApp
+
+        FtcApp(sessions_root=_sessions_root(args), attach=paths.id).run()
+        return EXIT_OK
+    print(paths.id, flush=True)
+    return follow_plain(paths)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.config import load_toml
+    from engine.launcher import create_session, start_engine
+
+    config = load_toml(Path(args.config))
+    paths = create_session(_sessions_root(args), config, name=args.name)
+    start_engine(paths)
+    return _watch(args, paths)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from engine.launcher import start_engine
+
+    paths = _resolve(args)
+    start_engine(paths, resume=True)
+    return _watch(args, paths)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    paths = _resolve(args)
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        from tui.app import FtcApp
+
+        FtcApp(sessions_root=_sessions_root(args), attach=paths.id).run()
+        return EXIT_OK
+    return follow_plain(paths)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from tui.app import FtcApp
+
+    path = Path(args.data)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file; give the path of a CSV, TSV, JSONL, Parquet or HDF5 file")
+    dataset = {
+        "path": str(path.resolve()),
+        "text_col": args.text_col,
+        "label_col": args.label_col,
+        "encoding": args.encoding,
+    }
+    FtcApp(sessions_root=_sessions_root(args), dataset=dataset).run()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tui.demo import run_demo
+
+    return run_demo(args, _sessions_root(args))
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ftc",
+        description="ftc, the fine-tuning console: prepare and test text data, fine-tune transformers "
+        "classifiers on TensorFlow with live loss and learning rate, detach and reattach, resume exactly, "
+        "and stream predictions to HDF5. Without a command it opens the console on the sessions screen.",
+    )
+    parser.add_argument(
+        "--sessions-dir",
+        metavar="DIR",
+        help="where sessions live (default: $FTC_SESSIONS_DIR or ./sessions)",
+    )
+    parser.set_defaults(func=cmd_tui)
+    # Also accepted after the command (``ftc ls --sessions-dir D``); SUPPRESS keeps the top-level value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--sessions-dir", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_sub_parser(common))
+
+    p = sub.add_parser("demo", help="the embedded default: real tweets and a real small model")
+    p.add_argument(
+        "--headless", action="store_true", help="print progress as plain lines instead of the console"
+    )
+    p.add_argument("--steps", type=int, default=None, help="training steps for the demo run")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="start a new session from a TOML run configuration; prints its id")
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--name", help="a short name for the session id")
+    p.add_argument("--detach", action="store_true", help="start the engine and return at once")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "resume", help="restart a crashed or stopped session from its last complete checkpoint"
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--detach", action="store_true", help="start the engine and return at once")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("attach", help="open the console on a session's monitor (plain lines without a TTY)")
+    p.add_argument("session", metavar="SESSION")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("inspect", help="open the console's dataset screen on a data file (preview, tests)")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--text-col", metavar="C", help="the text column (default: guessed)")
+    p.add_argument("--label-col", metavar="L", help="the label column (default: guessed)")
+    p.add_argument("--encoding", metavar="E", help="text encoding, or 'auto' to detect (default: utf-8)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("ls", help="list sessions with status, step and best metric")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    p.set_defaults(func=cmd_ls)
+
+    for name, text in (
+        ("pause", "pause a running session between steps"),
+        ("unpause", "continue a paused session"),
+        ("checkpoint", "write a checkpoint now"),
+        ("stop", "checkpoint, then stop the session's engine"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("session", metavar="SESSION")
+        p.set_defaults(func=cmd_control)
+
+    _add_optional(sub)
+    return parser
+
+
+def _add_optional(sub: Any) -> None:
+    """Subcommands whose modules live with their job (data, prediction); added when present."""
+    if _has_module("engine.data.cli"):
+        from engine.data import cli as data_cli
+
+        p = sub.add_parser(
+            "check", help="run the data tests on a labelled text file (exit 0 pass, 1 fail, 2 bad input)"
+        )
+        data_cli.add_check_arguments(p)
+        p.set_defaults(func=data_cli.check_main)
+        if hasattr(data_cli, "add_prepare_arguments"):
+            p = sub.add_parser("prepare", help="split, shuffle and shard a labelled text file for training")
+            data_cli.add_prepare_arguments(p)
+            p.set_defaults(func=data_cli.prepare_main)
+    if _has_module("engine.predict.cli"):
+        from engine.predict import cli as predict_cli
+
+        p = sub.add_parser("predict", help="label a text file with a model, streaming results to HDF5")
+        predict_cli.add_predict_arguments(p)
+        p.set_defaults(func=predict_cli.predict_main)
+
+
+def _sub_parser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    class SubParser(argparse.ArgumentParser):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("parents", [common])
+            super().__init__(**kwargs)
+
+    return SubParser
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from engine.config import ConfigError
+    from engine.session import SessionError
+
+    try:
+        code: int = args.func(args)
+        return code
+    except CliError as exc:
+        print(f"ftc: {exc}", file=sys.stderr)
+        return exc.code
+    except (SessionError, ConfigError) as exc:
+        print(f"ftc: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
