@@ -164,7 +164,7 @@ class DatasetScreen(Screen[None]):
                 yield Static("", id="ds-hist-labels")
                 yield Static("", id="ds-hist-lengths")
         yield Static("", id="ds-status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = "ftc · dataset"

@@ -74,7 +74,7 @@ class MonitorScreen(Screen[None]):
                 yield EvaluationTable(id="eval-table")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield CheckpointTable(id="ckpt-table")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.follow()

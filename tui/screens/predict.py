@@ -86,7 +86,7 @@ class PredictScreen(Screen[None]):
             yield Static(label_bars({}), id="predict-labels")
             yield DataTable(id="predict-rows", cursor_type="none", zebra_stripes=True)
         yield RichLog(id="predict-log", max_lines=LOG_LINES, wrap=False, markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#predict-labels", Static).border_title = "labels"

@@ -60,7 +60,7 @@ class SessionsScreen(Screen[None]):
         self.columns = table.add_columns("Session", "Status", "Job", "Step", "Best", "Seen")
         yield table
         yield Static("", id="sessions-empty")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.refresh_sessions()
