@@ -9,6 +9,7 @@ the engine always writes before it publishes. Nothing here imports TensorFlow or
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +62,14 @@ def request(paths: SessionPaths, body: protocol._Body, timeout: float = REPLY_TI
                 f"it may be busy or hung, see {paths.log}"
             )
         reply = protocol.decode(sock.recv(), kinds={"reply": protocol.Reply})
+    except zmq.ZMQError as exc:
+        raise EngineUnavailable(
+            f"session {paths.id}: cannot reach the engine at {endpoint} ({exc})"
+        ) from None
+    except protocol.ProtocolError as exc:
+        raise CommandFailed(
+            f"session {paths.id}: the engine's reply is not understood ({exc.text})"
+        ) from None
     finally:
         sock.close()
     body_ = reply.body
@@ -133,6 +142,8 @@ class EventFollower:
         self._connect()
         out = list(self._from_journal())
         if self._sub is None:
+            if not out and timeout > 0:
+                time.sleep(timeout)  # no engine to wait on: don't spin the caller's loop
             return out
         if not out and not self._sub.poll(int(timeout * 1000)):
             return out

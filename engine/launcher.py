@@ -20,6 +20,7 @@ from engine.session import (
     LIVE_STATUSES,
     SessionError,
     SessionPaths,
+    engine_lock_held,
     ensure_private_dir,
     live_status,
     new_session_id,
@@ -67,7 +68,7 @@ def start_engine(
     Raises SessionError with the engine log's last line if it dies while starting.
     """
     state = read_state(paths)
-    if live_status(state) in LIVE_STATUSES:
+    if live_status(state) in LIVE_STATUSES or _lock_outlives(paths):
         raise SessionError(f"session {paths.id} already has a running engine (pid {state.get('pid')})")
     write_state(paths, status="starting", pid=None, message="")
     with open(paths.log, "ab") as log:
@@ -105,6 +106,20 @@ def start_engine(
     raise SessionError(
         f"engine for {paths.id} did not come up within {START_TIMEOUT_S:.0f}s; see {paths.log}"
     )
+
+
+def _lock_outlives(paths: SessionPaths, grace_s: float = 5.0) -> bool:
+    """True if an engine still holds the session's lock after a grace period.
+
+    A killed engine's process shows as dead a moment before the kernel has closed all its
+    threads' files (and so released the lock): give it that moment.
+    """
+    deadline = time.monotonic() + grace_s
+    while engine_lock_held(paths):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def last_log_line(paths: SessionPaths) -> str:

@@ -9,6 +9,7 @@ only set flags on ``Control``; the job acts on them between steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import signal
@@ -25,7 +26,14 @@ from engine import jobs, protocol
 from engine.config import ConfigError, job_kind, load_toml
 from engine.jobs.base import Control, JobContext, StopRequested
 from engine.journal import Journal
-from engine.session import SessionPaths, ensure_private_dir, process_identity, read_state, write_state
+from engine.session import (
+    SessionPaths,
+    acquire_engine_lock,
+    ensure_private_dir,
+    process_identity,
+    read_state,
+    write_state,
+)
 
 HEARTBEAT_S = 1.0
 
@@ -111,6 +119,7 @@ class Engine:
 
     def _answer(self, ident: bytes, *frames: bytes) -> None:
         raw = frames[-1] if frames else b""
+        cmd: protocol.Envelope | None = None
         try:
             cmd = protocol.decode(raw, kinds=protocol.COMMANDS)
             if cmd.session != self.paths.id:
@@ -124,7 +133,7 @@ class Engine:
             parent = exc.parent
         except Exception as exc:  # a bug in a handler must not take the engine down
             reply = protocol.Reply(status="error", error_name=type(exc).__name__, error_text=str(exc))
-            parent = None
+            parent = cmd.id if cmd is not None else None
         env = protocol.make(reply, self.paths.id, parent=parent)
         self.router.send_multipart([ident, protocol.encode(env)])
 
@@ -215,6 +224,9 @@ class Engine:
         self._zmq.term()
         for path in (self.cmd_path, self.pub_path):
             path.unlink(missing_ok=True)
+        if self.paths.socket_dir_is_shared():
+            with contextlib.suppress(OSError):
+                self.cmd_path.parent.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", metavar="NAME", help="resume from this checkpoint (e.g. ckpt-1200)")
     args = parser.parse_args(argv)
     paths = SessionPaths(args.session_dir.resolve())
+    if acquire_engine_lock(paths) is None:  # the descriptor stays open, and the lock held, until exit
+        print(f"ftc engine: session {paths.id} is already served by another engine", file=sys.stderr)
+        return 3
     try:
         engine = Engine(paths, args.resume, args.checkpoint)
     except (ConfigError, zmq.ZMQError, OSError) as exc:

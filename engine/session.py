@@ -6,11 +6,14 @@ A session is a folder under the sessions directory (``./sessions`` by default,
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
 import secrets
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,6 +45,53 @@ def ensure_private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
+
+
+def private_runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/ftc-<uid>`` (else in the temp dir), 0700 and verified to be this user's own.
+
+    The temp dir is shared: another user could create the folder first, or a symlink in its
+    place, to read or hijack the sockets. Refuse anything not a real directory owned by us.
+    """
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"ftc-{os.getuid()}"
+    try:
+        os.mkdir(base, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(base)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise SessionError(
+            f"{base}: not a directory owned by you; remove it or set XDG_RUNTIME_DIR to a private folder"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(base, 0o700)
+    return base
+
+
+def acquire_engine_lock(paths: SessionPaths) -> int | None:
+    """Take the session's engine lock (held until the process exits); None if an engine holds it.
+
+    A lock, not the pid in state.json, decides who serves a session: two 'ftc resume' at once
+    would otherwise start two engines that share one journal.
+    """
+    fd = os.open(paths.root / "engine.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def engine_lock_held(paths: SessionPaths) -> bool:
+    """True while some engine process holds the session's lock."""
+    if not (paths.root / "engine.lock").exists():
+        return False
+    fd = acquire_engine_lock(paths)
+    if fd is None:
+        return True
+    os.close(fd)  # closing releases it
+    return False
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
@@ -121,8 +171,14 @@ class SessionPaths:
         local = self.root / "run"
         if len(f"{local}/cmd.sock") <= IPC_PATH_MAX:
             return local
-        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"ftc-{os.getuid()}"
-        return base / self.id[-40:]
+        # The session path is too long for an ipc:// socket: use a private runtime folder, one
+        # subfolder per session keyed on its full path (ids alone may repeat across sessions folders).
+        base = private_runtime_dir()
+        return base / hashlib.sha256(str(self.root).encode()).hexdigest()[:20]
+
+    def socket_dir_is_shared(self) -> bool:
+        """True when the sockets live outside the session folder (and so must be removed at exit)."""
+        return self.socket_dir().parent != self.root
 
     def create(self) -> None:
         ensure_private_dir(self.root)
