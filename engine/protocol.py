@@ -31,7 +31,8 @@ class ProtocolError(ValueError):
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a JSON "1" is not the number 1; a peer that sends it has a bug worth hearing about.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ---------------------------------------------------------------- commands
@@ -229,11 +230,11 @@ _BODY_TYPES: dict[type[_Body], str] = {cls: name for name, cls in BODIES.items()
 class Envelope(BaseModel):
     """The header every message carries, and its typed body."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     v: int = PROTOCOL_VERSION
     type: str
-    session: str
+    session: str = Field(min_length=1)
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     parent: str | None = None
     seq: int | None = None
@@ -265,7 +266,7 @@ def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> 
         raise ProtocolError("MalformedMessage", "message must be a JSON object")
     parent = data.get("id") if isinstance(data.get("id"), str) else None
     version = data.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:  # True and 1.0 equal 1 in Python
         raise ProtocolError(
             "VersionMismatch",
             f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION}); "
@@ -281,6 +282,9 @@ def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> 
             parent,
         )
     body_cls = allowed[kind]
+    seq = data.get("seq")
+    if kind in EVENTS and (type(seq) is not int or seq < 1):
+        raise ProtocolError("InvalidMessage", f"{kind}: field 'seq': an event needs a seq >= 1", parent)
     try:
         body = body_cls.model_validate(data.get("body", {}))
         return Envelope.model_validate({**data, "body": body})

@@ -87,7 +87,7 @@ class Engine:
     # -------------------------------------------------------------- events
 
     def emit(self, body: protocol._Body, parent: str | None = None) -> protocol.Envelope:
-        env = self.journal.append(body, parent=parent)
+        env = self.journal.append(body, parent=parent or self.control.cause)
         self._outbox.put(env)
         return env
 
@@ -140,15 +140,15 @@ class Engine:
     def _execute(self, cmd: protocol.Envelope) -> dict[str, Any]:
         c = self.control
         if cmd.type == "pause":
-            changed = c.pause()
+            changed = c.pause(cmd.id)
         elif cmd.type == "unpause":
-            changed = c.unpause()
+            changed = c.unpause(cmd.id)
         elif cmd.type == "checkpoint_now":
-            c.request_checkpoint()
+            c.request_checkpoint(cmd.id)
             changed = True
         elif cmd.type == "stop":
             changed = c.stop_reason is None
-            c.request_stop("stop command")
+            c.request_stop("stop command", cmd.id)
         else:  # ping, status
             changed = False
         state = self.store.snapshot()
@@ -201,7 +201,7 @@ class Engine:
             status, reason = "finished", "job finished"
         except StopRequested as stop:
             step = int(self.store.snapshot().get("step", step))
-            self.emit(protocol.JobStopped(step=step, reason=stop.reason))
+            self.emit(protocol.JobStopped(step=step, reason=stop.reason), parent=self.control.stop_id)
             status, reason = "stopped", stop.reason
         except BaseException as exc:  # report every failure in the journal, then exit non-zero
             traceback.print_exc()

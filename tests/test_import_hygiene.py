@@ -5,34 +5,31 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.conftest import REPO
 
 HEAVY = ("tensorflow", "transformers", "keras", "tf_keras", "torch")
+# Every module of the console package, found on disk so a new screen cannot slip past, plus
+# the engine modules the console imports.
+TUI_MODULES = sorted(
+    "tui." + ".".join(path.relative_to(REPO / "tui").with_suffix("").parts)
+    for path in (REPO / "tui").rglob("*.py")
+    if path.name not in ("__init__.py", "__main__.py")
+)
 CONSOLE_MODULES = [
+    *TUI_MODULES,
     "engine.protocol",
     "engine.session",
     "engine.journal",
     "engine.client",
     "engine.launcher",
     "engine.config",
-    "tui.cli",
-    "tui.app",
-    "tui.screens.sessions",
-    "tui.screens.monitor",
-    "tui.screens.help",
-    "tui.screens.dataset",
-    "tui.screens.open_file",
-    "tui.widgets.curves",
-    "tui.widgets.tables",
     "engine.data.cli",
     "engine.jobs",
     "engine.train.config",
-    "tui.format",
-    "tui.actions",
+    "engine.predict.progress",
 ]
 
 
@@ -56,10 +53,9 @@ def test_cli_parser_and_help_do_not_import_ml_frameworks() -> None:
     assert "textual" not in loaded, "ftc --help should not even load Textual"
 
 
-def test_ftc_help_is_fast() -> None:
-    # Not a benchmark: a guard against an accidental heavy import (TensorFlow alone takes seconds).
-    start = time.perf_counter()
+def test_ftc_help_runs_without_the_console_or_engine_packages_loaded() -> None:
+    # ``ftc --help`` start time is measured in bench/console_bench.py; here, that it works.
     out = subprocess.run([sys.executable, "-m", "tui", "--help"], cwd=REPO, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
     assert out.returncode == 0 and "fine-tuning console" in out.stdout
-    assert elapsed < 2.0, f"ftc --help took {elapsed:.2f}s"
+    for command in ("demo", "train", "resume", "attach", "ls", "pause", "check", "predict"):
+        assert command in out.stdout

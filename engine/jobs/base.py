@@ -7,8 +7,9 @@ stop never lands in the middle of a step.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,43 +26,74 @@ class StopRequested(Exception):
 
 
 class Control:
-    """Flags the command thread and signal handlers set and the job reads. Thread-safe."""
+    """Flags the command thread and signal handlers set and the job reads. Thread-safe.
+
+    Each flag remembers the id of the command that set it, and ``cause`` names the command
+    being acted on at a step boundary, so the events it leads to (``paused``,
+    ``checkpoint_saved``, ``job_stopped``) carry that command's id as their parent.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self.paused = False
         self.checkpoint_requested = False
         self.stop_reason: str | None = None
+        self._acting = threading.local()  # per thread: only the job thread's events answer a command
+        self.pause_id: str | None = None
+        self.unpause_id: str | None = None
+        self.checkpoint_id: str | None = None
+        self.stop_id: str | None = None
 
-    def pause(self) -> bool:
+    def pause(self, cmd_id: str | None = None) -> bool:
         """Ask for a pause; returns False if already paused (idempotent)."""
         with self._cond:
             was = self.paused
             self.paused = True
+            if not was:
+                self.pause_id = cmd_id
             self._cond.notify_all()
             return not was
 
-    def unpause(self) -> bool:
+    def unpause(self, cmd_id: str | None = None) -> bool:
         with self._cond:
             was = self.paused
             self.paused = False
+            if was:
+                self.unpause_id = cmd_id
             self._cond.notify_all()
             return was
 
-    def request_checkpoint(self) -> None:
+    def request_checkpoint(self, cmd_id: str | None = None) -> None:
         with self._cond:
             self.checkpoint_requested = True
+            self.checkpoint_id = cmd_id
             self._cond.notify_all()
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, cmd_id: str | None = None) -> None:
         with self._cond:
             if self.stop_reason is None:
                 self.stop_reason = reason
+                self.stop_id = cmd_id
             self._cond.notify_all()
 
     def wait(self, timeout: float) -> None:
         with self._cond:
             self._cond.wait(timeout)
+
+    @property
+    def cause(self) -> str | None:
+        """The command this thread is acting on, if any."""
+        cause: str | None = getattr(self._acting, "cmd_id", None)
+        return cause
+
+    @contextlib.contextmanager
+    def acting_on(self, cmd_id: str | None) -> Iterator[None]:
+        """Events this thread emits inside are answers to the command ``cmd_id``."""
+        self._acting.cmd_id = cmd_id
+        try:
+            yield
+        finally:
+            self._acting.cmd_id = None
 
 
 SaveFn = Callable[[str], None]
@@ -89,23 +121,29 @@ class JobContext:
         """
         c = self.control
         if c.checkpoint_requested:
-            c.checkpoint_requested = False
-            if save is not None:
-                save("on_command")
+            self._checkpoint_on_command(save)
         if c.paused and c.stop_reason is None:
-            self.update_state(status="paused", step=step)
-            self.emit(protocol.Paused(step=step))
+            with c.acting_on(c.pause_id):
+                self.update_state(status="paused", step=step)
+                self.emit(protocol.Paused(step=step))
             while c.paused and c.stop_reason is None:
                 c.wait(0.2)
                 if c.checkpoint_requested:
-                    c.checkpoint_requested = False
-                    if save is not None:
-                        save("on_command")
+                    self._checkpoint_on_command(save)
             if c.stop_reason is None:
-                self.update_state(status="running", step=step)
-                self.emit(protocol.Unpaused(step=step))
+                with c.acting_on(c.unpause_id):
+                    self.update_state(status="running", step=step)
+                    self.emit(protocol.Unpaused(step=step))
         if c.stop_reason is not None:
             self.update_state(status="stopping", step=step)
             if save is not None:
-                save("stop")
+                with c.acting_on(c.stop_id):
+                    save("stop")
             raise StopRequested(c.stop_reason)
+
+    def _checkpoint_on_command(self, save: SaveFn | None) -> None:
+        c = self.control
+        c.checkpoint_requested = False
+        if save is not None:
+            with c.acting_on(c.checkpoint_id):
+                save("on_command")

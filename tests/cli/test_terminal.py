@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.session import pid_alive, read_state
+from engine.session import SessionPaths, pid_alive, read_state
 from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -75,5 +75,25 @@ def test_killing_the_console_leaves_the_engine_running(start_selftest, sessions_
         step = read_state(paths)["step"]
         wait_for(lambda: read_state(paths)["step"] > step + 5, what="engine still stepping")
         assert read_state(paths)["status"] == "running"
+    finally:
+        term.kill()
+
+
+def test_an_engine_the_console_started_outlives_the_console(tmp_path: Path, sessions_root: Path) -> None:
+    # 'ftc train' on a terminal starts the engine and opens the console on it; the console
+    # is then killed with the terminal (SIGHUP, as when SSH drops): the engine must go on.
+    config = tmp_path / "run.toml"
+    config.write_text('[job]\nkind = "selftest"\n[selftest]\nsteps = 100000\nstep_s = 0.02\n')
+    term = Tmux(f"cd {REPO} && {sys.executable} -m tui --sessions-dir {sessions_root} train {config}")
+    try:
+        term.wait_for_text("learning rate")
+        (folder,) = list(sessions_root.iterdir())
+        paths = SessionPaths(folder)
+        pid = read_state(paths)["pid"]
+        term.kill()
+        assert not term.alive()
+        step = read_state(paths)["step"]
+        wait_for(lambda: read_state(paths)["step"] > step + 5, what="engine still stepping")
+        assert pid_alive(pid) and read_state(paths)["status"] == "running"
     finally:
         term.kill()

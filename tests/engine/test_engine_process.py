@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,16 +92,32 @@ def test_bad_messages_get_error_replies_and_the_engine_keeps_serving(start_selft
 def test_events_while_detached_are_replayed_once_in_order(start_selftest) -> None:
     paths = start_selftest(steps=60, step_s=0.01)
     wait_for(lambda: read_state(paths).get("step", 0) >= 30, what="30 steps with nobody watching")
-    first, second = EventFollower(paths), EventFollower(paths)  # two consoles attached at once
-    seen_first = _follow_to_end(first)
-    seen_second = _follow_to_end(second)
+    seen_first = _follow_to_end(EventFollower(paths))
     journal = read_all(paths.events)
     assert [e.seq for e in seen_first] == list(range(1, len(journal) + 1))
     assert [e.id for e in seen_first] == [e.id for e in journal]
-    assert [e.id for e in seen_second] == [e.id for e in journal]
     steps = [e.body.step for e in seen_first if e.type == "step_ended"]
     assert steps == list(range(1, 61))
     assert seen_first[-1].type == "engine_stopped"
+
+
+def test_two_consoles_following_at_once_see_the_same_events(start_selftest) -> None:
+    paths = start_selftest(steps=400, step_s=0.01)
+    wait_for(lambda: read_state(paths).get("step", 0) >= 20, what="20 steps with nobody watching")
+    followers = [EventFollower(paths), EventFollower(paths)]
+    seen: list[list[Any]] = [[], []]
+    live_steps = set()
+    # Interleave the two, as two consoles attached at the same time would poll.
+    deadline = time.monotonic() + 60
+    while not all(f.ended for f in followers) and time.monotonic() < deadline:
+        for i, follower in enumerate(followers):
+            if not follower.ended:
+                seen[i].extend(follower.poll(timeout=0.05))
+        live_steps.add(read_state(paths).get("step", 0))
+    assert all(f.ended for f in followers), "both followers reach the engine's end"
+    journal = read_all(paths.events)
+    assert [e.id for e in seen[0]] == [e.id for e in seen[1]] == [e.id for e in journal]
+    assert len(live_steps) > 10, "the followers were attached while the engine was still stepping"
 
 
 def test_live_follower_matches_journal_exactly(start_selftest) -> None:
@@ -214,3 +231,29 @@ def test_starting_a_running_session_twice_is_refused(start_selftest) -> None:
     paths = start_selftest()
     with pytest.raises(Exception, match="already has a running engine"):
         start_engine(paths)
+
+
+def test_events_caused_by_a_command_carry_its_id(start_selftest) -> None:
+    paths = start_selftest(checkpoint_every=100000)
+
+    def send(body: Any) -> str:
+        env = protocol.make(body, paths.id)
+        reply = client.send_raw(read_state(paths)["endpoints"]["commands"], protocol.encode(env))
+        assert reply.parent == env.id and reply.body.status == "ok"
+        return env.id
+
+    def caused_by(cmd_id: str, kind: str) -> Any:
+        return wait_for(
+            lambda: next((e for e in read_all(paths.events) if e.type == kind and e.parent == cmd_id), None),
+            what=f"{kind} answering {cmd_id}",
+        )
+
+    wait_for(lambda: read_state(paths).get("step", 0) >= 3, what="some steps")
+    caused_by(send(protocol.Pause()), "paused")
+    caused_by(send(protocol.CheckpointNow()), "checkpoint_saved")  # checkpoints while paused
+    caused_by(send(protocol.Unpause()), "unpaused")
+    stop_id = send(protocol.Stop())
+    caused_by(stop_id, "checkpoint_saved")
+    caused_by(stop_id, "job_stopped")
+    # Events nobody asked for have no parent.
+    assert all(e.parent is None for e in read_all(paths.events) if e.type == "step_ended")

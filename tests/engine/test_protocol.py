@@ -50,7 +50,8 @@ def test_round_trip(kind: str) -> None:
 
 
 def _valid(kind: str = "pause") -> dict:
-    return json.loads(protocol.encode(protocol.make(SAMPLES[kind], "s")))
+    seq = 1 if kind in protocol.EVENTS else None
+    return json.loads(protocol.encode(protocol.make(SAMPLES[kind], "s", seq=seq)))
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,14 @@ def _valid(kind: str = "pause") -> dict:
             "InvalidMessage",
             "session",
         ),
+        # Near misses that a lax validator would coerce into something valid:
+        (json.dumps({**_valid(), "v": True}).encode(), "VersionMismatch", "True"),
+        (json.dumps({**_valid(), "v": 1.0}).encode(), "VersionMismatch", "1.0"),
+        (json.dumps({**_valid(), "session": ""}).encode(), "InvalidMessage", "session"),
+        (json.dumps({**_valid("paused"), "body": {"step": "1"}}).encode(), "InvalidMessage", "step"),
+        (json.dumps({**_valid("paused"), "seq": None}).encode(), "InvalidMessage", "seq"),
+        (json.dumps({**_valid("paused"), "seq": 0}).encode(), "InvalidMessage", "seq"),
+        (json.dumps({**_valid("paused"), "seq": "3"}).encode(), "InvalidMessage", "seq"),
     ],
 )
 def test_rejections_say_what_is_wrong(raw: bytes, name: str, fragment: str) -> None:
