@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.data.errors import DataError
+from engine.data.errors import DataError, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _MARK = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "red")}
@@ -166,7 +166,7 @@ def check_main(args: argparse.Namespace) -> int:
         return _error("check", str(exc))
     except OSError as exc:
         progress.clear()
-        return _error("check", f"{exc.filename or args.data}: {exc.strerror or exc}")
+        return _error("check", f"{exc.filename or args.data}: {exc.strerror or one_line(exc)}")
     except KeyboardInterrupt:
         progress.clear()
         print("ftc check: interrupted", file=sys.stderr)
@@ -231,7 +231,7 @@ def prepare_main(args: argparse.Namespace) -> int:
         return _error("prepare", str(exc))
     except OSError as exc:
         progress.clear()
-        return _error("prepare", f"{exc.filename or args.out}: {exc.strerror or exc}")
+        return _error("prepare", f"{exc.filename or args.out}: {exc.strerror or one_line(exc)}")
     except KeyboardInterrupt:
         progress.clear()
         print("ftc prepare: interrupted; the output folder is incomplete (no manifest.json)", file=sys.stderr)

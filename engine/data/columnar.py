@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.data.errors import DataError
+from engine.data.errors import DataError, one_line
 
 PARQUET_MAGIC = b"PAR1"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -36,9 +36,20 @@ def parquet_info(path: str) -> tuple[list[str], int]:
         meta = pq.ParquetFile(path).metadata
     except Exception as exc:  # pyarrow raises several types for a damaged footer
         raise DataError(
-            f"{path}: Parquet footer cannot be read ({exc}); the file looks truncated or damaged"
+            f"{path}: Parquet footer cannot be read ({one_line(exc)}); the file looks truncated or damaged: "
+            "copy or export it again"
         ) from None
     return list(meta.schema.names), int(meta.num_rows)
+
+
+def _unreadable(path: str, what: str, first: int, last: int, exc: Exception) -> DataError:
+    """A reader failure (damaged pages, bad string bytes, ...) as one sentence: where and what to do."""
+    if isinstance(exc, DataError):
+        return exc
+    return DataError(
+        f"{path}: rows {first}-{last} cannot be read ({type(exc).__name__}: {one_line(exc)}); "
+        f"the {what} file looks damaged: re-export it from the original data"
+    )
 
 
 def _column_lists(table: Any, columns: list[str]) -> dict[str, list[Any]]:
@@ -52,14 +63,35 @@ def iter_parquet(
     """Yield (first row number, {column: values}) per batch, never the whole file."""
     import pyarrow.parquet as pq
 
-    row = 1
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
-        yield row, _column_lists(batch, columns)
+    row, total = 1, chunk_rows
+    # The try covers only the reading (next), not the consumer's work between yields.
+    try:
+        pf = pq.ParquetFile(path)
+        total = pf.metadata.num_rows
+        batches = pf.iter_batches(batch_size=chunk_rows, columns=columns)
+    except Exception as exc:
+        raise _unreadable(path, "Parquet", row, total, exc) from None
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return
+            cols = _column_lists(batch, columns)
+        except Exception as exc:
+            raise _unreadable(path, "Parquet", row, min(row + chunk_rows - 1, total), exc) from None
+        yield row, cols
         row += batch.num_rows
 
 
 def parquet_page(path: str, columns: list[str], start_row: int, n_rows: int) -> dict[str, list[Any]]:
     """Rows [start_row, start_row + n_rows) reading only the row groups that hold them."""
+    try:
+        return _parquet_page(path, columns, start_row, n_rows)
+    except Exception as exc:
+        raise _unreadable(path, "Parquet", start_row, start_row + n_rows - 1, exc) from None
+
+
+def _parquet_page(path: str, columns: list[str], start_row: int, n_rows: int) -> dict[str, list[Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -114,24 +146,35 @@ def hdf_info(path: str, key: str | None) -> tuple[list[str], int, str]:
         raise
     except Exception as exc:  # PyTables raises HDF5ExtError and friends for damaged files
         raise DataError(
-            f"{path}: HDF5 file cannot be read ({exc}); the file looks truncated or damaged"
+            f"{path}: HDF5 file cannot be read ({one_line(exc)}); the file looks truncated or damaged: "
+            "copy or export it again"
         ) from None
 
 
 def iter_hdf(
     path: str, key: str, columns: list[str], chunk_rows: int
 ) -> Iterator[tuple[int, dict[str, list[Any]]]]:
-    with pd.HDFStore(path, mode="r") as store:
-        nrows = int(store.get_storer(key).nrows)
-        for start in range(0, nrows, chunk_rows):
-            frame = store.select(key, start=start, stop=start + chunk_rows, columns=columns)
-            yield start + 1, {c: _plain(frame[c]) for c in columns}
+    """Yield (first row number, {column: values}) per block of ``chunk_rows`` rows."""
+    start, stop = 0, chunk_rows
+    try:
+        with pd.HDFStore(path, mode="r") as store:
+            nrows = int(store.get_storer(key).nrows)
+            for start in range(0, nrows, chunk_rows):
+                stop = min(start + chunk_rows, nrows)
+                frame = store.select(key, start=start, stop=stop, columns=columns)
+                cols = {c: _plain(frame[c]) for c in columns}
+                yield start + 1, cols
+    except Exception as exc:  # the consumer's errors are not thrown in here, so this is the reader's
+        raise _unreadable(path, "HDF5", start + 1, stop, exc) from None
 
 
 def hdf_page(path: str, key: str, columns: list[str], start_row: int, n_rows: int) -> dict[str, list[Any]]:
-    with pd.HDFStore(path, mode="r") as store:
-        frame = store.select(key, start=start_row - 1, stop=start_row - 1 + n_rows, columns=columns)
-        return {c: _plain(frame[c]) for c in columns}
+    try:
+        with pd.HDFStore(path, mode="r") as store:
+            frame = store.select(key, start=start_row - 1, stop=start_row - 1 + n_rows, columns=columns)
+            return {c: _plain(frame[c]) for c in columns}
+    except Exception as exc:
+        raise _unreadable(path, "HDF5", start_row, start_row + n_rows - 1, exc) from None
 
 
 def _plain(series: pd.Series) -> list[Any]:

@@ -30,16 +30,46 @@ def sample(path: str, size: int = SAMPLE_BYTES) -> bytes:
     with open(path, "rb") as fh:
         if total <= 3 * size:
             return fh.read()
-        parts = [fh.read(size)]
-        for start in (total // 2, total - size):
-            fh.seek(start)
-            block = fh.read(size)
-            nl = block.find(b"\n")
-            parts.append(block[nl + 1 :] if nl >= 0 else block)
-    # Cut the head at its last newline too: a multi-byte character may straddle the cut.
-    head = parts[0]
-    parts[0] = head[: head.rfind(b"\n") + 1] or head
+        parts = [_whole_lines(fh.read(size), cut_start=False, cut_end=True)]
+        fh.seek(total // 2)
+        parts.append(_whole_lines(fh.read(size), cut_start=True, cut_end=True))
+        fh.seek(total - size)
+        parts.append(_whole_lines(fh.read(size), cut_start=True, cut_end=False))
     return b"\n".join(parts)
+
+
+def _whole_lines(block: bytes, *, cut_start: bool, cut_end: bool) -> bytes:
+    """Drop the partial lines at a block's cut edges: a multi-byte character there would be split.
+
+    Half a UTF-8 character makes a valid UTF-8 file look like latin-1, so when a block has
+    no newline to cut at (one very long line) we drop partial UTF-8 sequences at its edges.
+    """
+    if cut_start:
+        nl = block.find(b"\n")
+        block = block[nl + 1 :] if nl >= 0 else _skip_continuation(block)
+    if cut_end:
+        nl = block.rfind(b"\n")
+        block = block[: nl + 1] if nl >= 0 else _drop_partial_tail(block)
+    return block
+
+
+def _skip_continuation(block: bytes) -> bytes:
+    i = 0
+    while i < min(3, len(block)) and 0x80 <= block[i] < 0xC0:
+        i += 1
+    return block[i:]
+
+
+def _drop_partial_tail(block: bytes) -> bytes:
+    # Look back at most 3 bytes for a lead byte whose sequence runs past the end.
+    for back in range(1, min(4, len(block) + 1)):
+        byte = block[-back]
+        if byte < 0x80:
+            return block
+        if byte >= 0xC0:
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return block[:-back] if need > back else block
+    return block
 
 
 def resolve(path: str, requested: str | None) -> EncodingChoice:

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.data import columnar, textformats
 from engine.data.encoding import resolve, sniff_binary
-from engine.data.errors import DataError
+from engine.data.errors import DataError, EncodingProblem
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "hdf5")
 _EXTENSIONS = {
@@ -47,7 +47,7 @@ class Source:
     text_col: str
     label_col: str
     encoding: str | None = None
-    encoding_note: str = ""
+    encoding_note: str = ""  # set only when --encoding auto chose the codec
     data_offset: int = 0
     hdf_key: str | None = None
     n_rows: int | None = None  # known up front for Parquet and HDF5
@@ -116,10 +116,13 @@ def open_source(
             sniff_binary(p, fh.read(8192))
         choice = resolve(p, encoding)
         src.encoding, src.encoding_note = choice.name, choice.note if choice.detected else ""
-        if kind == "jsonl":
-            src.columns = textformats.jsonl_columns(p, choice.name)
-        else:
-            src.columns, src.data_offset = textformats.read_header(p, _delimiter(kind), choice.name)
+        try:
+            if kind == "jsonl":
+                src.columns = textformats.jsonl_columns(p, choice.name)
+            else:
+                src.columns, src.data_offset = textformats.read_header(p, _delimiter(kind), choice.name)
+        except EncodingProblem as exc:
+            raise exc.as_detected() if choice.detected else exc from None
     elif kind == "parquet":
         src.columns, src.n_rows = columnar.parquet_info(p)
     else:
@@ -186,17 +189,27 @@ def iter_records(
     assert src.encoding is not None
     offset = src.data_offset if start_offset is None else start_offset
     if src.format == "jsonl":
-        return textformats.iter_jsonl(
+        records = textformats.iter_jsonl(
             src.path, encoding=src.encoding, start_offset=offset, start_row=start_row
         )
-    return textformats.iter_delimited(
-        src.path,
-        delimiter=_delimiter(src.format),
-        encoding=src.encoding,
-        ncols=len(src.columns),
-        start_offset=offset,
-        start_row=start_row,
-    )
+    else:
+        records = textformats.iter_delimited(
+            src.path,
+            delimiter=_delimiter(src.format),
+            encoding=src.encoding,
+            ncols=len(src.columns),
+            start_offset=offset,
+            start_row=start_row,
+        )
+    return records if not src.encoding_note else _detected_codec(records)
+
+
+def _detected_codec(records: Iterator[textformats.Record]) -> Iterator[textformats.Record]:
+    """Reword a later undecodable byte: ``--encoding auto`` chose this codec from a sample only."""
+    try:
+        yield from records
+    except EncodingProblem as exc:
+        raise exc.as_detected() from None
 
 
 def _preview(values: Any) -> str:

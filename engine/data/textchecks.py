@@ -161,12 +161,19 @@ def duplicate_results(index: HashIndex, n_rows: int, splits: bool = False) -> li
         n_conflict_rows += int(in_conflict.sum())
         conflict_rows.extend(rec["row"][in_conflict][:MAX_OFFENDING].tolist())
         if splits:
-            in_train = np.zeros(len(differs), dtype=bool)
+            in_train, in_val = np.zeros(len(differs), dtype=bool), np.zeros(len(differs), dtype=bool)
             np.logical_or.at(in_train, gid, rec["split"] == 0)
+            np.logical_or.at(in_val, gid, rec["split"] == 1)
             n_eval += int((rec["split"] > 0).sum())
-            for code in (1, 2):
-                mask = (rec["split"] == code) & in_train[gid]
-                leaked[SPLIT_NAMES[code]] += int(mask.sum())
+            val_in_train = (rec["split"] == 1) & in_train[gid]
+            test_in_train = (rec["split"] == 2) & in_train[gid]
+            # Test rows seen in validation inflate the scores early stopping picked the model by.
+            test_in_val = (rec["split"] == 2) & in_val[gid]
+            leaked["validation"] += int(val_in_train.sum())
+            leaked["test"] += int(test_in_train.sum())
+            leaked["test_in_validation"] += int(test_in_val.sum())
+            leaked["rows"] += int((val_in_train | test_in_train | test_in_val).sum())
+            for mask in (val_in_train, test_in_train | test_in_val):
                 leak_rows.extend(rec["row"][mask][:MAX_OFFENDING].tolist())
     share = n_dup / max(1, n_rows)
     results = [
@@ -197,13 +204,14 @@ def duplicate_results(index: HashIndex, n_rows: int, splits: bool = False) -> li
         ),
     ]
     if splits:
-        n_leak = sum(leaked.values())
+        n_leak = leaked["rows"]
         share = n_leak / max(1, n_eval)
         results.append(
             CheckResult(
                 "leakage",
                 "pass" if n_leak == 0 else "warn" if share <= 0.005 else "fail",
-                f"{leaked['validation']:,} validation and {leaked['test']:,} test rows also occur in train",
+                f"{leaked['validation']:,} validation and {leaked['test']:,} test rows also occur in train, "
+                f"{leaked['test_in_validation']:,} test rows in validation",
                 float(n_leak),
                 "no leakage"
                 if n_leak == 0

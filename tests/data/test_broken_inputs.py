@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from engine.data.cli import check_main, prepare_main
@@ -209,3 +210,94 @@ def test_exit_codes_from_a_real_process(tmp_path: Path) -> None:
     assert (
         bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.startswith("ftc check: error: ")
     )
+
+
+def ftc(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``ftc ARGS`` through the real command-line entry point, in this process."""
+    from tui.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tweets_frame(n: int = 3000) -> pd.DataFrame:
+    rows = good_rows(n)
+    return pd.DataFrame(
+        {"text": [r.rsplit(",", 1)[0] for r in rows], "label": [r.rsplit(",", 1)[1] for r in rows]}
+    )
+
+
+def test_jsonl_malformed_line_is_a_reject_with_its_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [json.dumps({"text": r.rsplit(",", 1)[0], "label": r.rsplit(",", 1)[1]}) for r in good_rows()]
+    lines[41] = '{"text": "a line cut in the mid'
+    rejects = tmp_path / "r.csv"
+    path = write(tmp_path / "broken.jsonl", "\n".join(lines) + "\n")
+    code, out, err = ftc(capsys, "check", str(path), "--rejects", str(rejects))
+    assert "Traceback" not in err and code == 0, err
+    found = {int(r["row"]): r["reason"] for r in csv.DictReader(rejects.open())}
+    assert list(found) == [42] and found[42].startswith("malformed: malformed JSON")
+    assert "rows: 300 read, 299 valid, 1 rejected" in out
+
+
+def test_jsonl_of_no_objects_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "notjson.jsonl", "this is not json\nnor is this\n")
+    code, _, err = ftc(capsys, "check", str(path))
+    assert code == 2
+    assert_one_clear_error(err, "notjson.jsonl", "no JSON object")
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.97])
+def test_truncated_parquet_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: float
+) -> None:
+    whole = tmp_path / "whole.parquet"
+    tweets_frame().to_parquet(whole, row_group_size=500)
+    raw = whole.read_bytes()
+    path = write(tmp_path / "cut.parquet", raw[: int(len(raw) * cut)])
+    code, _, err = ftc(capsys, "check", str(path))
+    assert code == 2
+    assert_one_clear_error(err, "cut.parquet", "truncated or damaged")
+
+
+def test_corrupt_parquet_pages_name_the_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = tmp_path / "whole.parquet"
+    tweets_frame().to_parquet(whole, row_group_size=500)
+    raw = whole.read_bytes()
+    mid = len(raw) // 3  # inside the data pages; the footer still reads
+    path = write(tmp_path / "bad.parquet", raw[:mid] + bytes(200) + raw[mid + 200 :])
+    code, _, err = ftc(capsys, "check", str(path), "--chunk-rows", "1000")
+    assert code == 2
+    assert_one_clear_error(err, "bad.parquet", "rows ", "cannot be read", "re-export")
+
+
+def test_truncated_hdf5_is_one_line_without_the_hdf5_back_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = tmp_path / "whole.h5"
+    tweets_frame().to_hdf(whole, key="tweets", format="table")
+    raw = whole.read_bytes()
+    path = write(tmp_path / "cut.h5", raw[: len(raw) // 2])
+    code, _, err = ftc(capsys, "check", str(path))
+    assert code == 2
+    assert_one_clear_error(err, "cut.h5", "truncated", "copy or export it again")
+    assert "back trace" not in err and 'File "H5' not in err
+
+
+def test_damaged_hdf5_strings_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "damaged.h5"
+    tweets_frame().to_hdf(path, key="tweets", format="table")  # uncompressed: the strings are in the bytes
+    raw = path.read_bytes()
+    at = raw.index(b"tweet number 2500 ")
+    path.write_bytes(raw[:at] + b"\xff\xfe" + raw[at + 2 :])
+    code, _, err = ftc(capsys, "check", str(path), "--chunk-rows", "1000")
+    assert code == 2
+    assert_one_clear_error(err, "damaged.h5", "rows 2001-3000", "UnicodeDecodeError", "re-export")
+    # The preview pages through the same reader: it raises the same clear error, not UnicodeDecodeError.
+    from engine.data.errors import DataError
+    from engine.data.readers import open_source, read_page
+
+    with pytest.raises(DataError, match="rows 2491-2510"):
+        read_page(open_source(path), 2491, 20)

@@ -118,3 +118,49 @@ def test_other_formats_read_in_chunks_and_pages(fmt: str, sample_frame: pd.DataF
     assert [cells[ti] for _, cells in page.rows] == sample_frame["text"].iloc[1200:1207].tolist()
     result = scan(src, rejects_path=None)
     assert result.label_counts == sample_frame["sentiment"].value_counts().to_dict()
+
+
+ZH_WORDS = "今天天气很好我们去公园散步吧这个电影真的太无聊了服务态度非常差"
+
+
+def chinese_csv(path: Path, *, long_lines: bool = False) -> Path:
+    """An all-UTF-8 Chinese CSV big enough (~500 KB) for auto to sample its start, middle and end."""
+    if long_lines:  # a few rows longer than the sample block: no newline to cut the block at
+        rows = [f"{ZH_WORDS * 1200},{['正面', '负面'][i % 2]}" for i in range(6)]
+    else:
+        rows = [f"{ZH_WORDS[i % 29 :] + ZH_WORDS[: i % 29]},{['正面', '负面'][i % 2]}" for i in range(5000)]
+    path.write_bytes(("text,label\n" + "\n".join(rows) + "\n").encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize("long_lines", [False, True])
+def test_auto_keeps_utf8_when_a_sample_block_ends_inside_a_character(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], long_lines: bool
+) -> None:
+    from engine.data.encoding import SAMPLE_BYTES
+
+    path = chinese_csv(tmp_path / "zh.csv", long_lines=long_lines)
+    raw = path.read_bytes()
+    middle_end = len(raw) // 2 + SAMPLE_BYTES
+    assert 0x80 <= raw[middle_end] < 0xC0  # the middle block really ends inside a character
+    code = check_main(check_args(path, "--encoding", "auto", "--json"))
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["source"]["encoding"] == "utf-8"
+    assert doc["rows"]["valid"] == raw.count(b"\n") - 1 and code in (0, 1)
+    assert doc["label_counts"].keys() == {"正面", "负面"}
+
+
+def test_a_late_bad_byte_after_auto_names_the_detected_codec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # UTF-8 everywhere auto samples, then one latin-1 byte at a row in between.
+    path = chinese_csv(tmp_path / "zh.csv")
+    raw = path.read_bytes()
+    at = raw.index(b"\n", len(raw) // 4) + 1
+    path.write_bytes(raw[:at] + b"caf\xe9 " + raw[at:])
+    code = check_main(check_args(path, "--encoding", "auto"))
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"byte offset {at + 3}" in err and "not valid utf-8" in err
+    assert "--encoding auto detected" in err and "--encoding latin-1" in err and "cp1252" in err
+    assert "or --encoding auto" not in err  # auto was already used: it would pick utf-8 again

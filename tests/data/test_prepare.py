@@ -189,3 +189,28 @@ def test_prepare_refuses_to_clear_a_folder_it_did_not_make(shuffled_csv: Path, t
     (tmp_path / "train" / "my-notes.txt").write_text("precious")
     code = prepare_main(prepare_args(shuffled_csv, tmp_path))
     assert code == 2 and (tmp_path / "train" / "my-notes.txt").exists()
+
+
+def write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return path
+
+
+def test_a_short_single_label_shard_warns_when_chance_can_explain_it(tmp_path: Path) -> None:
+    # 95% one label: 25 rows all "pos" happen by chance about a quarter of the time (a short last
+    # shard of imbalanced data), so it is a warning; 400 such rows cannot be chance, so they fail.
+    labels = ["neg" if i % 20 == 0 else "pos" for i in range(2000)]
+    src = write_csv(tmp_path / "imbalanced.csv", [f"text number {i}" for i in range(2000)], labels)
+    out = tmp_path / "p"
+    done = prepare(open_source(src), PrepareOptions(out=out, shard_rows=500))
+    assert {t["name"]: t for t in done["report"]["tests"]}["shard_order"]["status"] == "pass"
+    manifest = load_manifest(out)
+    shard = read_shard(out, "train", 0)
+    pos = manifest["label2id"]["pos"]
+    only_pos = shard[shard["label"] == pos]
+    for rows, status in ((25, "warn"), (400, "fail")):
+        (out / "train/shard-00000.h5").unlink()
+        only_pos.head(rows).to_hdf(out / "train/shard-00000.h5", key="rows", format="table")
+        result = shard_order_result(out, manifest, 2, None)
+        assert result.status == status, (rows, result.figure)
+        assert "train/shard-00000.h5: single label" in result.figure

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -63,7 +67,8 @@ async def test_dataset_screen_shows_tests_preview_and_pages(
         assert (
             "FAIL" in text and "order" in text and f"{runs} label runs" in text
         )  # the sorted file is flagged
-        assert "text" in text and "sentiment" in text  # the guessed column mapping
+        # The guessed column mapping, as the two selects show it (a blank select shows "text column").
+        assert re.search(r"\btext\W+text\W+label\W+sentiment\b", text), text
         assert "data tests: FAIL" in text
         # Offending rows of the order test: where each label's block starts.
         await pilot.press("down", "o")  # the second test is the order test
@@ -89,8 +94,15 @@ async def test_dataset_screen_shows_tests_preview_and_pages(
         # Histograms: the label counts as a person reads them.
         await pilot.press("t")
         await pilot.pause()
+        text = screen_text(app)
         negative = int((frame["sentiment"] == "negative").sum())
-        assert "negative" in screen_text(app) and f"{negative:,}" in screen_text(app)
+        assert re.search(rf"negative\W+{negative:,} \(", text), text
+        # ... and the text lengths, bucketed as the histogram says (characters, trimmed).
+        lengths = frame["text"].str.strip().str.len()
+        assert "text length in characters (median" in text
+        for low, high in ((32, 64), (64, 128), (128, 256)):
+            count = int(((lengths >= low) & (lengths < high)).sum())
+            assert re.search(rf"{low}-{high - 1}\W+{count:,} \(", text), (low, count, text)
 
 
 async def test_strict_utf8_error_is_shown_and_e_switches_encoding(tweets: Path) -> None:
@@ -118,7 +130,62 @@ async def test_changing_the_label_column_reruns_the_tests(tweets: Path, tmp_path
         await wait_until(pilot, lambda: screen.report is not first and screen.report is not None)
         await pilot.pause()
         assert screen.report is not None and screen.report["source"]["label_col"] == "confidence"
-        assert "confidence" in screen_text(app)
+        assert re.search(r"\blabel\W+confidence\b", screen_text(app))
+
+
+@pytest.fixture
+def slow_scans(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, int]]]:
+    """Make each data-test scan take ~4 s (small chunks, a pause each); record (label column, chunks read)."""
+    import engine.data.scan as scan_module
+
+    real_scan = scan_module.scan
+    finished: list[tuple[str, int]] = []
+
+    def slow_scan(src: Any, **kwargs: Any) -> Any:
+        progress, chunks = kwargs["on_chunk"], 0
+
+        def on_chunk(*args: Any) -> None:
+            nonlocal chunks
+            chunks += 1
+            time.sleep(0.1)
+            progress(*args)
+
+        try:
+            return real_scan(src, **{**kwargs, "on_chunk": on_chunk, "chunk_rows": 1000})
+        finally:
+            finished.append((src.label_col, chunks))
+
+    monkeypatch.setattr(scan_module, "scan", slow_scan)
+    yield finished
+
+
+ALL_CHUNKS = 39  # 38,158 rows in chunks of 1,000
+SCANNING = re.compile(r"running data tests… [\d,]+ rows")
+
+
+async def test_remapping_stops_the_old_scan_and_shows_only_the_new_report(
+    tweets: Path, tmp_path: Path, slow_scans: list[tuple[str, int]]
+) -> None:
+    screen = DatasetScreen(tweets, encoding="latin-1", index_dir=tmp_path)
+    app = DatasetApp(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: SCANNING.search(screen_text(app)) is not None)
+        screen.query_one("#ds-label", Select).value = "confidence"
+        await wait_until(pilot, lambda: len(slow_scans) == 2, timeout=60)
+        await pilot.pause(0.2)
+        assert slow_scans[0][0] == "sentiment" and slow_scans[0][1] < ALL_CHUNKS // 2  # stopped early
+        assert slow_scans[1] == ("confidence", ALL_CHUNKS)
+        assert screen.report is not None and screen.report["source"]["label_col"] == "confidence"
+
+
+async def test_escape_stops_the_scan(tweets: Path, tmp_path: Path, slow_scans: list[tuple[str, int]]) -> None:
+    screen = DatasetScreen(tweets, encoding="latin-1", index_dir=tmp_path)
+    app = DatasetApp(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: SCANNING.search(screen_text(app)) is not None)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: len(slow_scans) == 1)
+        assert slow_scans[0][1] < ALL_CHUNKS // 2 and screen.report is None
 
 
 def test_screen_module_imports_no_heavy_libraries() -> None:

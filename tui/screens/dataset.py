@@ -22,6 +22,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
 
 STATUS_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
 CELL_CHARS = 120  # long texts are cut in the preview; the row number finds the full text
@@ -57,6 +58,7 @@ class ChecksProgressed(Message):
     stage: str
     done: int
     fraction: float | None
+    run: int = 0
 
 
 @dataclass
@@ -64,6 +66,7 @@ class ChecksFinished(Message):
     """The data-test report is ready."""
 
     report: dict[str, Any]
+    run: int = 0
 
 
 @dataclass
@@ -79,6 +82,11 @@ class DataFailed(Message):
     """Reading failed with a one-sentence reason (bad encoding, missing column, ...)."""
 
     text: str
+    run: int | None = None  # the data-test run that failed, when it was one
+
+
+class _ChecksCancelled(Exception):
+    """Raised inside the scan when its worker was cancelled (remap, re-run, screen closed)."""
 
 
 class DatasetScreen(Screen[None]):
@@ -142,6 +150,8 @@ class DatasetScreen(Screen[None]):
         self.report: dict[str, Any] | None = None
         self._mapping_ready = False
         self._want_last_page = False
+        # Bumped whenever a data-test run is started or superseded; older runs' messages are ignored.
+        self._checks_run = 0
 
     # ------------------------------------------------------------ layout
 
@@ -178,20 +188,28 @@ class DatasetScreen(Screen[None]):
     # ------------------------------------------------------------ workers (never on the UI thread)
 
     def _open(self) -> None:
+        self._cancel_checks()  # its report would describe the old mapping or encoding
         self._set_status("opening…")
         self._open_worker(dict(self.options))
+
+    def _cancel_checks(self) -> None:
+        self._checks_run += 1
+        self.workers.cancel_group(self, "checks")
 
     @work(thread=True, exclusive=True, group="open")
     def _open_worker(self, options: dict[str, Any]) -> None:
         from engine.data.errors import DataError
         from engine.data.readers import open_source
 
+        worker = get_current_worker()
         try:
             source = open_source(self.path, **options)
         except (DataError, OSError) as exc:
-            self.post_message(DataFailed(str(exc)))
+            if not worker.is_cancelled:
+                self.post_message(DataFailed(str(exc)))
             return
-        self.post_message(SourceOpened(source))
+        if not worker.is_cancelled:  # a newer open (remap, encoding) replaced this one
+            self.post_message(SourceOpened(source))
 
     @work(thread=True, exclusive=True, group="page")
     def _load_page(self, start_row: int) -> None:
@@ -218,12 +236,17 @@ class DatasetScreen(Screen[None]):
         self.post_message(RowsCounted(total))
 
     @work(thread=True, exclusive=True, group="checks")
-    def _checks_worker(self, source: Any) -> None:
+    def _checks_worker(self, source: Any, run: int) -> None:
         from engine.data.errors import DataError
         from engine.data.scan import report, scan
 
+        worker = get_current_worker()
+
         def progress(stage: str, done: int, total: int | None, fraction: float | None) -> None:
-            self.post_message(ChecksProgressed(stage, done, fraction))
+            # A thread cannot be killed: the scan stops itself at the next chunk once cancelled.
+            if worker.is_cancelled:
+                raise _ChecksCancelled
+            self.post_message(ChecksProgressed(stage, done, fraction, run))
 
         try:
             result = scan(
@@ -233,10 +256,13 @@ class DatasetScreen(Screen[None]):
                 max_length=self.max_length,
                 on_chunk=progress,
             )
-        except (DataError, OSError) as exc:
-            self.post_message(DataFailed(str(exc)))
+        except _ChecksCancelled:
             return
-        self.post_message(ChecksFinished(report(result)))
+        except (DataError, OSError) as exc:
+            self.post_message(DataFailed(str(exc), run))
+            return
+        if not worker.is_cancelled:
+            self.post_message(ChecksFinished(report(result), run))
 
     @work(thread=True, exclusive=True, group="offending")
     def _offending_worker(self, test: str, rows: list[int]) -> None:
@@ -301,11 +327,15 @@ class DatasetScreen(Screen[None]):
 
     @on(ChecksProgressed)
     def _checks_progressed(self, message: ChecksProgressed) -> None:
+        if message.run != self._checks_run:
+            return
         pct = f" {message.fraction:.0%}" if message.fraction is not None else ""
         self._set_status(f"running data tests… {message.done:,} rows{pct}")
 
     @on(ChecksFinished)
     def _checks_finished(self, message: ChecksFinished) -> None:
+        if message.run != self._checks_run:
+            return  # a superseded run (the mapping or encoding changed since it started)
         self.report = doc = message.report
         table = self.query_one("#ds-tests", DataTable)
         table.clear()
@@ -341,6 +371,8 @@ class DatasetScreen(Screen[None]):
 
     @on(DataFailed)
     def _data_failed(self, message: DataFailed) -> None:
+        if message.run is not None and message.run != self._checks_run:
+            return
         # The file name is in the title; the full path would push the row and offset off an 80-column line.
         text = message.text.replace(self.path, Path(self.path).name)
         self._set_status(Text(text + "  (e: try another encoding)", style="bold red"))
@@ -349,7 +381,8 @@ class DatasetScreen(Screen[None]):
 
     @on(Select.Changed)
     def _mapping_changed(self, event: Select.Changed) -> None:
-        if not self._mapping_ready or self.source is None or event.value is Select.BLANK:
+        # set_options blanks a select before its value is set again: that is not the user's choice.
+        if not self._mapping_ready or self.source is None or event.value is Select.NULL:
             return
         key = "text_col" if event.select.id == "ds-text" else "label_col"
         if getattr(self.source, key) == event.value:
@@ -389,7 +422,8 @@ class DatasetScreen(Screen[None]):
             return
         self.query_one("#ds-tests", DataTable).clear()
         self._set_status("running data tests…")
-        self._checks_worker(self.source)
+        self._cancel_checks()
+        self._checks_worker(self.source, self._checks_run)
 
     def action_offending(self) -> None:
         test = self._selected_test()
