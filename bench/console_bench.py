@@ -1,24 +1,53 @@
-"""Console start-up: wall time of ``ftc --help`` and of the TUI's first frame in a real terminal.
+"""Console speed: ``ftc --help``, the TUI's first frame, and how far the monitor lags a live engine.
 
-Run: ``.venv/bin/python -m bench.console_bench [--runs N]``. The first frame is timed from
-launching ``ftc`` inside tmux until its sessions screen is on the terminal (capture-pane
-polled every 5 ms), so it includes interpreter start, imports and Textual's first paint.
+Run: ``.venv/bin/python -m bench.console_bench [--runs N] [--seconds S] [--rate R] [--step-s T]
+[--terminal] [--only help frame lag] [--write]`` (``--write``: bench/results/console.md).
+
+- ``ftc --help`` is timed as a fresh interpreter, ``-m tui --help``.
+- The first frame is timed from launching ``ftc`` inside tmux until its sessions screen is on
+  the terminal (capture-pane polled every 5 ms): interpreter start, imports, first paint.
+- The lag: a real engine runs the built-in selftest job at ``--rate`` steps per second (one
+  ``step_ended`` event each); the real console is attached to it headless
+  (``App.run_test``). For every ``step_ended`` the monitor screen's handler receives, the lag is
+  now minus the event's ``ts`` (the engine's wall clock when it journalled the event). Events
+  the console replays from the journal when it opens are counted but not timed. The engine
+  sleeps 1/rate per step plus its own per-step work, so check the achieved rate in the table
+  and shorten ``--step-s`` to reach the rate you want.
+- ``--terminal`` adds the same run seen through a real terminal: ``ftc attach`` in tmux, the
+  status line's ``step N`` read with capture-pane every 10 ms, lag = first sight of step N minus
+  its ``ts``. This includes painting, but the polling costs CPU and adds up to ~10 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import math
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from bench.machine import describe
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # also runnable as ``python bench/console_bench.py``
+    sys.path.insert(0, str(REPO))
+
+from bench.machine import describe  # noqa: E402
+
+STARTUP_MARGIN_S = 2.0  # extra engine steps so the live part lasts --seconds after the console opens
+CATCH_UP_S = 15.0
+
+
+# ---------------------------------------------------------------- start-up
 
 
 def time_help(runs: int) -> list[float]:
@@ -30,43 +59,330 @@ def time_help(runs: int) -> list[float]:
     return times
 
 
+@contextlib.contextmanager
+def tmux_session(cmd: str) -> Iterator[str]:
+    name = f"ftc-bench-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", cmd], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def capture(name: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+
+
 def time_first_frame(runs: int) -> list[float]:
     times = []
     with tempfile.TemporaryDirectory() as root:
         for _ in range(runs):
-            name = f"ftc-bench-{uuid.uuid4().hex[:6]}"
-            cmd = f"cd {REPO} && {sys.executable} -m tui --sessions-dir {root}"
             start = time.perf_counter()
-            subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", cmd], check=True)
-            try:
-                while True:
-                    screen = subprocess.run(
-                        ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
-                    ).stdout
-                    if "No sessions yet" in screen:
-                        times.append(time.perf_counter() - start)
-                        break
+            with tmux_session(f"cd {REPO} && {sys.executable} -m tui --sessions-dir {root}") as name:
+                while "No sessions yet" not in capture(name):
                     if time.perf_counter() - start > 30:
                         raise RuntimeError("console did not show its first frame within 30 s")
                     time.sleep(0.005)
-            finally:
-                subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+                times.append(time.perf_counter() - start)
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    print(f"machine: {describe()}")
-    for label, values in (
-        ("ftc --help", time_help(args.runs)),
-        ("TUI first frame", time_first_frame(args.runs)),
-    ):
-        print(
-            f"{label:16} median {statistics.median(values) * 1000:7.1f} ms  "
-            f"min {min(values) * 1000:7.1f} ms  max {max(values) * 1000:7.1f} ms  (runs: {len(values)})"
+# ---------------------------------------------------------------- lag behind a live engine
+
+
+@dataclass
+class LagResult:
+    """What one lag run measured; lags in seconds."""
+
+    step_s: float  # the selftest job's sleep per step
+    engine_rate: float  # step_ended events per second, from the journal's ts
+    journal_events: int
+    console_events: int  # events the monitor's handler received (any type)
+    batches: int  # EventsReceived messages (the follower hands over what piled up since its last poll)
+    replayed: int  # step_ended events emitted before the console's first batch: counted, not timed
+    lags: list[float] = field(default_factory=list)
+    in_order: bool | None = None  # every seq 1..N arrived once, in order (None: not checked)
+    unit: str = "events"
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "median": statistics.median(self.lags),
+            "p95": percentile(self.lags, 0.95),
+            "max": max(self.lags),
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def selftest_config(rate: float, seconds: float, step_s: float | None = None) -> dict[str, Any]:
+    """A selftest run of about ``seconds`` plus a margin; it sleeps ``step_s`` (default 1/rate) per step.
+
+    The engine adds its own work per step (journal, state file, publish), so its real rate is
+    a little below 1/step_s: pass a shorter ``step_s`` to reach ``rate``.
+    """
+    steps = max(2, round(rate * (seconds + STARTUP_MARGIN_S)))
+    sleep = 1.0 / rate if step_s is None else step_s
+    return {"job": {"kind": "selftest"}, "selftest": {"steps": steps, "step_s": sleep}}
+
+
+def read_journal(path: Path) -> list[Any]:
+    from engine.journal import JournalReader
+
+    return list(JournalReader(path).read_new())
+
+
+def engine_rate(journal: list[Any]) -> float:
+    ts = [env.ts for env in journal if env.type == "step_ended"]
+    return (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else float("nan")
+
+
+@contextlib.contextmanager
+def recording_events(record: Callable[[float, list[Any]], None]) -> Iterator[None]:
+    """Call ``record(now, events)`` as the monitor screen's EventsReceived handler starts.
+
+    Textual keeps ``@on`` handlers in the class's ``_decorated_handlers`` table (the function
+    objects, so patching the attribute would not reach them); a plain ``on_events_received``
+    is looked up by name. Either way the original runs unchanged after the timestamp.
+    """
+    from tui.messages import EventsReceived
+    from tui.screens.monitor import MonitorScreen
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def handler(self: Any, message: Any) -> Any:
+            record(time.time(), list(message.events))
+            return fn(self, message)
+
+        return handler
+
+    table = MonitorScreen.__dict__.get("_decorated_handlers", {}).get(EventsReceived)
+    if table:
+        original = list(table)
+        table[:] = [(wrap(fn), selectors) for fn, selectors in original]
+        try:
+            yield
+        finally:
+            table[:] = original
+    elif "on_events_received" in MonitorScreen.__dict__:
+        fn = MonitorScreen.__dict__["on_events_received"]
+        MonitorScreen.on_events_received = wrap(fn)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            MonitorScreen.on_events_received = fn  # type: ignore[attr-defined]
+    else:
+        raise RuntimeError(
+            "MonitorScreen has no EventsReceived handler to time; has tui/screens/monitor.py moved?"
         )
+
+
+async def _lag_in_console(root: Path, paths: Any, seconds: float) -> tuple[list[tuple[float, Any]], int]:
+    from engine.session import LIVE_STATUSES, live_status, read_state
+    from tui.app import FtcApp
+    from tui.screens.monitor import MonitorScreen
+
+    received: list[tuple[float, Any]] = []
+    batches = 0
+
+    def record(now: float, events: list[Any]) -> None:
+        nonlocal batches
+        batches += 1
+        received.extend((now, env) for env in events)
+
+    with recording_events(record):
+        app = FtcApp(root, attach=paths.id)
+        async with app.run_test(size=(80, 24)) as pilot:
+            if not isinstance(app.screen, MonitorScreen):
+                raise RuntimeError(f"the console opened {type(app.screen).__name__}, not the monitor")
+            deadline = time.monotonic() + seconds + STARTUP_MARGIN_S + 60
+            while live_status(read_state(paths)) in LIVE_STATUSES:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the selftest engine did not finish; see {paths.log}")
+                await pilot.pause(0.1)
+            last = max((env.seq for env in read_journal(paths.events)), default=0)
+            catch_up = time.monotonic() + CATCH_UP_S
+            while (received[-1][1].seq if received else 0) < last and time.monotonic() < catch_up:
+                await pilot.pause(0.05)
+    return received, batches
+
+
+def measure_lag(
+    seconds: float, rate: float, root: Path | None = None, step_s: float | None = None
+) -> LagResult:
+    """Run a selftest engine at ``rate`` steps/s and time the headless console's monitor against it."""
+    from engine.launcher import create_session, start_engine
+
+    with contextlib.ExitStack() as stack:
+        if root is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ftc-lag-")))
+        config = selftest_config(rate, seconds, step_s)
+        paths = create_session(root, config, name="lag-bench")
+        start_engine(paths)
+        try:
+            received, batches = asyncio.run(_lag_in_console(root, paths, seconds))
+        finally:
+            stop_engine(paths)
+        journal = read_journal(paths.events)
+    first_batch = received[0][0] if received else math.inf
+    steps = [(now, env) for now, env in received if env.type == "step_ended"]
+    seqs = [env.seq for _, env in received]
+    return LagResult(
+        step_s=config["selftest"]["step_s"],
+        engine_rate=engine_rate(journal),
+        journal_events=len(journal),
+        console_events=len(received),
+        batches=batches,
+        replayed=sum(1 for _, env in steps if env.ts < first_batch),
+        lags=[now - env.ts for now, env in steps if env.ts >= first_batch],
+        in_order=seqs == list(range(1, len(seqs) + 1)),
+    )
+
+
+def stop_engine(paths: Any) -> None:
+    """Kill the bench's engine if it is still running (normally it has finished its steps)."""
+    import os
+    import signal
+
+    from engine.session import pid_alive, read_state
+
+    state = read_state(paths)
+    if state.get("pid") and pid_alive(state["pid"], state.get("pid_start")):
+        os.kill(state["pid"], signal.SIGKILL)
+
+
+def measure_terminal_lag(seconds: float, rate: float, step_s: float | None = None) -> LagResult:
+    """The same run through ``ftc attach`` in tmux: lag until the status line shows step N."""
+    from engine.launcher import create_session, start_engine
+
+    pattern = re.compile(r"step (\d+)/\d+")
+    with tempfile.TemporaryDirectory(prefix="ftc-lag-") as tmp:
+        root = Path(tmp)
+        config = selftest_config(rate, seconds, step_s)
+        paths = create_session(root, config, name="lag-term")
+        start_engine(paths)
+        seen: dict[int, float] = {}
+        try:
+            cmd = f"cd {REPO} && {sys.executable} -m tui --sessions-dir {root} attach {paths.id}"
+            with tmux_session(cmd) as name:
+                from engine.session import LIVE_STATUSES, live_status, read_state
+
+                deadline = time.monotonic() + seconds + STARTUP_MARGIN_S + 60
+                while live_status(read_state(paths)) in LIVE_STATUSES and time.monotonic() < deadline:
+                    now = time.time()
+                    for m in pattern.finditer(capture(name)):
+                        seen.setdefault(int(m.group(1)), now)
+                    time.sleep(0.01)
+        finally:
+            stop_engine(paths)
+        journal = read_journal(paths.events)
+    first_sight = min(seen.values(), default=math.inf)
+    ts = {env.body.step: env.ts for env in journal if env.type == "step_ended"}
+    return LagResult(
+        step_s=config["selftest"]["step_s"],
+        engine_rate=engine_rate(journal),
+        journal_events=len(ts),
+        console_events=len(seen),  # distinct steps seen on screen (repaints coalesce steps)
+        batches=0,
+        unit="steps on screen",
+        replayed=sum(1 for t in ts.values() if t < first_sight),
+        lags=[seen[s] - t for s, t in ts.items() if s in seen and t >= first_sight],
+    )
+
+
+# ---------------------------------------------------------------- report
+
+
+def startup_table(results: dict[str, list[float]]) -> str:
+    rows = ["| measure | median ms | min ms | max ms | runs |", "|---|---:|---:|---:|---:|"]
+    for label, values in results.items():
+        rows.append(
+            f"| {label} | {statistics.median(values) * 1000:.1f} | {min(values) * 1000:.1f} | "
+            f"{max(values) * 1000:.1f} | {len(values)} |"
+        )
+    return "\n".join(rows)
+
+
+def lag_table(results: dict[str, LagResult]) -> str:
+    rows = [
+        "| where | sleep/step ms | engine events/s | timed events | lag median ms | p95 ms | max ms "
+        "| console events / journal | in order |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for label, r in results.items():
+        s = r.summary() if r.lags else {"median": math.nan, "p95": math.nan, "max": math.nan}
+        seen = f"{r.console_events} / {r.journal_events} {r.unit}"
+        if r.batches:
+            seen += f" ({r.batches} batches)"
+        order = "-" if r.in_order is None else "yes" if r.in_order else "NO"
+        rows.append(
+            f"| {label} | {r.step_s * 1000:g} | {r.engine_rate:.1f} | {len(r.lags)} "
+            f"| {s['median'] * 1000:.1f} | {s['p95'] * 1000:.1f} | {s['max'] * 1000:.1f} | {seen} | {order} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=10, help="runs of --help and of the first frame (10)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the lag run (20)")
+    parser.add_argument(
+        "--rate", type=float, default=50.0, help="engine events per second in the lag run (50)"
+    )
+    parser.add_argument(
+        "--step-s", type=float, help="the engine's sleep per step (default 1/rate); shorter to reach --rate"
+    )
+    parser.add_argument("--terminal", action="store_true", help="also measure the lag through tmux")
+    parser.add_argument(
+        "--only", nargs="+", choices=("help", "frame", "lag"), default=["help", "frame", "lag"]
+    )
+    parser.add_argument("--write", action="store_true", help="write bench/results/console.md")
+    args = parser.parse_args()
+    machine = describe()
+    print(f"machine: {machine}", flush=True)
+    has_tmux = shutil.which("tmux") is not None
+    startup: dict[str, list[float]] = {}
+    if "help" in args.only:
+        startup["ftc --help"] = time_help(args.runs)
+    if "frame" in args.only:
+        if has_tmux:
+            startup["TUI first frame (tmux, 80x24)"] = time_first_frame(args.runs)
+        else:
+            print("tmux not found: first frame skipped")
+    parts = []
+    if startup:
+        parts.append(startup_table(startup))
+        print(parts[-1], flush=True)
+    if "lag" in args.only:
+        lags = {
+            "monitor handler (headless run_test)": measure_lag(args.seconds, args.rate, step_s=args.step_s)
+        }
+        if args.terminal:
+            if has_tmux:
+                lags["status line in tmux (ftc attach)"] = measure_terminal_lag(
+                    args.seconds, args.rate, args.step_s
+                )
+            else:
+                print("tmux not found: terminal lag skipped")
+        parts.append(lag_table(lags))
+        print(parts[-1])
+    command = "python -m bench.console_bench " + " ".join(sys.argv[1:])
+    if args.write:
+        out = REPO / "bench/results/console.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            "# Console benchmark\n\n"
+            + "\n\n".join(parts)
+            + f"\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
+            "Lag = when the monitor screen's EventsReceived handler starts (or, in tmux, when the status "
+            "line first shows the step) minus the event's `ts`, the engine's wall clock when it journalled "
+            "the event; engine and console run on the same machine, so the clocks agree. Events the console "
+            "replays from the journal when it opens are counted, not timed. Sleep/step is the selftest "
+            "job's sleep; the engine's own work per step (journal, state file, publish) comes on top, "
+            "hence engine events/s below 1/sleep.\n"
+        )
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

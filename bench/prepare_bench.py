@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/prepare_bench.py                      # 500k and 5M rows
+    .venv/bin/python bench/prepare_bench.py                      # 1M and 5M rows
     .venv/bin/python bench/prepare_bench.py --rows 200000 --write # and write bench/results/prepare.md
 
 Each run happens in a fresh child process so its peak RSS (``ru_maxrss``) is its own; the
@@ -87,8 +87,8 @@ def child(mode: str, data: str, out: str | None) -> None:
             {
                 "mode": mode,
                 "rows": doc["rows"],
-                "seconds": round(seconds, 1),
-                "rows_per_s": round(doc["rows"]["read"] / seconds),
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(doc["rows"]["read"] / max(seconds, 1e-9)),
                 "peak_rss_mb": round(peak / 2**20, 1),
                 "rss_after_imports_mb": round(base_rss / 2**20, 1),
                 "tests": {t["name"]: t["status"] for t in doc["tests"]},
@@ -121,7 +121,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[500_000, 5_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "bench")
     parser.add_argument("--write", action="store_true", help="write bench/results/prepare.md")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
@@ -133,23 +133,24 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     lines = [f"machine: {machine()}", f"command: {' '.join([Path(sys.executable).name, *sys.argv])}", ""]
     lines.append(
-        "| rows | file MB | generate s | check s | check peak RSS MB | prepare s | prepare peak RSS MB |"
+        "| rows | file MB | generate s | check s | check rows/s | check peak RSS MB "
+        "| prepare s | prepare rows/s | prepare peak RSS MB |"
     )
-    lines.append("|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     details = []
     for rows in args.rows:
         data = args.workdir / f"bench-{rows}.csv"
         out = args.workdir / f"prepared-{rows}"
         gen_s = generate(data, rows)
         size_mb = data.stat().st_size / 2**20
-        print(f"{rows:,} rows: generated {size_mb:,.0f} MB in {gen_s:.0f} s", flush=True)
+        print(f"{rows:,} rows: generated {size_mb:,.1f} MB in {gen_s:.1f} s", flush=True)
         check = run_child("check", data, None)
-        print(f"  check:   {check}", flush=True)
+        print(f"  check:   {json.dumps(check)}", flush=True)
         prep = run_child("prepare", data, out)
-        print(f"  prepare: {prep}", flush=True)
+        print(f"  prepare: {json.dumps(prep)}", flush=True)
         lines.append(
-            f"| {rows:,} | {size_mb:,.0f} | {gen_s:.0f} | {check['seconds']} | {check['peak_rss_mb']} "
-            f"| {prep['seconds']} | {prep['peak_rss_mb']} |"
+            f"| {rows:,} | {size_mb:,.1f} | {gen_s:.1f} | {check['seconds']} | {check['rows_per_s']:,} "
+            f"| {check['peak_rss_mb']} | {prep['seconds']} | {prep['rows_per_s']:,} | {prep['peak_rss_mb']} |"
         )
         details.append((rows, check, prep))
         if not args.keep:
