@@ -40,9 +40,14 @@ class FtcApp(App[None]):
     def on_mount(self) -> None:
         self.push_screen(SessionsScreen(self.sessions_root))
         if self.attach:
-            from tui.screens.monitor import MonitorScreen
+            from tui.screens.predict import PredictScreen, is_predict_session
 
-            self.push_screen(MonitorScreen(self.sessions_root, self.attach))
+            if is_predict_session(self.sessions_root, self.attach):
+                self.push_screen(PredictScreen(self.sessions_root, self.attach))
+            else:
+                from tui.screens.monitor import MonitorScreen
+
+                self.push_screen(MonitorScreen(self.sessions_root, self.attach))
         if self.dataset:
             from tui.screens.dataset import DatasetScreen
 

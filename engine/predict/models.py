@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +84,18 @@ def fingerprint(ref: dict[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load(ref: dict[str, str]) -> tuple[Any, Any, dict[int, str], dict[str, Any]]:
-    """(model, tokenizer, id2label, info) for prediction; info tells where the weights came from."""
+def load(ref: dict[str, str], precision: str = "float32") -> tuple[Any, Any, dict[int, str], dict[str, Any]]:
+    """(model, tokenizer, id2label, info) for prediction; info tells where the weights came from.
+
+    With ``precision="bfloat16"`` the model computes in bfloat16 (Keras 'mixed_bfloat16').
+    """
     from engine.model import load_for_prediction
 
-    if ref["kind"] == "folder":
-        tokenizer, model, id2label = load_for_prediction(ref["path"])
-        return model, tokenizer, id2label, {"source": ref["path"]}
-    return _load_checkpoint(Path(ref["path"]))
+    with precision_policy(precision):
+        if ref["kind"] == "folder":
+            tokenizer, model, id2label = load_for_prediction(ref["path"])
+            return model, tokenizer, id2label, {"source": ref["path"]}
+        return _load_checkpoint(Path(ref["path"]))
 
 
 def _load_checkpoint(ckpt: Path) -> tuple[Any, Any, dict[int, str], dict[str, Any]]:
@@ -101,13 +107,15 @@ def _load_checkpoint(ckpt: Path) -> tuple[Any, Any, dict[int, str], dict[str, An
 
     session = ckpt.parent.parent
     config = load_toml(session / "config.toml")
-    source = config.get("model", {}).get("source")
-    manifest_path = session / "data" / "manifest.json"
-    data_dir = config.get("data", {}).get("dir")
-    if not manifest_path.is_file() and data_dir:
-        manifest_path = Path(data_dir) / "manifest.json"
-    if not source or not manifest_path.is_file():
-        raise ModelRefError(f"{ckpt}: cannot find its session's base model and labels in {session}")
+    source = _base_source(session, config)
+    manifest_path = _data_dir(session, config) / "manifest.json"
+    if not source:
+        raise ModelRefError(f"{ckpt}: its session {session} names no base model ([model] source)")
+    if not manifest_path.is_file():
+        raise ModelRefError(
+            f"{ckpt}: its labels should be in {manifest_path}, which is missing; "
+            "give the session's model/ folder instead"
+        )
     labels = json.loads(manifest_path.read_text())["labels"]
     id2label = dict(enumerate(str(x) for x in labels))
     model = load_model(source, len(labels), id2label, {n: i for i, n in id2label.items()})
@@ -119,3 +127,97 @@ def _load_checkpoint(ckpt: Path) -> tuple[Any, Any, dict[int, str], dict[str, An
         for i, var in enumerate(model.variables):
             var.assign(data[f"arr_{i}"])
     return model, load_tokenizer(source), id2label, {"source": str(source), "checkpoint": str(ckpt)}
+
+
+def _session_path(session: Path, value: str) -> Path:
+    """A path from a training session's config as its engine saw it: a relative one is the session's.
+
+    The training engine runs in its session folder (engine/train/job.py resolves ``[data] dir``
+    there too); a prediction engine runs in its own session folder, so the working directory
+    says nothing about where the training session's relative paths point.
+    """
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (session / path).resolve()
+
+
+def _data_dir(session: Path, config: dict[str, Any]) -> Path:
+    """The prepared data folder of a training session: ``[data] dir`` if given, else its data/."""
+    data_dir = config.get("data", {}).get("dir")
+    return _session_path(session, str(data_dir)) if data_dir else session / "data"
+
+
+def _base_source(session: Path, config: dict[str, Any]) -> str | None:
+    """``[model] source`` of a training session: a local folder (relative: the session's) or a hub name."""
+    source = config.get("model", {}).get("source")
+    if not source:
+        return None
+    path = _session_path(session, str(source))
+    return str(path) if path.is_dir() else str(source)
+
+
+def model_config(ref: dict[str, str]) -> dict[str, Any] | None:
+    """The model's config.json (a checkpoint's: its base model's) if it is on disk; no TensorFlow needed."""
+    folder = Path(ref["path"])
+    if ref["kind"] == "checkpoint":
+        from engine.config import ConfigError, load_toml
+
+        session = folder.parent.parent
+        try:
+            source = _base_source(session, load_toml(session / "config.toml"))
+        except ConfigError:
+            return None
+        if source is None or not Path(source).is_dir():
+            return None  # a hub name: the engine checks it once the model is loaded
+        folder = Path(source)
+    try:
+        config: dict[str, Any] = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config
+
+
+# Models whose position ids start after the padding index: max_position_embeddings counts those too.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "data2vec-text", "longformer", "xmod")
+
+
+def position_limit(config: dict[str, Any]) -> int | None:
+    """The most tokens per text the model's position embeddings can take (None: no such limit)."""
+    n = config.get("max_position_embeddings")
+    if not isinstance(n, int) or n <= 0:
+        return None
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        pad = config.get("pad_token_id")
+        n -= (pad if isinstance(pad, int) else 1) + 1
+    return n
+
+
+def max_length_error(max_length: int, limit: int, where: str) -> str:
+    """One sentence for a --max-length the model cannot take."""
+    return (
+        f"--max-length {max_length} is more than {where} can take ({limit} tokens, from its "
+        f"max_position_embeddings); give --max-length {limit} or less, or leave it out"
+    )
+
+
+PRECISIONS = ("float32", "bfloat16")
+# The Keras mixed-precision policy each --precision builds the model under (engine/train uses the same).
+_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+@contextmanager
+def precision_policy(precision: str) -> Iterator[None]:
+    """Build layers under the Keras policy for ``precision``, then put the previous global policy back.
+
+    The policy is global state in tf-keras and a layer keeps the policy it was built with, so
+    the model computes in bfloat16 (variables float32) while later code sees the old policy.
+    """
+    if precision not in _POLICY:
+        raise ValueError(f"precision {precision!r}: give one of {', '.join(PRECISIONS)}")
+    import tf_keras
+
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy(_POLICY[precision])
+    try:
+        yield
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)

@@ -11,6 +11,9 @@ from typing import Any
 
 STAGE = "predict"
 LAST_ROWS = 5
+# Without a TTY each chunk's last rows get one line: a few rows, texts cut short.
+PLAIN_ROWS = 3
+PLAIN_TEXT = 32
 # Rates over a sliding window, so the ETA follows the current speed rather than the start-up.
 WINDOW_S = 30.0
 
@@ -90,6 +93,22 @@ def line(body: dict[str, Any]) -> str:
     if flags:
         parts.append("flagged " + " ".join(f"{k} {v:,}" for k, v in sorted(flags.items())))
     return "  ".join(parts)
+
+
+def rows_line(rows: list[dict[str, Any]], n: int = PLAIN_ROWS, text_width: int = PLAIN_TEXT) -> str:
+    """The last rows written, on one short line: row, label (or flag), score and the text's start."""
+    parts = []
+    for r in rows[-n:]:
+        if r.get("label"):
+            score = "" if r.get("score") is None else f" {r['score']:.2f}"
+            what = f"{r['label']}{score}"
+        else:
+            what = f"[{r.get('flag') or 'flagged'}]"
+        text = " ".join(str(r.get("text") or "").split())
+        if len(text) > text_width:
+            text = text[: text_width - 1] + "…"
+        parts.append(f"#{r['row']:,} {what}" + (f" {text!r}" if text else ""))
+    return "last rows: " + " | ".join(parts)
 
 
 def _duration(seconds: float) -> str:

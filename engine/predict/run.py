@@ -42,6 +42,8 @@ class Params:
     multiple: int = batching.DEFAULT_MULTIPLE
     resume: bool = False
     overwrite: bool = False
+    # bfloat16: the model computes under Keras 'mixed_bfloat16'; probabilities are still float32.
+    precision: str = "float32"
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], sessions_root: Path | None = None) -> Params:
@@ -60,6 +62,10 @@ class Params:
         for name in ("chunk_rows", "token_budget", "multiple", "max_length"):
             if values.get(name) is not None and int(values[name]) <= 0:
                 raise ValueError(f"[predict] {name}: must be a positive number, got {values[name]!r}")
+        if values.get("precision", "float32") not in models.PRECISIONS:
+            raise ValueError(
+                f"[predict] precision: {values['precision']!r} is not one of {', '.join(models.PRECISIONS)}"
+            )
         return cls(**values)
 
 
@@ -141,18 +147,17 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         text_col=params.text_col,
         hdf_key=params.hdf_key,
     )
-    model, tokenizer, id2label, info = models.load(params.model)
+    params.precision = _output_precision(params, output, hooks)
+    model, tokenizer, id2label, info = models.load(params.model, params.precision)
     labels = [id2label[i] for i in range(len(id2label))]
-    if params.max_length is None:
-        limits = [DEFAULT_MAX_LENGTH, int(tokenizer.model_max_length)]
-        limits.append(int(getattr(model.config, "max_position_embeddings", DEFAULT_MAX_LENGTH)))
-        params.max_length = min(limits)
+    params.max_length = _max_length(params.max_length, model, tokenizer)
     meta = {
         "labels": labels,
         "label2id": {name: i for i, name in enumerate(labels)},
         "model": {**params.model, **info, "fingerprint": models.fingerprint(params.model)},
         "input": {**input_fingerprint(src), "encoding": src.encoding},
         "settings": {k: getattr(params, k) for k in _PINNED},
+        "precision": params.precision,
     }
     writer = _open_writer(params, output, labels, meta, hooks)
     if writer.cursor.get("done"):
@@ -225,6 +230,34 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
     tracker.total = writer.rows
     _report(hooks, tracker, writer, output, last=last_rows)
     return summary
+
+
+def _max_length(asked: int | None, model: Any, tokenizer: Any) -> int:
+    """The tokens per text: the model's (at most 512) if not asked; more than its positions is refused."""
+    limit = models.position_limit(model.config.to_dict())
+    if asked is None:
+        limits = [DEFAULT_MAX_LENGTH, int(tokenizer.model_max_length)]
+        return min(limits + ([limit] if limit is not None else []))
+    if limit is not None and asked > limit:
+        # Past its position embeddings the model fails deep inside TensorFlow with a gather error.
+        raise ValueError(models.max_length_error(asked, limit, "the model"))
+    return asked
+
+
+def _output_precision(params: Params, output: Path, hooks: Hooks) -> str:
+    """The precision to build the model in: a resumed output keeps its own, so its rows match one run."""
+    if not params.resume:
+        return params.precision
+    from engine.predict.writer import read_cursor
+
+    cursor = read_cursor(output)
+    if cursor is None:
+        return params.precision
+    # Outputs from before --precision existed were all float32.
+    own = str(cursor.get("meta", {}).get("precision", "float32"))
+    if own != params.precision:
+        _log(hooks, "info", f"resuming with the output's own precision {own} (not {params.precision})")
+    return own
 
 
 def _open_writer(

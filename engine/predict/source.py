@@ -187,13 +187,47 @@ def _iter_columnar(src: readers.Source, chunk_rows: int, done: int) -> Iterator[
             cols = columnar.hdf_page(src.path, src.hdf_key or "", [tc], first, chunk_rows)
             yield _columnar_chunk(first, cols[tc])
         return
-    # Parquet batches come from the start; whole batches before the cursor are skipped unread-ahead.
-    for first, cols in columnar.iter_parquet(src.path, [tc], chunk_rows):
-        values = cols[tc]
-        if first + len(values) - 1 <= done:
-            continue
-        skip = max(0, done + 1 - first)
-        yield _columnar_chunk(first + skip, values[skip:])
+    for first, values in _parquet_values(src.path, tc, chunk_rows, done):
+        yield _columnar_chunk(first, values)
+
+
+def _parquet_values(path: str, column: str, chunk_rows: int, done: int) -> Iterator[tuple[int, list[Any]]]:
+    """(first row, values) of exactly ``chunk_rows`` rows after row ``done``, the last maybe shorter.
+
+    Row groups wholly before the cursor are never read (the footer's row counts say where
+    each starts), so a resume late in a big file does not decode the file's head again.
+    """
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    groups: list[int] = []
+    first_of_read: int | None = None
+    first = 1
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if first + n - 1 > done:
+            groups.append(g)
+            first_of_read = first if first_of_read is None else first_of_read
+        first += n
+    if first_of_read is None:
+        return
+    skip = done + 1 - first_of_read  # rows of the first group read that come before the cursor
+    row = done + 1
+    pending: list[Any] = []
+    # Batches may start mid-chunk (at a row group's start): regroup them so chunks begin where an
+    # uninterrupted run's begin, which keeps the batches, and the float results, the same.
+    for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=groups, columns=[column]):
+        values = batch.column(0).to_pylist()
+        if skip:
+            cut = min(skip, len(values))
+            values, skip = values[cut:], skip - cut
+        pending.extend(values)
+        while len(pending) >= chunk_rows:
+            yield row, pending[:chunk_rows]
+            row, pending = row + chunk_rows, pending[chunk_rows:]
+    if pending:
+        yield row, pending
 
 
 def _columnar_chunk(first: int, values: list[Any]) -> InputChunk:

@@ -92,3 +92,55 @@ def test_a_session_without_a_trained_model_is_refused(
         capsys, ["--model", "20260101-000000-train", "--input", str(good), "--output", str(tmp_path / "o.h5")]
     )
     assert "has no trained model yet" in msg
+
+
+def test_a_max_length_past_the_models_positions_is_refused_before_starting(
+    tmp_path: Path, sessions_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write_csv(tmp_path / "in.csv", texts(5))
+    bert, roberta = tmp_path / "bert", tmp_path / "roberta"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 64}')
+    roberta.mkdir()
+    # RoBERTa's positions start after its padding index: 514 embeddings take 512 tokens.
+    (roberta / "config.json").write_text(
+        '{"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}'
+    )
+    out = str(tmp_path / "o.h5")
+    msg = _err(capsys, ["--model", str(bert), "--input", str(good), "--output", out, "--max-length", "65"])
+    assert "--max-length 65 is more than the model" in msg and "give --max-length 64 or less" in msg
+    msg = _err(
+        capsys, ["--model", str(roberta), "--input", str(good), "--output", out, "--max-length", "513"]
+    )
+    assert "give --max-length 512 or less" in msg
+    assert not any(sessions_root.glob("*/config.toml"))
+
+    import argparse
+
+    from engine.predict.cli import add_predict_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_predict_arguments(parser)
+    for model, n in ((bert, "64"), (roberta, "512")):
+        args = parser.parse_args(
+            ["--model", str(model), "--input", str(good), "--output", out, "--max-length", n]
+        )
+        assert build_config(args, sessions_root)["predict"]["max_length"] == int(n)
+
+
+def test_precision_is_an_option_recorded_in_the_job(
+    model_dir: Path, tmp_path: Path, sessions_root: Path
+) -> None:
+    import argparse
+
+    from engine.predict.cli import add_predict_arguments, build_config
+
+    good = write_csv(tmp_path / "in.csv", texts(5))
+    parser = argparse.ArgumentParser()
+    add_predict_arguments(parser)
+    base = ["--model", str(model_dir), "--input", str(good), "--output", str(tmp_path / "o.h5")]
+    assert build_config(parser.parse_args(base), sessions_root)["predict"]["precision"] == "float32"
+    args = parser.parse_args([*base, "--precision", "bfloat16"])
+    assert build_config(args, sessions_root)["predict"]["precision"] == "bfloat16"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--precision", "float16"])

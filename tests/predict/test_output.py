@@ -143,3 +143,13 @@ def test_a_bad_byte_late_in_the_file_fails_clearly_and_resume_can_switch_encodin
     assert any("encoding iso8859-1" in getattr(e, "text", "") for e in events)
     frame = pd.read_hdf(out)
     assert list(frame["row"]) == list(range(1, 6001)) and (frame["flag"] == "").all()
+
+
+def test_a_max_length_past_the_models_positions_fails_clearly(tiny_classifier: Path, tmp_path: Path) -> None:
+    """The engine checks it too (a config written by hand, or a checkpoint whose base is a hub name)."""
+    inp = write_csv(tmp_path / "in.csv", texts(5))
+    # The test model has 64 position embeddings; past them TensorFlow would fail inside a gather.
+    with pytest.raises(ValueError, match=r"--max-length 65 is more than the model can take \(64 tokens"):
+        _run(tiny_classifier, inp, tmp_path / "out.h5", max_length=65)
+    _run(tiny_classifier, inp, tmp_path / "ok.h5", max_length=64)
+    assert len(pd.read_hdf(tmp_path / "ok.h5")) == 5

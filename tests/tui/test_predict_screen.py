@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App
+from textual.pilot import Pilot
 
 from engine import protocol
 from engine.journal import Journal
 from engine.session import SessionPaths, write_state
 from tests.tui.screen_text import screen_text
-from tui.screens.predict import PredictScreen
+from tui.app import FtcApp
+from tui.screens.monitor import MonitorScreen
+from tui.screens.predict import PredictApp, PredictScreen
+from tui.screens.sessions import SessionsScreen
 
 
 def _session(root: Path) -> SessionPaths:
@@ -76,3 +81,66 @@ async def test_predict_screen_shows_progress_labels_and_last_rows(tmp_path: Path
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, PredictScreen)
+
+
+def _train_session(root: Path) -> SessionPaths:
+    paths = SessionPaths(root / "20250101-000000-train-cafe")
+    paths.create()
+    paths.config.write_text('[job]\nkind = "train"\n')
+    write_state(paths, status="finished", job="train", step=3, total_steps=3, created=time.time())
+    journal = Journal(paths.events, paths.id)
+    journal.append(protocol.JobStarted(job="train", step=0, total_steps=3))
+    journal.close()
+    return paths
+
+
+async def _until(
+    pilot: Pilot[None], predicate: Callable[[], object], what: str, timeout: float = 10.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+async def test_enter_on_a_prediction_session_opens_the_prediction_screen(tmp_path: Path) -> None:
+    predict = _session(tmp_path)
+    train = _train_session(tmp_path)
+    app = FtcApp(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _until(pilot, lambda: len(getattr(app.screen, "sessions", [])) == 2, "2 sessions listed")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, SessionsScreen) and app.screen.selected_id() == predict.id
+        await pilot.press("enter")
+        await _until(pilot, lambda: isinstance(app.screen, PredictScreen), "the prediction screen")
+        screen = app.screen
+        assert isinstance(screen, PredictScreen) and screen.session_id == predict.id
+        await _until(pilot, lambda: screen.seen_seq >= 3, "the journal replayed")
+        await pilot.pause()
+        assert "5,000/~20,000 rows" in screen_text(app)
+        await pilot.press("escape")
+        await _until(pilot, lambda: isinstance(app.screen, SessionsScreen), "back on the sessions screen")
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert app.screen.selected_id() == train.id
+        await pilot.press("enter")  # a training session still opens its monitor
+        await _until(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+
+
+async def test_attach_to_a_prediction_session_opens_the_prediction_screen(tmp_path: Path) -> None:
+    paths = _session(tmp_path)
+    app = FtcApp(tmp_path, attach=paths.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _until(pilot, lambda: isinstance(app.screen, PredictScreen), "the prediction screen")
+        await pilot.press("escape")  # back to the sessions list, as from the monitor
+        await _until(pilot, lambda: isinstance(app.screen, SessionsScreen), "the sessions screen")
+
+
+async def test_escape_in_ftc_predicts_own_screen_quits_rather_than_blanking(tmp_path: Path) -> None:
+    paths = _session(tmp_path)
+    app = PredictApp(tmp_path, paths.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, PredictScreen) and len(app.screen_stack) == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.return_code == 0, "escape should quit the prediction app"

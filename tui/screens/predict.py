@@ -27,6 +27,7 @@ from tui.messages import CommandAnswered, EventsReceived
 from tui.screens.sessions import STATUS_STYLE
 
 BAR_WIDTH = 10
+PREDICT_JOB = "predict"  # the [job] kind of sessions this screen shows
 LOG_LINES = 500
 
 
@@ -61,7 +62,7 @@ class PredictScreen(Screen[None]):
     """
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("p", "control('pause')", "Pause"),
         Binding("u", "control('unpause')", "Unpause"),
         Binding("s", "control('stop')", "Stop"),
@@ -180,6 +181,13 @@ class PredictScreen(Screen[None]):
 
     # ---------------------------------------------------------------- controls
 
+    def action_back(self) -> None:
+        """Back to the screen below; where there is none (``ftc predict``'s own app), quit."""
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
+
     def action_control(self, command: str) -> None:
         self.send_control(command)
 
@@ -204,8 +212,23 @@ class PredictApp(App[None]):
         super().__init__()
         self._root, self._session = root, session_id
 
-    def on_mount(self) -> None:
-        self.push_screen(PredictScreen(self._root, self._session))
+    def get_default_screen(self) -> Screen[None]:
+        # The only screen, not one pushed over a blank default that escape would uncover.
+        return PredictScreen(self._root, self._session)
+
+
+def is_predict_session(root: Path, session_id: str) -> bool:
+    """Whether a session's job is a prediction (state.json says, else its config.toml)."""
+    try:
+        paths = resolve(root, session_id)
+        job = read_state(paths).get("job")
+        if job is None and paths.config.is_file():
+            from engine.config import job_kind, load_toml
+
+            job = job_kind(load_toml(paths.config))
+    except Exception:  # a damaged or vanished session opens on the monitor, which explains it
+        return False
+    return job == PREDICT_JOB
 
 
 def run_predict_app(root: Path, session_id: str) -> None:

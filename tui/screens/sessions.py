@@ -119,8 +119,12 @@ class SessionsScreen(Screen[None]):
             self.notify("No session selected", severity="warning")
             return
         from tui.screens.monitor import MonitorScreen
+        from tui.screens.predict import PREDICT_JOB, PredictScreen
 
-        self.app.push_screen(MonitorScreen(self.root, session))
+        # A prediction session has no loss curve: it opens on its throughput, labels and last rows.
+        job = next((info.job for info in self.sessions if info.id == session), None)
+        screen = PredictScreen if job == PREDICT_JOB else MonitorScreen
+        self.app.push_screen(screen(self.root, session))
 
     def action_open_dataset(self) -> None:
         from tui.screens.open_file import OpenFileScreen
