@@ -39,7 +39,7 @@ class Params:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     token_budget: int = batching.DEFAULT_TOKEN_BUDGET
     max_length: int | None = None
-    multiple: int = batching.DEFAULT_MULTIPLE
+    multiple: int | None = None  # None: batching.default_multiple() for the devices present
     resume: bool = False
     overwrite: bool = False
     # bfloat16: the model computes under Keras 'mixed_bfloat16'; probabilities are still float32.
@@ -151,6 +151,8 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
     model, tokenizer, id2label, info = models.load(params.model, params.precision)
     labels = [id2label[i] for i in range(len(id2label))]
     params.max_length = _max_length(params.max_length, model, tokenizer)
+    if params.multiple is None:
+        params.multiple = batching.default_multiple()
     meta = {
         "labels": labels,
         "label2id": {name: i for i, name in enumerate(labels)},
