@@ -49,28 +49,59 @@ def load_tokenizer(source: str | os.PathLike[str]) -> Any:
         ) from None
 
 
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+)
+
+
 def tokenizer_fingerprint(source: str | os.PathLike[str]) -> str:
     """A hash of the tokenizer files, so a resume notices a changed vocabulary."""
     import hashlib
 
     folder = resolve_source(source)
     digest = hashlib.sha256()
-    names = (
-        "tokenizer.json",
-        "vocab.txt",
-        "merges.txt",
-        "spiece.model",
-        "sentencepiece.bpe.model",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "vocab.json",
-    )
-    for name in names:
+    for name in _TOKENIZER_FILES:
         file = folder / name
         if file.is_file():
             digest.update(name.encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def tokenizer_file_hashes(source: str | os.PathLike[str]) -> dict[str, str]:
+    """A hash per tokenizer file, so a refused resume can name the file that changed."""
+    import hashlib
+
+    folder = resolve_source(source)
+    return {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest()[:16]
+        for name in _TOKENIZER_FILES
+        if (folder / name).is_file()
+    }
+
+
+# Models whose position ids start after the padding index (padding_idx + 1), not at 0.
+_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "roberta-prelayernorm"})
+
+
+def max_input_length(source: str | os.PathLike[str]) -> int | None:
+    """The longest input (in tokens) the model's position embeddings cover, if its config says."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(resolve_source(source)))
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return None
+    if config.model_type in _OFFSET_POSITIONS:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
 
 
 def _safetensors_format(folder: Path) -> str | None:
@@ -104,21 +135,72 @@ def _read_safetensors(folder: Path) -> dict[str, Any]:
     return tensors
 
 
+def _set_aside_mismatched(model: Any, state: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Remove arrays whose shape differs from the model's weight of that name (e.g. a head for
+    another number of labels); returns (name, shape in the file, shape in the model).
+
+    transformers' converter would try to reshape them and fail (or, with equal sizes, scramble them).
+    """
+    from transformers.modeling_tf_pytorch_utils import TransposeType, convert_tf_weight_name_to_pt_weight_name
+
+    # Base-model checkpoints name weights without the stem ("encoder..." not "bert.encoder...").
+    stem = model.base_model_prefix
+    strip = "" if any(k.startswith(stem) for k in state) else stem + "."
+    mismatched = []
+    for var in model.trainable_weights + model.non_trainable_weights:
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(
+            var.name, start_prefix_to_remove=strip, tf_weight_shape=var.shape
+        )
+        if name not in state:
+            continue
+        saved = tuple(state[name].shape)
+        wanted = tuple(var.shape)
+        if transpose is TransposeType.SIMPLE:
+            wanted = wanted[::-1]
+        elif transpose is not TransposeType.NO:
+            wanted = tuple(sorted(wanted))  # convolutions: compare sizes, not layout
+            saved = tuple(sorted(saved))
+        # The converter squeezes and expands unit axes itself.
+        if tuple(d for d in saved if d != 1) != tuple(d for d in wanted if d != 1):
+            mismatched.append((name, tuple(state.pop(name).shape), tuple(var.shape)))
+    return mismatched
+
+
 def load_pt_safetensors(model: Any, folder: Path) -> dict[str, list[str]]:
     """Copy PyTorch-layout safetensors into a built TF model without torch; returns the loading info.
 
     transformers' TF from_pretrained opens these through a torch-only path; its name and
     layout mapping (load_pytorch_state_dict_in_tf2_model) works on plain numpy arrays.
+    Weights whose shape differs (a head for another number of labels) keep their new initial values.
     """
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
 
     state = _read_safetensors(folder)
     # Buffers, not weights: TF recomputes them.
     state = {k: v for k, v in state.items() if not k.endswith(("position_ids", "num_batches_tracked"))}
+    model(model.dummy_inputs, training=False)  # build the variables, to compare shapes
+    mismatched = _set_aside_mismatched(model, state)
     _, info = load_pytorch_state_dict_in_tf2_model(
-        model, state, allow_missing_keys=True, output_loading_info=True, skip_logger_warnings=True
+        model,
+        state,
+        allow_missing_keys=True,
+        output_loading_info=True,
+        skip_logger_warnings=True,
+        ignore_mismatched_sizes=True,
     )
-    return {k: [str(x) for x in v] for k, v in info.items()}
+    skipped = {name for name, _, _ in mismatched}
+    info["missing_keys"] = [k for k in info["missing_keys"] if k not in skipped]
+    info["mismatched_keys"] = mismatched + list(info.get("mismatched_keys", []))
+    return _loading_info(info)
+
+
+def _loading_info(info: dict[str, Any]) -> dict[str, list[str]]:
+    """Loading info as text: key names, and 'name (file shape) -> (model shape)' for mismatches."""
+    out = {k: [str(x) for x in v] for k, v in info.items() if k != "mismatched_keys"}
+    out["mismatched_keys"] = [
+        f"{name} {tuple(saved)} -> {tuple(now)}" for name, saved, now in info.get("mismatched_keys", [])
+    ]
+    return out
 
 
 def load_model(
@@ -132,7 +214,7 @@ def load_model(
     """A TFAutoModelForSequenceClassification; a missing or differently sized head is newly initialised.
 
     With ``seed`` the new head (and dropout seeds) are reproducible. Loading info
-    (missing/unexpected keys) is left on ``model.ftc_loading_info``.
+    (missing, unexpected and mismatched keys) is left on ``model.ftc_loading_info``.
     """
     import tensorflow as tf
     from transformers import AutoConfig, TFAutoModelForSequenceClassification
@@ -162,6 +244,7 @@ def load_model(
             model, info = TFAutoModelForSequenceClassification.from_pretrained(
                 str(folder), config=config, ignore_mismatched_sizes=True, output_loading_info=True
             )
+            info = _loading_info(info)
         elif st_format is not None:
             model = TFAutoModelForSequenceClassification.from_config(config)
             info = load_pt_safetensors(model, folder)

@@ -6,6 +6,9 @@ Layout of ``checkpoints/ckpt-<step>/``:
   rng.npz         the dropout generators' states
   state.json      step, data position, early-stopping state, metric history, fingerprints
   COMPLETE        written last: a checkpoint without it is ignored
+
+``checkpoints/abandoned-<time>/`` holds the later checkpoints of a run that was resumed from an
+earlier one (set_aside), kept but out of the way.
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ def check_fingerprints(path: Path, expected: dict[str, Any]) -> None:
         diff = describe_changes(saved.get("config_semantic", {}), expected.get("config_semantic", {}))
         problems.append("config changed (" + ("; ".join(diff[:5]) or "settings differ") + ")")
     if saved.get("tokenizer") != expected.get("tokenizer"):
-        problems.append("tokenizer files changed")
+        problems.append("tokenizer files changed" + _changed_files(saved, expected))
     if saved.get("data") != expected.get("data"):
         problems.append(f"data changed (fingerprint {saved.get('data')} -> {expected.get('data')})")
     if problems:
@@ -146,6 +149,37 @@ def check_fingerprints(path: Path, expected: dict[str, Any]) -> None:
             f"{path.name}: cannot resume, {', '.join(problems)}; restore the original settings "
             "or start a new session"
         )
+
+
+def _changed_files(saved: dict[str, Any], expected: dict[str, Any]) -> str:
+    """' (vocab.txt)': the tokenizer files that differ, if both sides have per-file hashes."""
+    old, new = saved.get("tokenizer_files"), expected.get("tokenizer_files")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return ""  # a checkpoint from before per-file hashes
+    names = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+    return f" ({', '.join(names)})" if names else ""
+
+
+def set_aside(root: Path, after_step: int) -> Path | None:
+    """Move complete checkpoints later than after_step into root/abandoned-<time>/; returns that folder.
+
+    For a resume from an earlier checkpoint: the later ones belong to a run that is being
+    replaced, and are kept (out of the way of latest_complete and prune) rather than deleted.
+    """
+    later = [p for p in complete(root) if step_of(p) > after_step]
+    if not later:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder, n = root / f"abandoned-{stamp}", 1
+    while folder.exists():
+        n += 1
+        folder = root / f"abandoned-{stamp}-{n}"
+    folder.mkdir()
+    for path in later:
+        os.rename(path, folder / path.name)
+    _fsync_dir(folder)
+    _fsync_dir(root)
+    return folder
 
 
 def prune(root: Path, keep_last: int, keep: set[int] = frozenset()) -> list[Path]:  # type: ignore[assignment]

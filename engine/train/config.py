@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -49,6 +49,10 @@ class DataSection(_Section):
         return self
 
 
+# What every evaluation reports (engine.train.metrics); roc_auc needs two classes in the split.
+EVAL_METRICS = ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc")
+
+
 class EarlyStopping(_Section):
     metric: str = "macro_f1"
     mode: Literal["auto", "max", "min"] = "auto"
@@ -56,6 +60,14 @@ class EarlyStopping(_Section):
     patience: int | None = Field(None, ge=1)
     min_delta: float = Field(0.0, ge=0)
     restore_best: bool = True
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        # Checked here, not at the first evaluation: a typo should not cost a training epoch.
+        if name not in EVAL_METRICS:
+            raise ValueError(f"{name!r} is not an evaluation metric; use one of {', '.join(EVAL_METRICS)}")
+        return name
 
     @property
     def maximize(self) -> bool:

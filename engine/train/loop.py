@@ -11,7 +11,14 @@ import tensorflow as tf
 
 from engine import protocol
 from engine.jobs.base import JobContext
-from engine.model import dropout_generators, load_model, load_tokenizer, tokenizer_fingerprint
+from engine.model import (
+    dropout_generators,
+    load_model,
+    load_tokenizer,
+    max_input_length,
+    tokenizer_file_hashes,
+    tokenizer_fingerprint,
+)
 from engine.train import checkpoints as ck
 from engine.train import freeze
 from engine.train.batches import EpochPlan, SplitReader, read_manifest, steps_per_epoch
@@ -27,12 +34,17 @@ STATE_EVERY_S = 1.0  # state.json is fsynced; once a second is plenty for `ftc l
 class Trainer:
     """One training run of a session; ``run(resume)`` trains to the end or until stopped."""
 
-    def __init__(self, cfg: TrainConfig, data_dir: Path, ctx: JobContext) -> None:
+    def __init__(
+        self, cfg: TrainConfig, data_dir: Path, ctx: JobContext, *, record_batches: bool = False
+    ) -> None:
         self.cfg, self.t, self.ctx = cfg, cfg.train, ctx
         self.data_dir = data_dir
         self.manifest = read_manifest(data_dir)
         self.labels: list[str] = list(self.manifest["labels"])
-        self.batch_log: list[tuple[int, list[int]]] = []  # (step, row ids): audits and resume tests
+        # (step, row ids) of every step, for audits and resume tests; off by default: it grows with the run.
+        self.record_batches = record_batches
+        self.batch_log: list[tuple[int, list[int]]] = []
+        self._warned_absent: set[str] = set()
         self.history: list[dict[str, Any]] = []
         self.best: float | None = None
         self.best_step: int | None = None
@@ -51,6 +63,13 @@ class Trainer:
         tf_keras.mixed_precision.set_global_policy(self.precision)
         self.strategy = make_strategy()
         self.tokenizer = load_tokenizer(self.cfg.model.source)
+        limit = max_input_length(self.cfg.model.source)
+        if limit is not None and t.max_length > limit:
+            # Caught here: past the position embeddings TF fails deep inside the first long batch.
+            raise ConfigError(
+                f"[train] max_length: {t.max_length} is more than {self.cfg.model.source} takes "
+                f"({limit} tokens, its max_position_embeddings); set it to {limit} or less"
+            )
         id2label = dict(enumerate(self.labels))
         label2id = {n: i for i, n in id2label.items()}
         with self.strategy.scope():
@@ -58,6 +77,9 @@ class Trainer:
         missing = self.model.ftc_loading_info.get("missing_keys", [])
         if missing:
             self._log("info", f"newly initialised (not in the checkpoint): {', '.join(missing)}")
+        mismatched = self.model.ftc_loading_info.get("mismatched_keys", [])
+        if mismatched:
+            self._log("info", f"newly initialised (another shape in the checkpoint): {', '.join(mismatched)}")
         counts = self.manifest["splits"]["train"].get("label_counts", {})
         self.stepper = Stepper(
             self.model,
@@ -79,6 +101,7 @@ class Trainer:
             "config": self.cfg.fingerprint(),
             "config_semantic": self.cfg.semantic(),
             "tokenizer": tokenizer_fingerprint(self.cfg.model.source),
+            "tokenizer_files": tokenizer_file_hashes(self.cfg.model.source),
             "data": self.manifest.get("data_fingerprint"),
         }
         self.ckpt_dir = self.ctx.paths.checkpoints
@@ -132,6 +155,12 @@ class Trainer:
         }
 
     def save(self, reason: str) -> Path:
+        existing = self.ckpt_dir / f"{ck.PREFIX}{self.step}"
+        if ck.is_complete(existing):
+            # Saved at this step already (a best evaluation, then a periodic, stop or final save):
+            # the same state, so one folder and one CheckpointSaved, under its first reason.
+            self._last_save = time.monotonic()
+            return existing
         state = self._state(reason)
         path = ck.save(
             self.ckpt_dir,
@@ -215,6 +244,14 @@ class Trainer:
             logits.append(self._logits_fn(b.input_ids, b.attention_mask).numpy())
             labels.append(b.labels)
         metrics, per_class = evaluate_logits(np.concatenate(logits), np.concatenate(labels), self.labels)
+        absent = [name for name, figures in per_class.items() if not figures["support"]]
+        if absent and split not in self._warned_absent:
+            self._warned_absent.add(split)
+            self._log(
+                "warning",
+                f"the {split} split has no examples of {', '.join(absent)}: their F1 counts as 0 "
+                "in macro_f1 and roc_auc averages over the classes present",
+            )
         self.ctx.emit(
             protocol.EvaluationEnded(step=self.step, split=split, metrics=metrics, per_class=per_class)
         )
@@ -228,10 +265,13 @@ class Trainer:
         self.history.append({"step": self.step, "metrics": metrics})
         value = metrics.get(es.metric)
         if value is None:
-            raise ConfigError(
-                f"[train.early_stopping] metric: {es.metric!r} is not computed; "
-                f"use one of {', '.join(sorted(metrics))}"
+            # Only roc_auc can be missing (a split with one class): no verdict, rather than a crash.
+            self._log(
+                "warning",
+                f"step {self.step}: {es.metric} is undefined for this evaluation (one class only); "
+                "early stopping skips it",
             )
+            return
         better = self.best is None or (
             value > self.best + es.min_delta if es.maximize else value < self.best - es.min_delta
         )
@@ -263,11 +303,15 @@ class Trainer:
                 self._log("warning", "no complete checkpoint to resume from; starting from step 0")
             else:
                 self.restore(path)
+                self._set_aside_later(path)
         self.ctx.emit(protocol.JobStarted(job="train", step=self.step, total_steps=self.total_steps))
-        # The planned schedule, so a monitor can draw the LR ahead of the current step.
+        # The planned schedule, so a monitor can draw the LR ahead of the current step. The update
+        # at 0-based s is reported as StepEnded.step s + 1, so the plan is drawn at s + 1 too.
         planned = self.schedule.plan(self.total_steps, 200)
         self.ctx.emit(
-            protocol.SchedulePlanned(steps=[s for s, _ in planned], learning_rates=[lr for _, lr in planned])
+            protocol.SchedulePlanned(
+                steps=[s + 1 for s, _ in planned], learning_rates=[lr for _, lr in planned]
+            )
         )
         self.ctx.update_state(step=self.step, total_steps=self.total_steps)
         self._last_save = time.monotonic()
@@ -289,7 +333,8 @@ class Trainer:
                     dt = max(time.monotonic() - ts, 1e-9)
                     self.step += 1
                     self.batch_index = batch.index + 1
-                    self.batch_log.append((self.step, [int(r) for b in group for r in b.rows]))
+                    if self.record_batches:
+                        self.batch_log.append((self.step, [int(r) for b in group for r in b.rows]))
                     if self.step == started_at_step + 1:
                         t0 = time.monotonic()  # the first step includes tracing: time from its end
                         per_step = dt
@@ -344,6 +389,19 @@ class Trainer:
         if not ck.is_complete(path):
             raise ck.CheckpointError(f"{path}: not a complete checkpoint; pick one from the checkpoint list")
         return path
+
+    def _set_aside_later(self, path: Path) -> None:
+        """After resuming from an earlier checkpoint, move the abandoned run's later ones out of the way.
+
+        Left in place they would be taken for this run's (same step numbers), outlive its
+        new checkpoints in pruning and be what "latest" finds; moved, nothing is lost.
+        """
+        folder = ck.set_aside(self.ckpt_dir, after_step=self.step)
+        if folder is None:
+            return
+        names = ", ".join(p.name for p in sorted(folder.iterdir(), key=ck.step_of))
+        self._log("warning", f"resumed from {path.name}: later checkpoints {names} moved to {folder}")
+        self.ctx.update_state(last_checkpoint=str(path), last_checkpoint_step=self.step)
 
     def _checkpoint_due(self) -> bool:
         t = self.t

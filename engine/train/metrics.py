@@ -17,7 +17,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def evaluate_logits(
     logits: np.ndarray, labels: np.ndarray, names: list[str]
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """(metrics, per_class) from logits and true label ids."""
+    """(metrics, per_class) from logits and true label ids; metrics are named as in EVAL_METRICS."""
     from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
     probs = softmax(logits.astype(np.float64))
@@ -37,13 +37,10 @@ def evaluate_logits(
         "macro_f1": float(mf),
     }
     present = np.unique(labels)
-    try:
-        if n == 2 and len(present) == 2:
-            metrics["roc_auc"] = float(roc_auc_score(labels, probs[:, 1]))
-        elif n > 2 and len(present) == n:
-            metrics["roc_auc"] = float(roc_auc_score(labels, probs, multi_class="ovr", labels=ids))
-    except ValueError:
-        pass  # AUC is undefined for this sample (e.g. one class only); leave it out rather than guess
+    if len(present) >= 2:
+        # One-vs-rest, averaged over the classes the split holds: a small validation split that
+        # lacks a rare class still gets an AUC. With one class only it is undefined and left out.
+        metrics["roc_auc"] = float(np.mean([roc_auc_score(labels == c, probs[:, c]) for c in present]))
     per_class = {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": float(s[i])}
         for i, name in enumerate(names)

@@ -68,7 +68,31 @@ def test_fast_forward_by_index_equals_the_tail(reader: SplitReader, tok) -> None
         np.testing.assert_array_equal(x.input_ids, y.input_ids)
 
 
-def test_shards_are_read_one_at_a_time(reader: SplitReader, tok) -> None:
+def test_each_shard_is_read_once_per_epoch_and_a_resume_reads_only_what_it_needs(
+    reader: SplitReader, tok, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    reads: list[str] = []
+    real = pd.read_hdf
+
+    def counting(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_hdf", counting)
     small = SplitReader(reader.data_dir, "train", read_manifest(reader.data_dir), cache=1)
-    for _ in plan(small, tok).batches():
-        assert len(small._cache) <= 1
+    epoch = plan(small, tok)
+    order = [small.shards[w.shard][0].name for w in epoch.windows]
+    in_order = list(dict.fromkeys(order))
+    assert len(in_order) == len(small.shards) > 1
+    list(epoch.batches())
+    assert reads == in_order  # a one-shard cache suffices: the plan never goes back to a shard
+    reads.clear()
+    last = next(w for w in epoch.windows if small.shards[w.shard][0].name == in_order[-1])
+    list(
+        plan(SplitReader(small.data_dir, "train", read_manifest(small.data_dir)), tok).batches(
+            last.first_batch
+        )
+    )
+    assert reads == [in_order[-1]]

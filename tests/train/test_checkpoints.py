@@ -70,3 +70,26 @@ def test_fingerprint_mismatch_says_what_changed(tmp_path: Path) -> None:
     text = str(err.value)
     assert "train.learning_rate 0.0001 -> 0.0002" in text and "data changed" in text
     assert "tokenizer" not in text
+
+
+def test_tokenizer_mismatch_names_the_changed_file(tmp_path: Path) -> None:
+    files = {"vocab.txt": "v1", "tokenizer_config.json": "c1"}
+    fp = {"config": "a", "tokenizer": "t1", "tokenizer_files": files, "data": "d"}
+    path = ck.save(tmp_path, 5, weights=[], optimizer=[], rng=[], state={"fingerprints": fp})
+    changed = {**fp, "tokenizer": "t2", "tokenizer_files": {**files, "vocab.txt": "v2"}}
+    with pytest.raises(ck.CheckpointError, match=r"tokenizer files changed \(vocab\.txt\)"):
+        ck.check_fingerprints(path, changed)
+
+
+def test_set_aside_moves_later_checkpoints_out_of_reach(tmp_path: Path) -> None:
+    for step in (1, 2, 3, 4):
+        _save(tmp_path, step)
+    aside = ck.set_aside(tmp_path, after_step=2)
+    assert aside is not None and aside.parent == tmp_path and aside.name.startswith("abandoned-")
+    assert sorted(p.name for p in aside.iterdir()) == ["ckpt-3", "ckpt-4"]
+    assert [p.name for p in ck.complete(tmp_path)] == ["ckpt-1", "ckpt-2"]
+    assert ck.set_aside(tmp_path, after_step=2) is None  # nothing later: no empty folder
+    _save(tmp_path, 3)
+    second = ck.set_aside(tmp_path, after_step=1)  # within the same second: a folder of its own
+    assert second is not None and second != aside
+    assert sorted(p.name for p in second.iterdir()) == ["ckpt-2", "ckpt-3"]

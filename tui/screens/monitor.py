@@ -26,7 +26,7 @@ from tui.format import duration, event_line
 from tui.messages import CommandAnswered, EventsReceived
 from tui.screens.sessions import STATUS_STYLE
 from tui.widgets.curves import LearningRatePanel, LossPanel
-from tui.widgets.tables import CheckpointTable, EvaluationTable
+from tui.widgets.tables import CheckpointTable, EvaluationView
 
 PLOT_EVERY_S = 0.5
 LOG_LINES = 1000
@@ -71,7 +71,7 @@ class MonitorScreen(Screen[None]):
             with TabPane("Events", id="events"):
                 yield RichLog(id="event-log", max_lines=LOG_LINES, wrap=False, markup=False)
             with TabPane("Evaluation", id="evaluation"):
-                yield EvaluationTable(id="eval-table")
+                yield EvaluationView(id="eval-view")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield CheckpointTable(id="ckpt-table")
         yield Footer(compact=True)
@@ -138,7 +138,7 @@ class MonitorScreen(Screen[None]):
             if "loss" in body.get("metrics", {}):
                 self.loss_panel.add_validation(body["step"], body["metrics"]["loss"])
                 self._plots_dirty = True
-            self.query_one(EvaluationTable).show(body)
+            self.query_one(EvaluationView).show(body)
         elif env.type == "checkpoint_saved":
             self.query_one(CheckpointTable).add(body, env.ts)
         style = "red" if env.type == "job_failed" else ""

@@ -1,4 +1,4 @@
-"""The monitor's tables: the latest evaluation (per class) and the checkpoint list."""
+"""The monitor's tables: the latest evaluation (overall and per class) and the checkpoint list."""
 
 from __future__ import annotations
 
@@ -7,30 +7,63 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
 from textual.widgets import DataTable
 
 from tui.format import ago
 
+# Headline metrics in the order shown, with the names a reader knows them by; others follow as named.
+METRIC_LABELS = {
+    "loss": "loss",
+    "accuracy": "accuracy",
+    "macro_precision": "macro precision",
+    "macro_recall": "macro recall",
+    "macro_f1": "macro F1",
+    "roc_auc": "ROC-AUC",
+}
 
-class EvaluationTable(DataTable[str | Text]):
-    """The latest evaluation: overall metrics, then precision/recall/F1 per class."""
+
+class EvaluationView(Horizontal):
+    """The latest evaluation: every overall metric (metric | value) beside precision/recall/F1 per class.
+
+    One metric per row, so all of them fit an 80-column terminal however many there are.
+    """
+
+    DEFAULT_CSS = """
+    EvaluationView > #eval-metrics { width: 28; }
+    EvaluationView > #eval-classes { width: 1fr; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.last: dict[str, Any] = {}
+
+    def compose(self) -> ComposeResult:
+        yield DataTable[str | Text](id="eval-metrics", cursor_type="row")
+        yield DataTable[str | Text](id="eval-classes", cursor_type="row")
 
     def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.add_columns("", "precision", "recall", "f1", "support")
-        self.last: dict[str, Any] = {}
+        self.query_one("#eval-metrics", DataTable).add_columns("metric", "value")
+        self.query_one("#eval-classes", DataTable).add_columns(
+            "class", "precision", "recall", "f1", "support"
+        )
 
     def show(self, body: dict[str, Any]) -> None:
         self.last = body
-        self.clear()
-        metrics = body.get("metrics", {})
-        summary = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         self.border_title = f"evaluation at step {body['step']} [{body.get('split', 'validation')}]"
-        self.add_row(Text("all", style="bold"), Text(summary[:60], style="bold"), "", "", "", key="__all__")
+        metrics = body.get("metrics", {})
+        table = self.query_one("#eval-metrics", DataTable)
+        table.clear()
+        names = [k for k in METRIC_LABELS if k in metrics] + [k for k in metrics if k not in METRIC_LABELS]
+        for name in names:
+            table.add_row(METRIC_LABELS.get(name, name), f"{metrics[name]:.4f}", key=name)
+        classes = self.query_one("#eval-classes", DataTable)
+        classes.clear()
         for name, figures in body.get("per_class", {}).items():
             cells = [f"{figures[k]:.4f}" if k in figures else "-" for k in ("precision", "recall", "f1")]
             support = f"{figures['support']:.0f}" if "support" in figures else "-"
-            self.add_row(name, *cells, support, key=name)
+            classes.add_row(name, *cells, support, key=name)
 
 
 class CheckpointTable(DataTable[str | Text]):
@@ -42,6 +75,9 @@ class CheckpointTable(DataTable[str | Text]):
         self.entries: list[dict[str, Any]] = []
 
     def add(self, body: dict[str, Any], ts: float) -> None:
+        # One row per folder: older journals report a folder once per save reason, and a resume
+        # from an earlier checkpoint writes a new folder where a set-aside one was.
+        self.entries = [e for e in self.entries if e["path"] != body["path"]]
         self.entries.append({**body, "ts": ts})
         self.redraw()
 
