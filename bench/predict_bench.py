@@ -139,7 +139,8 @@ def run_ftc(
 ) -> dict[str, Any]:
     """ftc's prediction job as the engine runs it: streamed chunks into HDF5."""
     inp = write_input(work / "input.csv", texts)
-    return predict_file(model_dir, inp, work / "out.h5", token_budget, precision, max_length)
+    out = work / f"out-{precision or 'default'}.h5"  # kept, so the driver can compare precisions
+    return {**predict_file(model_dir, inp, out, token_budget, precision, max_length), "output": str(out)}
 
 
 def predict_file(
@@ -242,15 +243,46 @@ def measure(
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
-        "| approach | texts | seconds | texts/s | real tokens/s | padding | peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| approach | texts | seconds | texts/s | real tokens/s | padding | MFU | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
+        mfu = f"{r['mfu']:.0%}" if "mfu" in r else "-"
         rows.append(
             f"| {name} | {r['texts']:,} | {r['seconds']:.1f} | {r['texts_per_s']:,.0f} | "
-            f"{r['real_tokens_per_s']:,.0f} | {r['padding']:.1%} | {r['peak_rss_mb']:,.0f} |"
+            f"{r['real_tokens_per_s']:,.0f} | {r['padding']:.1%} | {mfu} | {r['peak_rss_mb']:,.0f} |"
         )
     return "\n".join(rows)
+
+
+def label_agreement(first: str, second: str) -> float:
+    """Share of rows whose predicted label is the same in two outputs of the same input."""
+    import pandas as pd
+
+    a, b = pd.read_hdf(first), pd.read_hdf(second)
+    return float((a["label"].to_numpy() == b["label"].to_numpy()).mean())
+
+
+def roofline_peak(seconds: float) -> dict[str, float]:
+    """The machine's matmul peak (GFLOP/s by dtype), measured in a child process of its own."""
+    cmd = [sys.executable, "-m", "bench.roofline", "--json", "--seconds", str(seconds)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=True).stdout
+    peak: dict[str, float] = json.loads(out[out.index("{") :])["peak"]
+    return peak
+
+
+def add_mfu(results: dict[str, dict[str, Any]], model_dir: Path, peak: dict[str, float]) -> None:
+    """Model FLOPs utilisation of each approach against the float32 matmul peak."""
+    from transformers import AutoConfig
+
+    from bench.roofline import encoder_flops_per_token
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    for r in results.values():
+        mean_len = r["real_tokens"] / max(1, r["texts"])
+        flops = encoder_flops_per_token(config, mean_len, num_labels=config.num_labels)
+        r["mfu"] = r["real_tokens_per_s"] * flops / (peak["float32"] * 1e9)
 
 
 def run_scale(
@@ -329,6 +361,15 @@ def main() -> None:
     parser.add_argument("--token-budget", type=int, help="ftc's token budget (default: ftc's own)")
     parser.add_argument("--precision", help="ftc's precision, e.g. bfloat16 (default: ftc's own)")
     parser.add_argument(
+        "--no-bf16-row",
+        dest="bf16_row",
+        action="store_false",
+        help="skip the extra ftc run in bfloat16 (default: run it and compare its labels with float32)",
+    )
+    parser.add_argument(
+        "--roofline-seconds", type=float, default=1.0, help="time per shape when measuring the roofline"
+    )
+    parser.add_argument(
         "--scale", type=int, nargs="+", metavar="ROWS", help="only ftc predict, at each of these row counts"
     )
     parser.add_argument(
@@ -391,7 +432,7 @@ def main() -> None:
                 "max_length": args.max_length,
             }
             results = {
-                "ftc predict" + (f" ({args.precision})" if args.precision else ""): measure(
+                f"ftc predict ({args.precision or 'float32'})": measure(
                     "ftc", model_dir, work, args.limit, args.token_budget, precision=args.precision, **opts
                 ),
                 "(b) seed: sorted, batches of 256, model.predict": measure(
@@ -401,6 +442,15 @@ def main() -> None:
                     "pipeline", model_dir, work, args.pipeline_limit, None, **opts
                 ),
             }
+            if args.bf16_row and args.precision in (None, "float32"):
+                results["ftc predict (bfloat16)"] = measure(
+                    "ftc", model_dir, work, args.limit, args.token_budget, precision="bfloat16", **opts
+                )
+                agreement = label_agreement(
+                    next(iter(results.values()))["output"], results["ftc predict (bfloat16)"]["output"]
+                )
+            peak = roofline_peak(args.roofline_seconds)
+            add_mfu(results, model_dir, peak)
     if args.scale:
         text, summary = scale_table(scaled), scale_summary(scaled)
         print(text)
@@ -420,10 +470,23 @@ def main() -> None:
             )
             print(f"wrote {out}")
         return
-    ftc, seed, pipe = results.values()
+    ftc, seed, pipe = list(results.values())[:3]
     speedups = (
         f"ftc vs (b): {ftc['texts_per_s'] / seed['texts_per_s']:.2f}x texts/s; "
         f"ftc vs (a): {ftc['texts_per_s'] / pipe['texts_per_s']:.1f}x texts/s"
+    )
+    bf16 = results.get("ftc predict (bfloat16)")
+    if bf16 is not None:
+        speedups += (
+            f"\nftc bfloat16 vs (b): {bf16['texts_per_s'] / seed['texts_per_s']:.2f}x texts/s, "
+            f"vs ftc float32: {bf16['texts_per_s'] / ftc['texts_per_s']:.2f}x; "
+            f"bfloat16 and float32 agree on {agreement:.2%} of the labels"
+        )
+    speedups += (
+        f"\nroofline (bench/roofline.py, TF matmul): float32 {peak['float32']:.0f} GFLOP/s, "
+        f"bfloat16 {peak['bfloat16']:.0f} GFLOP/s; MFU = real tokens/s x model FLOPs per real token "
+        "/ float32 peak; ftc float32 real tokens/s are "
+        f"{ftc['mfu']:.0%} of the float32 roofline"
     )
     text = table(results)
     print(text)
