@@ -18,6 +18,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check $(wildcard $(SRC))
 	$(BIN)/mypy
 
+bench: $(VENV)/.installed assets  ## the performance suite, one benchmark after another; see BENCHMARKS.md
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
