@@ -35,6 +35,28 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_classifier(tmp_path_factory.mktemp("tiny-classifier"))
 
 
+def run_job(
+    model: Path, inp: Path, out: Path, stop_at: int | None = None, *, chunk_rows: int = 20, **kw: Any
+) -> list[Any]:
+    """Run the prediction job in-process (stopping once ``stop_at`` rows are written); its events."""
+    from engine.jobs.base import StopRequested
+    from engine.predict.run import Hooks, Params, run_prediction
+
+    events: list[Any] = []
+
+    def boundary(rows: int) -> None:
+        if stop_at is not None and rows >= stop_at:
+            raise StopRequested("test")
+
+    hooks = Hooks(emit=events.append, update_state=lambda **_: None, boundary=boundary)
+    cfg = {"model": str(model), "input": str(inp), "output": str(out), "chunk_rows": chunk_rows, **kw}
+    try:
+        run_prediction(Params.from_config(cfg), hooks)
+    except StopRequested:
+        pass
+    return events
+
+
 def texts(n: int, seed: int = 1) -> list[str]:
     return [t for t, _ in synthetic_texts(n, LABELS, seed)]
 

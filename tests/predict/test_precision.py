@@ -10,28 +10,15 @@ import pandas as pd
 import pytest
 
 from engine import protocol
-from engine.jobs.base import StopRequested
-from engine.predict.run import Hooks, Params, run_prediction
+from engine.predict.run import Params
 from engine.predict.writer import read_metadata
-from tests.predict.conftest import LABELS, texts, write_csv
+from tests.predict.conftest import LABELS, run_job, texts, write_csv
 
 PROBS = [f"prob_{x}" for x in LABELS]
 
 
 def _run(model: Path, inp: Path, out: Path, stop_at: int | None = None, **kw: Any) -> list[Any]:
-    events: list[Any] = []
-
-    def boundary(rows: int) -> None:
-        if stop_at is not None and rows >= stop_at:
-            raise StopRequested("test")
-
-    hooks = Hooks(emit=events.append, update_state=lambda **_: None, boundary=boundary)
-    cfg = {"model": str(model), "input": str(inp), "output": str(out), "chunk_rows": 50, **kw}
-    try:
-        run_prediction(Params.from_config(cfg), hooks)
-    except StopRequested:
-        pass
-    return events
+    return run_job(model, inp, out, stop_at, chunk_rows=50, **kw)
 
 
 def test_bfloat16_agrees_with_float32_and_is_recorded(tiny_classifier: Path, tmp_path: Path) -> None:

@@ -9,26 +9,8 @@ import pandas as pd
 import pytest
 
 from engine import protocol
-from engine.jobs.base import StopRequested
-from engine.predict.run import Hooks, Params, run_prediction
 from engine.predict.writer import KEY, read_cursor
-from tests.predict.conftest import texts, write_csv
-
-
-def _run(model: Path, inp: Path, out: Path, stop_at: int | None = None, **kw: Any) -> list[Any]:
-    events: list[Any] = []
-
-    def boundary(rows: int) -> None:
-        if stop_at is not None and rows >= stop_at:
-            raise StopRequested("test")
-
-    hooks = Hooks(emit=events.append, update_state=lambda **_: None, boundary=boundary)
-    cfg = {"model": str(model), "input": str(inp), "output": str(out), "chunk_rows": 20, **kw}
-    try:
-        run_prediction(Params.from_config(cfg), hooks)
-    except StopRequested:
-        pass
-    return events
+from tests.predict.conftest import run_job, texts, write_csv
 
 
 def _logs(events: list[Any]) -> list[str]:
@@ -38,7 +20,7 @@ def _logs(events: list[Any]) -> list[str]:
 @pytest.fixture
 def setup(tiny_classifier: Path, tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
     inp = write_csv(tmp_path / "in.csv", texts(70, seed=4))
-    _run(tiny_classifier, inp, tmp_path / "ref.h5")
+    run_job(tiny_classifier, inp, tmp_path / "ref.h5")
     return tiny_classifier, inp, pd.read_hdf(tmp_path / "ref.h5")
 
 
@@ -47,12 +29,12 @@ def test_rows_past_the_cursor_are_cut_on_resume(
 ) -> None:
     model, inp, expected = setup
     out = tmp_path / "out.h5"
-    _run(model, inp, out, stop_at=40)
+    run_job(model, inp, out, stop_at=40)
     assert read_cursor(out)["rows"] == 40  # type: ignore[index]
     # What a kill after the HDF5 flush but before the cursor moved leaves: rows the cursor does not know.
     with pd.HDFStore(out, mode="a") as store:
         store.append(KEY, expected.iloc[40:55], format="table", index=False)
-    events = _run(model, inp, out, resume=True)
+    events = run_job(model, inp, out, resume=True)
     assert any("resuming out.h5 after 40 rows" in t for t in _logs(events))
     pd.testing.assert_frame_equal(pd.read_hdf(out), expected, check_exact=True)
 
@@ -62,10 +44,10 @@ def test_a_file_that_no_longer_opens_is_set_aside_and_rebuilt(
 ) -> None:
     model, inp, expected = setup
     out = tmp_path / "out.h5"
-    _run(model, inp, out, stop_at=40)
+    run_job(model, inp, out, stop_at=40)
     with open(out, "r+b") as fh:  # a torn write over the file's metadata
         fh.write(b"\0" * 4096)
-    events = _run(model, inp, out, resume=True)
+    events = run_job(model, inp, out, resume=True)
     warnings = [t for t in _logs(events) if "cannot be opened" in t]
     assert warnings and "predicting again from the first row" in warnings[0]
     assert list(tmp_path.glob("out.h5.damaged-*")), "the damaged file is kept for inspection"
@@ -74,5 +56,5 @@ def test_a_file_that_no_longer_opens_is_set_aside_and_rebuilt(
 
 def test_a_finished_output_resumes_to_nothing(setup: tuple[Path, Path, pd.DataFrame], tmp_path: Path) -> None:
     model, inp, _ = setup
-    events = _run(model, inp, tmp_path / "ref.h5", resume=True)
+    events = run_job(model, inp, tmp_path / "ref.h5", resume=True)
     assert any("already complete (70 rows)" in t for t in _logs(events))
