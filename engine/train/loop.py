@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,9 @@ class Trainer:
         # (step, row ids) of every step, for audits and resume tests; off by default: it grows with the run.
         self.record_batches = record_batches
         self.batch_log: list[tuple[int, list[int]]] = []
+        # FTC_BATCH_AUDIT=1: also append each step's row ids to <session>/batches.jsonl, so a
+        # run across engine restarts can be audited from outside (the kill -9 tests do).
+        self.audit_path = ctx.paths.root / "batches.jsonl" if os.environ.get("FTC_BATCH_AUDIT") else None
         self._warned_absent: set[str] = set()
         self.history: list[dict[str, Any]] = []
         self.best: float | None = None
@@ -133,6 +138,13 @@ class Trainer:
             self.stepper.set_trainable(freeze.trainable_names(self.stepper.all_vars, frozen))
             if frozen:
                 self._log("info", f"step {self.step}: frozen {', '.join(sorted(frozen))}")
+
+    def _record_batch(self, rows: list[int]) -> None:
+        if self.record_batches:
+            self.batch_log.append((self.step, rows))
+        if self.audit_path is not None:
+            with open(self.audit_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": self.step, "rows": rows}) + "\n")
 
     # ------------------------------------------------------------ checkpoints
 
@@ -333,8 +345,8 @@ class Trainer:
                     dt = max(time.monotonic() - ts, 1e-9)
                     self.step += 1
                     self.batch_index = batch.index + 1
-                    if self.record_batches:
-                        self.batch_log.append((self.step, [int(r) for b in group for r in b.rows]))
+                    if self.record_batches or self.audit_path is not None:
+                        self._record_batch([int(r) for b in group for r in b.rows])
                     if self.step == started_at_step + 1:
                         t0 = time.monotonic()  # the first step includes tracing: time from its end
                         per_step = dt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -41,6 +42,12 @@ def _losses(paths: SessionPaths) -> dict[int, float]:
     return {e.body.step: e.body.loss for e in read_all(paths.events) if e.type == "step_ended"}
 
 
+def _batches(paths: SessionPaths) -> dict[int, list[int]]:
+    """Each step's row ids as last recorded (FTC_BATCH_AUDIT): a resumed run re-records its steps."""
+    lines = (paths.root / "batches.jsonl").read_text().splitlines()
+    return {rec["step"]: rec["rows"] for rec in map(json.loads, lines)}
+
+
 def _final_weights(paths: SessionPaths) -> list[np.ndarray]:
     return ck.load_arrays(paths.checkpoints / f"ckpt-{TOTAL}", "weights.npz")
 
@@ -51,11 +58,18 @@ def _start(root: Path, model: Path, data: Path) -> SessionPaths:
     return paths
 
 
+@pytest.fixture(autouse=True)
+def _audit_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FTC_BATCH_AUDIT", "1")  # engines started here record each step's rows
+
+
 @pytest.fixture(scope="module")
 def reference(tiny_tf: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    paths = _start(tmp_path_factory.mktemp("ref") / "sessions", tiny_tf, tiny_data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FTC_BATCH_AUDIT", "1")
+        paths = _start(tmp_path_factory.mktemp("ref") / "sessions", tiny_tf, tiny_data)
     _finish(paths)
-    return {"losses": _losses(paths), "weights": _final_weights(paths)}
+    return {"losses": _losses(paths), "weights": _final_weights(paths), "batches": _batches(paths)}
 
 
 def _assert_same_run(paths: SessionPaths, reference: dict[str, Any]) -> None:
@@ -63,6 +77,11 @@ def _assert_same_run(paths: SessionPaths, reference: dict[str, Any]) -> None:
     assert sorted(losses) == list(range(1, TOTAL + 1)), "every step reported"
     for step, loss in reference["losses"].items():
         assert losses[step] == pytest.approx(loss, abs=1e-5), f"step {step}: a different batch or state"
+    batches = _batches(paths)
+    assert sorted(batches) == list(range(1, TOTAL + 1))
+    assert batches == reference["batches"], "the same rows in the same steps as the uninterrupted run"
+    first_epoch = [row for step in range(1, TOTAL // 3 + 1) for row in batches[step]]
+    assert len(set(first_epoch)) == len(first_epoch), "no row twice within an epoch"
     for got, want in zip(_final_weights(paths), reference["weights"], strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
