@@ -24,3 +24,9 @@ def describe() -> str:
         mem = "unknown RAM"
     system = f"{platform.system()} {platform.release()}"
     return f"{os.cpu_count()} cores ({cpu}), {mem}, {system}, Python {sys.version.split()[0]}"
+
+
+def load_note() -> str:
+    """The load averages now, to tell a quiet run from a shared one (2 cores: 1.0 is one busy core)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average when written: {one:.2f} (1 min), {five:.2f} (5 min), {fifteen:.2f} (15 min)"

@@ -396,7 +396,7 @@ def main() -> None:
         )
         return
     sys.path.insert(0, str(REPO))
-    from bench.machine import describe
+    from bench.machine import describe, load_note
 
     command = "python bench/predict_bench.py " + " ".join(sys.argv[1:])
     texts_path = Path(args.texts)
@@ -465,8 +465,7 @@ def main() -> None:
                 f"Machine: {describe()}\n\nCommand: `{command.strip()}`\n\n"
                 "Times cover reading the CSV, tokenizing, predicting and writing HDF5, not model loading. "
                 "Each size ran in its own process, which never held the texts (the driver wrote the input "
-                "file), so peak RSS (VmHWM) is ftc's own. The machine was shared with other work while "
-                "this ran, so absolute numbers are noisy.\n"
+                f"file), so peak RSS (VmHWM) is ftc's own. Machine {load_note()}.\n"
             )
             print(f"wrote {out}")
         return
@@ -504,8 +503,8 @@ def main() -> None:
             f"Machine: {describe()}\n\nCommand: `{command.strip()}`\n\n"
             "Times cover tokenizing and predicting (ftc also reads the CSV and writes HDF5), "
             "not model loading; "
-            "each approach ran in its own process (peak RSS = VmHWM). The machine was shared with other work "
-            "while this ran, so absolute numbers are noisy; the ratios come from one run.\n"
+            "each approach ran in its own process (peak RSS = VmHWM); the ratios come from one run. "
+            f"Machine {load_note()}.\n"
         )
         print(f"wrote {out}")
 

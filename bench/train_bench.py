@@ -12,8 +12,8 @@ process exactly as ``ftc train`` does; the engine prepares the raw CSV into the 
 and saves the model. Its figures are the engine's own, read back from ``events.jsonl``.
 The baseline (TF-IDF word 1-2 grams, sublinear tf, + LogisticRegression) is fitted on the
 same session's train shards, C picked on its validation shards, and scored on its test
-shards, so both methods see exactly the same split. Timings are wall clock on a shared
-machine: indicative, not exact.
+shards, so both methods see exactly the same split. Timings are wall clock: indicative,
+not exact (the table records the machine's load average).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.machine import describe  # noqa: E402
+from bench.machine import describe, load_note  # noqa: E402
 from engine.data.shards import iter_split, load_manifest  # noqa: E402
 from engine.journal import read_all  # noqa: E402
 from engine.launcher import create_session, start_engine  # noqa: E402
@@ -311,7 +311,7 @@ def render(
     total = wall if wall is not None else ftc["engine_s"]
     steps_only = ftc["train_loop_s"] - ftc["evals_s"] - ftc["checkpoints_s"]
     lines = [
-        f"machine: {describe()}; shared with another engineer's benchmarks, so timings are noisy",
+        f"machine: {describe()}; {load_note()}",
         *commands(paths, wall),
         f"session: `{paths.root.relative_to(REPO) if paths.root.is_relative_to(REPO) else paths.root}`",
         f"data: {TWEETS.name} (latin-1), prepared by the engine into train {rows['train']:,} / "

