@@ -151,13 +151,13 @@ def journal_figures(paths: SessionPaths) -> dict[str, Any]:
     steps = by_type["step_ended"]
     train_start = next(e for e in by_type["job_started"] if e.body.job == "train")
     engine_start, engine_stop = by_type["engine_started"][0], by_type["engine_stopped"][-1]
-    # The loop ends where the final checkpoint starts: the event just before checkpoint_saved "final".
+    # The loop ends with the last step's checkpoint: its "final" one, or (the engine writes one folder a
+    # step) the periodic or best one that fell on that step. The loop ends just before that event.
+    last_step = steps[-1].body.step
     final = next(
         i
         for i, e in enumerate(events)
-        if e.type == "checkpoint_saved"
-        and getattr(e.body, "reason", None) == "final"
-        and e.ts >= train_start.ts
+        if e.type == "checkpoint_saved" and e.body.step == last_step and e.ts >= train_start.ts
     )
     loop_end = events[final - 1].ts
     # Validation evaluations and checkpoint writes inside the loop run at step boundaries, one at a time:
