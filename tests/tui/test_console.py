@@ -15,6 +15,7 @@ from tui.app import FtcApp
 from tui.screens.help import HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.sessions import SessionsScreen
+from tui.widgets.curves import LossPanel
 from tui.widgets.tables import CheckpointTable
 
 SIZE = (80, 24)
@@ -176,3 +177,27 @@ async def test_checkpoint_key_lists_it_and_enter_resumes_from_it(start_selftest,
         starts = lambda: [e.body.step for e in read_all(paths.events) if e.type == "job_started"]  # noqa: E731
         await _until(pilot, lambda: len(starts()) == 2, what="the resumed job to start")
         assert starts() == [0, saved_at], "the resumed job starts at the chosen checkpoint, not the latest"
+
+
+async def test_two_consoles_attached_at_once_see_the_same_history(sessions_root: Path) -> None:
+    paths = create_session(sessions_root, selftest_config(steps=150, step_s=0.02), name="shared")
+    start_engine(paths)
+    wait_for(lambda: read_state(paths).get("step", 0) >= 20, what="history before attaching")
+    first, second = FtcApp(sessions_root, attach=paths.id), FtcApp(sessions_root, attach=paths.id)
+    async with first.run_test(size=SIZE) as p1, second.run_test(size=SIZE) as p2:
+        await _until(p1, lambda: isinstance(first.screen, MonitorScreen), what="first monitor")
+        await _until(p2, lambda: isinstance(second.screen, MonitorScreen), what="second monitor")
+        monitors = [first.screen, second.screen]
+        live_at_attach = read_state(paths)["status"]
+
+        def at_end(monitor: MonitorScreen) -> bool:
+            panels = monitor.query(LossPanel)  # not there until the screen has composed
+            return bool(panels) and panels.first().steps[-1:] == [150]
+
+        for pilot, monitor in ((p1, monitors[0]), (p2, monitors[1])):
+            await _until(pilot, lambda m=monitor: at_end(m), timeout=30, what="the last step")
+        steps = [list(m.query_one(LossPanel).steps) for m in monitors]
+        seen = [m.seen_seq for m in monitors]
+    assert live_at_attach == "running", "both consoles attached while the engine was stepping"
+    assert steps[0] == steps[1] == list(range(1, 151)), "each console: every step once, in order"
+    assert seen[0] == seen[1] > 150
