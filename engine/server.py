@@ -229,6 +229,20 @@ class Engine:
                 self.cmd_path.parent.rmdir()
 
 
+def _lock_session(paths: SessionPaths, grace_s: float = 1.0) -> bool:
+    """Take the session's engine lock, kept (its descriptor open) until the process exits.
+
+    A launcher checking whether an engine runs holds the lock for an instant: retry briefly
+    so that check never turns a starting engine away; a serving engine holds it for good.
+    """
+    deadline = time.monotonic() + grace_s
+    while acquire_engine_lock(paths) is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Run one ftc session's engine.")
     parser.add_argument("session_dir", type=Path)
@@ -236,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", metavar="NAME", help="resume from this checkpoint (e.g. ckpt-1200)")
     args = parser.parse_args(argv)
     paths = SessionPaths(args.session_dir.resolve())
-    if acquire_engine_lock(paths) is None:  # the descriptor stays open, and the lock held, until exit
+    if not _lock_session(paths):
         print(f"ftc engine: session {paths.id} is already served by another engine", file=sys.stderr)
         return 3
     try:

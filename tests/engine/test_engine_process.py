@@ -257,3 +257,24 @@ def test_events_caused_by_a_command_carry_its_id(start_selftest) -> None:
     caused_by(stop_id, "job_stopped")
     # Events nobody asked for have no parent.
     assert all(e.parent is None for e in read_all(paths.events) if e.type == "step_ended")
+
+
+def test_a_second_engine_for_a_served_session_refuses_to_start(start_selftest) -> None:
+    paths = start_selftest()
+    wait_for(lambda: read_state(paths).get("step", 0) >= 3, what="some steps")
+    first_pid = _pid(paths)
+    seq_before = read_all(paths.events)[-1].seq
+    # Bypass the launcher's own check, as a second 'ftc resume' racing the first could.
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", str(paths.root), "--resume"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3
+    assert "already served by another engine" in proc.stderr
+    assert read_state(paths)["pid"] == first_pid, "the state still names the serving engine"
+    assert client.request(paths, protocol.Ping())["status"] == "running"
+    kinds = [e.type for e in read_all(paths.events) if e.seq > seq_before]
+    assert "engine_started" not in kinds, "the refused engine wrote nothing to the journal"
