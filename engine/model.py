@@ -87,21 +87,32 @@ def tokenizer_file_hashes(source: str | os.PathLike[str]) -> dict[str, str]:
     }
 
 
-# Models whose position ids start after the padding index (padding_idx + 1), not at 0.
-_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "roberta-prelayernorm"})
+# Models whose position ids start after the padding index: max_position_embeddings counts those too.
+_OFFSET_POSITIONS = frozenset(
+    {"roberta", "xlm-roberta", "camembert", "data2vec-text", "longformer", "roberta-prelayernorm", "xmod"}
+)
+
+
+def position_limit(config: dict[str, Any]) -> int | None:
+    """The most tokens per text a model's position embeddings take, from its config (None: no limit).
+
+    A plain dict (config.json as read from disk, or ``PretrainedConfig.to_dict()``), so the
+    command line can check ``--max-length`` without importing transformers.
+    """
+    n = config.get("max_position_embeddings")
+    if not isinstance(n, int) or n <= 0:
+        return None
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        pad = config.get("pad_token_id")
+        n -= (pad if isinstance(pad, int) else 1) + 1
+    return n
 
 
 def max_input_length(source: str | os.PathLike[str]) -> int | None:
-    """The longest input (in tokens) the model's position embeddings cover, if its config says."""
+    """The longest input (in tokens) the model at ``source`` takes, if its config says."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(resolve_source(source)))
-    limit = getattr(config, "max_position_embeddings", None)
-    if not isinstance(limit, int):
-        return None
-    if config.model_type in _OFFSET_POSITIONS:
-        limit -= (config.pad_token_id or 0) + 1
-    return limit
+    return position_limit(AutoConfig.from_pretrained(str(resolve_source(source))).to_dict())
 
 
 def _safetensors_format(folder: Path) -> str | None:

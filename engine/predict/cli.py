@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.predict.models import PRECISIONS
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -55,7 +57,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),
+        choices=PRECISIONS,
         default="float32",
         help="bfloat16 computes in bf16 (Keras mixed_bfloat16): about 2x faster on CPUs with "
         "avx512_bf16 and on Ampere+ GPUs, probabilities within ~0.01-0.05 (default: float32)",
@@ -107,7 +109,8 @@ def build_config(args: argparse.Namespace, sessions_root: Path) -> dict[str, Any
 
 def _check_max_length(max_length: int | None, model: dict[str, str]) -> None:
     """Refuse a --max-length past the model's position embeddings now, not deep inside TensorFlow."""
-    from engine.predict.models import max_length_error, model_config, position_limit
+    from engine.model import position_limit
+    from engine.predict.models import max_length_error, model_config
 
     config = model_config(model) if max_length is not None else None
     limit = position_limit(config) if config is not None else None

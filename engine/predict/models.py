@@ -176,21 +176,6 @@ def model_config(ref: dict[str, str]) -> dict[str, Any] | None:
     return config
 
 
-# Models whose position ids start after the padding index: max_position_embeddings counts those too.
-_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "data2vec-text", "longformer", "xmod")
-
-
-def position_limit(config: dict[str, Any]) -> int | None:
-    """The most tokens per text the model's position embeddings can take (None: no such limit)."""
-    n = config.get("max_position_embeddings")
-    if not isinstance(n, int) or n <= 0:
-        return None
-    if config.get("model_type") in _OFFSET_POSITIONS:
-        pad = config.get("pad_token_id")
-        n -= (pad if isinstance(pad, int) else 1) + 1
-    return n
-
-
 def max_length_error(max_length: int, limit: int, where: str) -> str:
     """One sentence for a --max-length the model cannot take."""
     return (

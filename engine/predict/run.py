@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from engine import protocol
+from engine.model import position_limit
 from engine.predict import batching, models
 from engine.predict.progress import LAST_ROWS, STAGE, Tracker
 from engine.predict.source import InputChunk, Position, input_fingerprint, iter_input, open_input
@@ -236,7 +237,7 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
 
 def _max_length(asked: int | None, model: Any, tokenizer: Any) -> int:
     """The tokens per text: the model's (at most 512) if not asked; more than its positions is refused."""
-    limit = models.position_limit(model.config.to_dict())
+    limit = position_limit(model.config.to_dict())
     if asked is None:
         limits = [DEFAULT_MAX_LENGTH, int(tokenizer.model_max_length)]
         return min(limits + ([limit] if limit is not None else []))
