@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,49 @@ def save(
     os.rename(tmp, final)
     _fsync_dir(root)
     return final
+
+
+class BackgroundWriter:
+    """Runs one checkpoint write at a time on a thread, so training goes on while it reaches the disk.
+
+    The arrays handed to a write must be snapshots of the state at its step: TensorFlow's
+    ``.numpy()`` reads are values (a later optimizer update copies the buffer before it
+    writes, tests/train/test_checkpoints.py checks it), so no copy is made here. A failed
+    write is raised in the training thread by the next ``wait`` or ``check``.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, write: Callable[[], object]) -> None:
+        self.wait()  # one at a time: checkpoints complete in step order
+        self._thread = threading.Thread(target=self._run, args=(write,), name="ftc-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except BaseException as exc:  # raised again in the training thread
+            self._error = exc
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is done; raise its error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def check(self) -> None:
+        """Raise the error of a finished write without waiting for one in flight."""
+        if not self.busy:
+            self.wait()
 
 
 def is_complete(path: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -110,6 +111,7 @@ class Trainer:
             "data": self.manifest.get("data_fingerprint"),
         }
         self.ckpt_dir = self.ctx.paths.checkpoints
+        self.writer = ck.BackgroundWriter()
         self.tb = tf.summary.create_file_writer(str(self.ctx.paths.tensorboard))
 
     def _plan(self, epoch: int) -> EpochPlan:
@@ -166,38 +168,46 @@ class Trainer:
             "total_steps": self.total_steps,
         }
 
-    def save(self, reason: str) -> Path:
+    def save(self, reason: str, *, background: bool = False) -> Path:
+        """Checkpoint the state at this step; with background, the write overlaps the next steps.
+
+        Periodic checkpoints are written in the background (a MiniLM checkpoint with its Adam
+        moments is about 270 MB); every other reason (best, on command, stop, final) waits for
+        its write, after the one in flight. Either way CheckpointSaved is emitted once the
+        checkpoint is complete on disk.
+        """
+        self.writer.wait()
         existing = self.ckpt_dir / f"{ck.PREFIX}{self.step}"
         if ck.is_complete(existing):
             # Saved at this step already (a best evaluation, then a periodic, stop or final save):
             # the same state, so one folder and one CheckpointSaved, under its first reason.
             self._last_save = time.monotonic()
             return existing
-        state = self._state(reason)
-        path = ck.save(
-            self.ckpt_dir,
-            self.step,
-            weights=[v.numpy() for v in self.model.variables],
-            optimizer=[v.numpy() for v in self.stepper.optimizer_variables()],
-            rng=[g.state.numpy() for g in dropout_generators(self.model)],
-            state=state,
-        )
+        step, state = self.step, self._state(reason)
+        snapshot = {
+            "weights": [v.numpy() for v in self.model.variables],
+            "optimizer": [v.numpy() for v in self.stepper.optimizer_variables()],
+            "rng": [g.state.numpy() for g in dropout_generators(self.model)],
+        }
         keep = {self.best_step} if self.t.keep_best and self.best_step is not None else set()
         if self.t.early_stopping.restore_best and self.best_step is not None:
             keep.add(self.best_step)
-        ck.prune(self.ckpt_dir, self.t.keep_last, keep)
         self._last_save = time.monotonic()
         self.tb.flush()
-        self.ctx.emit(
-            protocol.CheckpointSaved(step=self.step, path=str(path), reason=reason, metric=state["metric"])
-        )
-        self.ctx.update_state(
-            step=self.step,
-            total_steps=self.total_steps,
-            last_checkpoint=str(path),
-            last_checkpoint_step=self.step,
-        )
-        return path
+
+        def write() -> Path:
+            path = ck.save(self.ckpt_dir, step, state=state, **snapshot)
+            ck.prune(self.ckpt_dir, self.t.keep_last, keep)
+            self.ctx.emit(
+                protocol.CheckpointSaved(step=step, path=str(path), reason=reason, metric=state["metric"])
+            )
+            self.ctx.update_state(last_checkpoint=str(path), last_checkpoint_step=step)
+            return path
+
+        if background:
+            self.writer.submit(write)
+            return existing
+        return write()
 
     def _variable_names(self) -> list[str]:
         # Without the model's own scope, which Keras numbers per process (..._classification_3/).
@@ -380,12 +390,19 @@ class Trainer:
                     if time.monotonic() - last_state > STATE_EVERY_S:
                         self.ctx.update_state(step=self.step, total_steps=self.total_steps)
                         last_state = time.monotonic()
+                    self.writer.check()  # a failed background write fails the job here
                     if self._checkpoint_due():
-                        self.save("periodic")
+                        self.save("periodic", background=True)
                     self.ctx.boundary(self.step, self._save_on_request)
                     if epoch_done or self.step >= self.total_steps or self.stopped_early:
                         break
             return self._finish()
+        except BaseException:
+            # A stop or failure: let a background write in flight finish (the final save waits
+            # for it otherwise). The first error is the one to report.
+            with contextlib.suppress(Exception):
+                self.writer.wait()
+            raise
         finally:
             self.tb.flush()
 

@@ -93,3 +93,29 @@ def test_set_aside_moves_later_checkpoints_out_of_reach(tmp_path: Path) -> None:
     second = ck.set_aside(tmp_path, after_step=1)  # within the same second: a folder of its own
     assert second is not None and second != aside
     assert sorted(p.name for p in second.iterdir()) == ["ckpt-2", "ckpt-3"]
+
+
+def test_background_writer_runs_one_write_at_a_time_and_reports_failures() -> None:
+    import threading
+    import time
+
+    done: list[int] = []
+    release = threading.Event()
+    writer = ck.BackgroundWriter()
+    writer.submit(lambda: (release.wait(5), done.append(1)))
+    assert writer.busy
+    writer.check()  # in flight: no waiting, nothing to report
+    assert done == []
+    release.set()
+    writer.submit(lambda: done.append(2))  # waits for the first
+    writer.wait()
+    assert done == [1, 2] and not writer.busy
+
+    def fail() -> None:
+        time.sleep(0.05)
+        raise OSError("No space left on device")
+
+    writer.submit(fail)
+    with pytest.raises(OSError, match="No space"):
+        writer.wait()
+    writer.wait()  # reported once

@@ -247,3 +247,58 @@ def test_max_length_beyond_the_model_is_refused_at_start(
     with pytest.raises(ConfigError, match=r"max_length: 96 .*\(64 tokens, its max_position_embeddings\)"):
         trainer.run()
     assert not rec.of("StepEnded")
+
+
+def test_periodic_checkpoints_are_written_while_training_goes_on(
+    full_run, tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full, _, _ = full_run
+    real_save = ck.save
+
+    def slow_save(*args: Any, **kwargs: Any) -> Path:
+        time.sleep(0.5)  # a slow disk: the next steps run (and update the weights) meanwhile
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(ck, "save", slow_save)
+    cfg = train_config(tiny_tf, tiny_data, **RESUME, checkpoint_every_steps=4, keep_last=20)
+    root = tmp_path / "session"
+    trainer, rec = _trainer(root, cfg)
+    at_step_4: list[np.ndarray] = []
+
+    def note_weights(event: Any) -> None:
+        if type(event).__name__ == "StepEnded" and event.step == 4:
+            at_step_4.extend(np.array(v.numpy(), copy=True) for v in trainer.model.variables)
+
+    rec.on_event = note_weights
+    trainer.run()
+    order = [(type(e).__name__, getattr(e, "step", None)) for e in rec.events]
+    assert order.index(("StepEnded", 5)) < order.index(("CheckpointSaved", 4))  # not waited for
+    # The checkpoint holds step 4's weights, not those of the steps run during its write.
+    saved = ck.load_arrays(root / "checkpoints" / "ckpt-4", "weights.npz")
+    assert len(saved) == len(at_step_4)
+    assert all(np.array_equal(a, b) for a, b in zip(saved, at_step_4, strict=True))
+    assert not all(np.array_equal(v.numpy(), b) for v, b in zip(trainer.model.variables, at_step_4))
+    # And resuming from it reproduces the uninterrupted run.
+    ctx, _ = make_ctx(root, resume=True, config=cfg)
+    ctx.resume_from = "4"
+    resumed = Trainer(parse_config(cfg), tiny_data, ctx, record_batches=True)
+    resumed.run(resume=True)
+    assert resumed.batch_log == [entry for entry in full.batch_log if entry[0] > 4]
+    a = ck.load_arrays(full.ckpt_dir / "ckpt-18", "weights.npz")
+    b = ck.load_arrays(root / "checkpoints" / "ckpt-18", "weights.npz")
+    assert max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)) <= 1e-5
+
+
+def test_a_failed_background_checkpoint_fails_the_job(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(root: Path, step: int, **kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device", str(root / f"ckpt-{step}"))
+
+    monkeypatch.setattr(ck, "save", full_disk)
+    cfg = train_config(tiny_tf, tiny_data, max_steps=8, checkpoint_every_steps=2)
+    trainer, rec = _trainer(tmp_path / "s", cfg)
+    with pytest.raises(OSError, match="No space left on device"):
+        trainer.run()
+    assert not rec.of("CheckpointSaved")
+    assert max(s.step for s in rec.of("StepEnded")) < 8  # stopped at the failure, not at the end
