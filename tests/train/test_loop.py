@@ -277,7 +277,9 @@ def test_periodic_checkpoints_are_written_while_training_goes_on(
     saved = ck.load_arrays(root / "checkpoints" / "ckpt-4", "weights.npz")
     assert len(saved) == len(at_step_4)
     assert all(np.array_equal(a, b) for a, b in zip(saved, at_step_4, strict=True))
-    assert not all(np.array_equal(v.numpy(), b) for v, b in zip(trainer.model.variables, at_step_4))
+    assert not all(
+        np.array_equal(v.numpy(), b) for v, b in zip(trainer.model.variables, at_step_4, strict=True)
+    )
     # And resuming from it reproduces the uninterrupted run.
     ctx, _ = make_ctx(root, resume=True, config=cfg)
     ctx.resume_from = "4"
