@@ -34,6 +34,18 @@ from engine.train.schedules import from_config
 STATE_EVERY_S = 1.0  # state.json is fsynced; once a second is plenty for `ftc ls`
 
 
+def _snapshot(variables: list[Any]) -> list[Any]:
+    """The variables' values now, cheaply: host copies of device variables, read tensors on the CPU.
+
+    A CPU read is a tensor sharing the variable's buffer, and TensorFlow copies the buffer
+    before an update writes to a buffer still read (tests/train/test_loop.py checks that a
+    background checkpoint holds its step's weights), so the 270 MB host copy of a MiniLM
+    checkpoint is made by the writer thread, not the training loop. Device (GPU) values are
+    copied to the host here, so no second copy of the model waits in device memory.
+    """
+    return [v.read_value() if "CPU" in (v.device or "CPU") else v.numpy() for v in variables]
+
+
 class Trainer:
     """One training run of a session; ``run(resume)`` trains to the end or until stopped."""
 
@@ -185,9 +197,9 @@ class Trainer:
             return existing
         step, state = self.step, self._state(reason)
         snapshot = {
-            "weights": [v.numpy() for v in self.model.variables],
-            "optimizer": [v.numpy() for v in self.stepper.optimizer_variables()],
-            "rng": [g.state.numpy() for g in dropout_generators(self.model)],
+            "weights": _snapshot(self.model.variables),
+            "optimizer": _snapshot(self.stepper.optimizer_variables()),
+            "rng": _snapshot([g.state for g in dropout_generators(self.model)]),
         }
         keep = {self.best_step} if self.t.keep_best and self.best_step is not None else set()
         if self.t.early_stopping.restore_best and self.best_step is not None:
@@ -196,7 +208,8 @@ class Trainer:
         self.tb.flush()
 
         def write() -> Path:
-            path = ck.save(self.ckpt_dir, step, state=state, **snapshot)
+            arrays = {name: [np.asarray(v) for v in values] for name, values in snapshot.items()}
+            path = ck.save(self.ckpt_dir, step, state=state, **arrays)
             ck.prune(self.ckpt_dir, self.t.keep_last, keep)
             self.ctx.emit(
                 protocol.CheckpointSaved(step=step, path=str(path), reason=reason, metric=state["metric"])

@@ -253,13 +253,13 @@ def test_periodic_checkpoints_are_written_while_training_goes_on(
     full_run, tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     full, _, _ = full_run
-    real_save = ck.save
+    real_run = ck.BackgroundWriter._run
 
-    def slow_save(*args: Any, **kwargs: Any) -> Path:
-        time.sleep(0.5)  # a slow disk: the next steps run (and update the weights) meanwhile
-        return real_save(*args, **kwargs)
+    def slow_run(self: ck.BackgroundWriter, write: Any) -> None:
+        time.sleep(0.5)  # a slow disk: the next steps run (and update the weights) before the write
+        real_run(self, write)
 
-    monkeypatch.setattr(ck, "save", slow_save)
+    monkeypatch.setattr(ck.BackgroundWriter, "_run", slow_run)
     cfg = train_config(tiny_tf, tiny_data, **RESUME, checkpoint_every_steps=4, keep_last=20)
     root = tmp_path / "session"
     trainer, rec = _trainer(root, cfg)
