@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,29 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _sample_rss(proc: subprocess.Popen[str], samples: list[tuple[float, float]], every: float = 2.0) -> None:
+    """(seconds since start, RSS MiB) of a child every few seconds, until it exits: memory over a run."""
+    status, t0 = Path(f"/proc/{proc.pid}/status"), time.monotonic()
+    while proc.poll() is None:
+        try:
+            rss = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmRSS:"))
+            samples.append((time.monotonic() - t0, int(rss.split()[1]) / 1024))
+        except (OSError, StopIteration):
+            pass
+        time.sleep(every)
+
+
+def rss_course(samples: list[tuple[float, float]]) -> str:
+    """RSS at a few points of a run (by time): flat memory shows as equal figures after the start."""
+    if len(samples) < 5:
+        return "-"
+    end = samples[-1][0]
+    picks = []
+    for share in (0.1, 0.25, 0.5, 0.75, 0.95):
+        picks.append(next(mb for t, mb in samples if t >= share * end))
+    return " / ".join(f"{mb:,.0f}" for mb in picks)
 
 
 def load_texts(
@@ -230,11 +254,17 @@ def measure(
     if input_file:
         cmd += ["--input", str(input_file)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    samples: list[tuple[float, float]] = []
+    sampler = threading.Thread(target=_sample_rss, args=(proc, samples), daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    sampler.join()
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
-        raise SystemExit(f"{approach} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{approach} failed:\n{stderr[-3000:]}")
     r: dict[str, Any] = json.loads(lines[-1][7:])
+    r["rss_samples"] = samples
     r["texts_per_s"] = r["texts"] / r["seconds"]
     r["real_tokens_per_s"] = r["real_tokens"] / r["seconds"]
     r["padding"] = 1 - r["real_tokens"] / r["padded_tokens"] if r["padded_tokens"] else 0.0
@@ -328,13 +358,15 @@ def run_scale(
 
 def scale_table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| rows | precision | seconds | texts/s | real tokens/s | padding | peak RSS (MiB) |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| rows | precision | seconds | texts/s | real tokens/s | padding | peak RSS (MiB) "
+        "| RSS at 10/25/50/75/95% of the run (MiB) |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         rows.append(
             f"| {r['texts']:,} | {r['precision']} | {r['seconds']:.1f} | {r['texts_per_s']:,.0f} | "
-            f"{r['real_tokens_per_s']:,.0f} | {r['padding']:.1%} | {r['peak_rss_mb']:,.0f} |"
+            f"{r['real_tokens_per_s']:,.0f} | {r['padding']:.1%} | {r['peak_rss_mb']:,.0f} "
+            f"| {rss_course(r.get('rss_samples', []))} |"
         )
     return "\n".join(rows)
 

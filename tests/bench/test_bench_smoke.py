@@ -76,9 +76,11 @@ def test_predict_scale_mode_on_a_tiny_model(tmp_path: Path) -> None:
     )
 
     row = next(line for line in out.splitlines() if line.startswith("| 200 |"))
-    _, rows, precision, seconds, per_s, _tok, _pad, rss, _ = (c.strip() for c in row.split("|"))
+    _, rows, precision, seconds, per_s, _tok, _pad, rss, course, _ = (c.strip() for c in row.split("|"))
     assert rows == "200" and precision == "float32"
     assert float(seconds) > 0 and float(per_s.replace(",", "")) > 0 and float(rss.replace(",", "")) > 0
+    # RSS sampled over the run (every 2 s): five figures, or "-" for a run too short to sample.
+    assert course == "-" or len(course.split(" / ")) == 5
     frame = pd.read_hdf(work / "scale-200" / "out.h5")
     assert len(frame) == 200, "the output holds every row: the 60 texts cycled to 200"
 
@@ -100,3 +102,11 @@ def test_prepare_bench_reports_time_rate_and_peak_memory(tmp_path: Path) -> None
         assert r["seconds"] > 0 and r["rows_per_s"] > 0 and r["peak_rss_mb"] > 0, mode
     assert any(line.startswith("| 2,000 |") for line in out.splitlines()), "the summary table has the row"
     assert not list(tmp_path.glob("bench-*.csv")), "the generated input is removed without --keep"
+
+
+def test_rss_course_picks_the_memory_at_shares_of_the_run() -> None:
+    from bench.predict_bench import rss_course
+
+    samples = [(float(t), 1000.0 + t) for t in range(0, 100, 2)]  # 2 s apart, 0..98 s
+    assert rss_course(samples) == "1,010 / 1,026 / 1,050 / 1,074 / 1,094"
+    assert rss_course(samples[:4]) == "-"
