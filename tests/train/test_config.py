@@ -52,3 +52,20 @@ def test_fingerprint_ignores_checkpoint_cadence_but_not_learning() -> None:
     assert base.fingerprint() == cadence.fingerprint()
     assert base.fingerprint() != lr.fingerprint()
     assert describe_changes(base.semantic(), lr.semantic()) == ["train.learning_rate 5e-05 -> 0.001"]
+
+
+def test_readme_training_configuration_lists_every_key_with_its_default() -> None:
+    import re
+    import tomllib
+
+    from engine.train.config import DataSection, EarlyStopping, TrainSection
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Training configuration", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    parsed = parse_config(tomllib.loads(block))
+    # Every value the example sets is the default, so the example documents the defaults.
+    assert parsed.train.model_dump() == TrainSection.model_validate({}).model_dump()
+    for model in (TrainSection, EarlyStopping, DataSection):
+        missing = [name for name in model.model_fields if not re.search(rf"\b{name}\b", block)]
+        assert not missing, f"README's example config does not mention {model.__name__}: {missing}"
