@@ -133,11 +133,11 @@ def profile(model_dir: Path, kind: str, batch: int, length: int, reps: int) -> d
     return out
 
 
-def render(rows: list[dict[str, Any]], peak: float, command: str) -> str:
+def render(rows: list[dict[str, Any]], peak: float, command: str, source: str = "bench.roofline") -> str:
     lines = [
         f"machine: {describe()}",
         f"command: `{command}`",
-        f"float32 matmul peak (bench.roofline): {peak:.1f} GFLOP/s",
+        f"float32 matmul peak ({source}): {peak:.1f} GFLOP/s",
         "",
         "| step | batch x tokens | GFLOP | model s | matmuls-only s | matmul share | model GFLOP/s "
         "| matmuls-only GFLOP/s | AdamW update s |",
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         batch, length = args.shape if args.shape and args.only else SHAPES[kind]
         rows.append(profile(args.model, kind, batch, length, args.reps))
     command = " ".join([".venv/bin/python", "bench/matmul_share.py", *(argv or sys.argv[1:])])
-    text = render(rows, peak, command)
+    text = render(rows, peak, command, "given, --peak-gflops" if args.peak_gflops else "bench.roofline")
     print(text)
     if args.write:
         RESULTS.write_text("# Where a step's time goes: matmuls and the rest\n\n" + text + "\n")
