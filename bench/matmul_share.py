@@ -106,7 +106,8 @@ def profile(model_dir: Path, kind: str, batch: int, length: int, reps: int) -> d
     model = load_model(str(model_dir), 3, labels, {v: k for k, v in labels.items()}, seed=0)
     config = model.config
     rng = np.random.default_rng(0)
-    ids = tf.constant(rng.integers(1000, 20000, (batch, length)), tf.int32)
+    vocab = int(config.vocab_size)  # ordinary word pieces: past the special tokens, inside the vocabulary
+    ids = tf.constant(rng.integers(min(1000, vocab // 2), vocab, (batch, length)), tf.int32)
     mask = tf.ones((batch, length), tf.int32)
     training = kind == "train"
     out: dict[str, Any] = {"kind": kind, "batch": batch, "length": length}

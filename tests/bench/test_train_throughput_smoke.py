@@ -57,4 +57,4 @@ def test_harness_measures_all_three_runs(tmp_path: Path) -> None:
     assert res["journal_events"] > 16
     text = render(res)
     assert "| plain (pad to max_length" in text and "ftc / plain" in text
-    assert "measured inside the loop" in text and "alternated pair(s)" in text
+    assert "inside the training loop" in text and "alternated pair(s)" in text
