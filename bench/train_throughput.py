@@ -304,7 +304,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds-roofline", type=float, default=1.0, help="roofline time per shape")
     parser.add_argument("--peak-gflops", type=float, help="use this float32 peak instead of measuring it")
     parser.add_argument("--work", type=Path, default=WORK, help="prepared data and run folders")
-    parser.add_argument("--write", action="store_true", help=f"write {_rel(RESULTS)}")
+    parser.add_argument("--write", action="store_true", help="write the report to --results")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"default {_rel(RESULTS)}")
     return parser.parse_args(argv)
 
 
@@ -314,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if args.write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("# training throughput: ftc vs the plain Keras approach\n\n" + text + "\n")
-        print(f"wrote {RESULTS}")
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text("# training throughput: ftc vs the plain Keras approach\n\n" + text + "\n")
+        print(f"wrote {args.results}")
     return 0
 
 
