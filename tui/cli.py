@@ -77,21 +77,37 @@ def cmd_control(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def follow_plain(paths: Any, out: Any = sys.stdout) -> int:
-    """Print every event of a session as a plain line until its engine stops."""
+def follow_plain(paths: Any, out: Any = None) -> int:
+    """Print every event of a session as a plain line until its engine stops; the exit code is the job's.
+
+    Prediction progress gets its full line (speed, ETA, label mix) and each chunk's last rows once.
+    """
     from engine.client import EventFollower
+    from engine.predict.progress import STAGE, line, rows_line
     from engine.session import LIVE_STATUSES, live_status, read_state
     from tui.format import event_line
 
+    out = out or sys.stdout  # looked up now: tests and redirections replace sys.stdout
     follower = EventFollower(paths)
     status = "finished"
+    shown_row = None  # the last row already shown: each chunk's rows once, not again with every report
 
     def show(events: list[Any]) -> None:
-        nonlocal status
+        nonlocal status, shown_row
         for env in events:
-            print(f"[{env.seq}] {event_line(env.type, env.body.model_dump())}", file=out, flush=True)
+            body = env.body.model_dump()
+            ours = env.type == "progress_reported" and body.get("stage") == STAGE
+            print(
+                f"[{env.seq}] {(line(body) if ours else None) or event_line(env.type, body)}",
+                file=out,
+                flush=True,
+            )
+            rows = (body.get("detail") or {}).get("last_rows") if ours else None
+            if rows and rows[-1].get("row") != shown_row:
+                shown_row = rows[-1].get("row")
+                print(f"[{env.seq}] {rows_line(rows)}", file=out, flush=True)
             if env.type == "engine_stopped":
-                status = env.body.model_dump()["status"]
+                status = body["status"]
 
     try:
         while not follower.ended:
@@ -100,8 +116,14 @@ def follow_plain(paths: Any, out: Any = sys.stdout) -> int:
                 continue
             show(follower.poll(timeout=0))  # the engine ended: print what the journal still holds
             if not follower.ended:
-                status = live_status(read_state(paths))
-                print(f"engine is gone (status: {status}); 'ftc resume {paths.id}' continues it", file=out)
+                state = read_state(paths)
+                status = live_status(state)
+                again = (
+                    "'ftc predict ... --resume'"
+                    if state.get("job") == "predict"
+                    else f"'ftc resume {paths.id}'"
+                )
+                print(f"engine is gone (status: {status}); {again} continues it", file=out)
             break
     except KeyboardInterrupt:
         print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back", file=out)

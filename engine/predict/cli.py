@@ -50,7 +50,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-length",
         type=int,
         metavar="N",
-        help="truncate texts to N tokens (default: the model's, at most 512)",
+        help="truncate texts to N tokens (default: for a model ftc trained, its training's max_length; "
+        "else the model's, at most 512)",
     )
     parser.add_argument(
         "--chunk-rows", type=int, metavar="N", help="rows per appended chunk and cursor update (8192)"
@@ -161,40 +162,9 @@ def outcome(paths: Any) -> int:
     return EXIT_FAILED
 
 
-def follow(paths: Any, out: TextIO = sys.stdout) -> int:
-    """Plain lines until the engine stops; prediction progress gets its full line (speed, ETA, labels)."""
-    from engine.client import EventFollower
-    from engine.predict.progress import STAGE, line, rows_line
-    from engine.session import LIVE_STATUSES, live_status, read_state
-    from tui.format import event_line
+def follow(paths: Any, out: TextIO | None = None) -> int:
+    """Plain lines until the engine stops (``ftc attach`` prints the same): progress with speed, ETA,
+    label mix, and each chunk's last rows."""
+    from tui.cli import follow_plain
 
-    follower = EventFollower(paths)
-    status = "finished"
-    shown_row = None  # the last row already shown: each chunk's rows once, not again with every report
-    try:
-        while True:
-            for env in follower.poll(timeout=0.5):
-                body = env.body.model_dump()
-                ours = env.type == "progress_reported" and body["stage"] == STAGE
-                text = line(body) if ours else None
-                print(f"[{env.seq}] {text or event_line(env.type, body)}", file=out, flush=True)
-                rows = (body.get("detail") or {}).get("last_rows") if ours else None
-                if rows and rows[-1].get("row") != shown_row:
-                    shown_row = rows[-1].get("row")
-                    print(f"[{env.seq}] {rows_line(rows)}", file=out, flush=True)
-                if env.type == "engine_stopped":
-                    status = body["status"]
-            if follower.ended:
-                break
-            if live_status(read_state(paths)) not in LIVE_STATUSES:
-                for env in follower.poll(timeout=0):
-                    print(f"[{env.seq}] {event_line(env.type, env.body.model_dump())}", file=out, flush=True)
-                status = live_status(read_state(paths))
-                print(f"engine is gone (status: {status}); 'ftc predict ... --resume' continues it", file=out)
-                break
-    except KeyboardInterrupt:
-        print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back", file=out)
-        return EXIT_OK
-    finally:
-        follower.close()
-    return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
+    return follow_plain(paths, out)

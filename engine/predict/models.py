@@ -176,6 +176,32 @@ def model_config(ref: dict[str, str]) -> dict[str, Any] | None:
     return config
 
 
+def trained_max_length(ref: dict[str, str]) -> int | None:
+    """``[train] max_length`` of the training session the model comes from, if it comes from one.
+
+    A session's model/ folder or one of its checkpoints: the texts it learned from were cut there,
+    so prediction cuts them there too unless asked otherwise. None for any other folder.
+    """
+    from engine.config import ConfigError, load_toml
+    from engine.train.config import TrainSection
+
+    folder = Path(ref["path"])
+    if ref["kind"] == "checkpoint":
+        session = folder.parent.parent
+    elif folder.name == "model":
+        session = folder.parent
+    else:
+        return None
+    if not (session / "config.toml").is_file():
+        return None
+    try:
+        train = load_toml(session / "config.toml").get("train", {})
+    except ConfigError:
+        return None
+    value = train.get("max_length", TrainSection.model_fields["max_length"].default)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def max_length_error(max_length: int, limit: int, where: str) -> str:
     """One sentence for a --max-length the model cannot take."""
     return (

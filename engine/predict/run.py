@@ -151,7 +151,8 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
     params.precision = _output_precision(params, output, hooks)
     model, tokenizer, id2label, info = models.load(params.model, params.precision)
     labels = [id2label[i] for i in range(len(id2label))]
-    params.max_length = _max_length(params.max_length, model, tokenizer)
+    trained = models.trained_max_length(params.model)
+    params.max_length = _max_length(params.max_length, model, tokenizer, trained)
     if params.multiple is None:
         params.multiple = batching.default_multiple()
     meta = {
@@ -235,11 +236,14 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
     return summary
 
 
-def _max_length(asked: int | None, model: Any, tokenizer: Any) -> int:
-    """The tokens per text: the model's (at most 512) if not asked; more than its positions is refused."""
+def _max_length(asked: int | None, model: Any, tokenizer: Any, trained: int | None = None) -> int:
+    """The tokens per text if not asked: the training session's max_length for a model it trained,
+    else the model's (at most 512). More than the model's positions is refused."""
     limit = position_limit(model.config.to_dict())
     if asked is None:
         limits = [DEFAULT_MAX_LENGTH, int(tokenizer.model_max_length)]
+        if trained is not None:
+            limits = [trained]  # what it learned from; a training session never exceeds the positions
         return min(limits + ([limit] if limit is not None else []))
     if limit is not None and asked > limit:
         # Past its position embeddings the model fails deep inside TensorFlow with a gather error.

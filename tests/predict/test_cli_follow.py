@@ -60,6 +60,21 @@ def test_plain_output_shows_each_chunks_last_rows_once(tmp_path: Path) -> None:
     assert all(len(ln) < 200 and "\n" not in ln for ln in shown)
 
 
+def test_attach_without_a_terminal_prints_what_predict_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ftc attach`` to a prediction session in a pipe: the same progress and last-rows lines."""
+    paths = _finished_session(tmp_path)
+    paths.config.write_text('[job]\nkind = "predict"\n')  # what makes a folder a session for ftc attach
+    expected = io.StringIO()
+    assert follow(paths, out=expected) == 0
+    capsys.readouterr()
+    assert ftc(["--sessions-dir", str(tmp_path), "attach", paths.id]) == 0
+    printed = capsys.readouterr().out
+    assert printed == expected.getvalue()
+    assert sum("last rows: " in ln for ln in printed.splitlines()) == 2
+
+
 def test_rows_line_shows_flags_and_cuts_texts() -> None:
     text = rows_line(_rows(1, 3), n=3)
     assert text.startswith("last rows: #1 [empty_text] | #2 pos 0.91 'row 2 lovely train ride row 2 l…' | #3")

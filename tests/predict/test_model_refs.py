@@ -93,3 +93,26 @@ def test_a_checkpoint_whose_labels_are_gone_is_one_clear_error(trained: SessionP
     ref = resolve_model(str(copy / "checkpoints" / f"ckpt-{STEPS}"), copy.parent)
     with pytest.raises(ModelRefError, match=r"prepared/manifest.json, which is missing"):
         _predict(ref, inp, tmp_path / "out.h5")
+
+
+def test_a_trained_model_predicts_at_its_training_max_length_unless_asked(
+    trained: SessionPaths, tmp_path: Path
+) -> None:
+    from engine.predict.writer import read_cursor
+
+    inp = write_csv(tmp_path / "in.csv", texts(30, seed=4))
+    sessions_root = trained.root.parent
+    trained_at = train_config(Path("base"), Path("prepared"))["train"]["max_length"]
+
+    def used(ref: str, out: str, max_length: int | None = None) -> int:
+        _predict(resolve_model(ref, sessions_root), inp, tmp_path / out, max_length=max_length)
+        cursor = read_cursor(tmp_path / out)
+        assert cursor is not None
+        return int(cursor["meta"]["settings"]["max_length"])
+
+    # The base model knows nothing of the training: its own limit (the tiny model's positions).
+    base = used(str(trained.root / "base"), "base.h5")
+    assert base > trained_at
+    assert used(SESSION, "session.h5") == trained_at
+    assert used(str(trained.checkpoints / f"ckpt-{STEPS}"), "ckpt.h5") == trained_at
+    assert used(SESSION, "asked.h5", max_length=base) == base
