@@ -42,6 +42,7 @@ SUITE: dict[str, tuple[list[str], str, str]] = {
     "predict": ([PY, "bench/predict_bench.py", "--write"], "bench/results/predict.md", "15 min"),
     "train": ([PY, "bench/train_throughput.py", "--write"], "bench/results/train_throughput.md", "10 min"),
     "matmul-share": ([PY, "bench/matmul_share.py", "--write"], "bench/results/matmul_share.md", "2 min"),
+    "optimizer-xla": ([PY, "bench/optimizer_xla.py", "--write"], "bench/results/optimizer_xla.md", "6 min"),
     "prepare": (
         [PY, "bench/prepare_bench.py", "--rows", "1000000", "5000000", "--write"],
         "bench/results/prepare.md",

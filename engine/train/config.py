@@ -98,6 +98,7 @@ class TrainSection(_Section):
     freeze_layers: int = Field(0, ge=0, description="bottom_n: encoder layers (plus embeddings) kept frozen")
     unfreeze_every_steps: int = Field(100, ge=1, description="progressive: steps between unfreezing a layer")
     mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
+    jit_optimizer: bool = Field(True, description="AdamW's update compiled with XLA, on CPU too")
     eval_every_steps: int | None = Field(None, ge=1, description="also evaluated at every epoch end")
     early_stopping: EarlyStopping = Field(default_factory=lambda: EarlyStopping.model_validate({}))
     checkpoint_every_steps: int | None = Field(500, ge=1)

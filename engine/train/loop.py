@@ -107,6 +107,7 @@ class Trainer:
             accum_steps=t.grad_accum_steps,
             class_weights=class_weight_vector(t.class_weights, self.labels, counts),
             mixed_float16=self.precision == "mixed_float16",
+            jit_optimizer=t.jit_optimizer,
         )
         self.train_reader = SplitReader(self.data_dir, "train", self.manifest)
         self.num_batches = self._plan(0).num_batches
