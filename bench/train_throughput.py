@@ -147,11 +147,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"roofline ({args.seconds_roofline:g} s per shape) ...", flush=True)
         peak = {**in_child(roofline_child, args.seconds_roofline), "source": "measured (bench.roofline)"}
     ons, offs = [], []
-    for i in range(args.repeats):  # alternated, so a slow spell of the machine hits both
-        print(f"ftc ({args.steps} steps, {i + 1}/{args.repeats}) ...", flush=True)
-        ons.append(in_child(ftc_child, opts, True))
-        print(f"ftc, overhead off ({i + 1}/{args.repeats}) ...", flush=True)
-        offs.append(in_child(ftc_child, opts, False))
+    for i in range(args.repeats):
+        # Alternated, so a slow spell of the machine hits both; the order flips every pair, so
+        # whatever favours the first (or second) run of a pair falls on each setting as often.
+        for overhead in (True, False) if i % 2 == 0 else (False, True):
+            name = f"ftc ({args.steps} steps, " if overhead else "ftc, overhead off ("
+            print(f"{name}{i + 1}/{args.repeats}) ...", flush=True)
+            (ons if overhead else offs).append(in_child(ftc_child, opts, overhead))
     on = ons[0]
     rows = [r for step_rows in on["rows"] for r in step_rows]
     same_rows = all([r for step_rows in x["rows"] for r in step_rows] == rows for x in ons + offs)
@@ -239,7 +241,8 @@ def render(res: dict[str, Any]) -> str:
         f"(training, mean real length {ftc['mean_len']:.1f} tokens)",
         f"- ftc overhead, end to end: **{100 * res['overhead']:+.2f}%** = ({ftc['seconds']:.2f} s - "
         f"{off['seconds']:.2f} s) / {off['seconds']:.2f} s over {res['args']['repeats']} alternated "
-        f"pair(s) of runs (per pair: {', '.join(f'{100 * o:+.1f}%' for o in res['overheads'])}), with a "
+        f"pair(s) of runs, ftc first in the 1st, 3rd... pair and second in the others (per pair: "
+        f"{', '.join(f'{100 * o:+.1f}%' for o in res['overheads'])}), with a "
         f"checkpoint every {a['checkpoint_every']} steps (target < {100 * TARGET_OVERHEAD:.0f}%: "
         f"{_verdict(res['overhead'] < TARGET_OVERHEAD)} at this interval)",
         f"- of which inside the training loop: {100 * res['in_loop_share']:.2f}%: the training thread spent "
