@@ -60,8 +60,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help="bfloat16 computes in bf16 (Keras mixed_bfloat16): about 2x faster on CPUs with "
-        "avx512_bf16 and on Ampere+ GPUs, probabilities within ~0.01-0.05 (default: float32)",
+        help="bfloat16 computes in bf16 (Keras mixed_bfloat16): faster on Ampere+ GPUs, on CPUs only "
+        "where bf16 matmuls are (bench.roofline); probabilities within ~0.01-0.05 (default: float32)",
     )
     parser.add_argument("--name", help="a short name for the session id (default: predict)")
     parser.add_argument(
