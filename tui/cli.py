@@ -87,7 +87,7 @@ def follow_plain(paths: Any, out: Any = None) -> int:
     from engine.session import LIVE_STATUSES, live_status, read_state
     from tui.format import event_line
 
-    out = out or sys.stdout  # looked up now: tests and redirections replace sys.stdout
+    out = sys.stdout if out is None else out  # looked up now: tests and redirections replace it
     follower = EventFollower(paths)
     status = "finished"
     shown_row = None  # the last row already shown: each chunk's rows once, not again with every report

@@ -192,8 +192,8 @@ def trained_max_length(ref: dict[str, str]) -> int | None:
         session = folder.parent
     else:
         return None
-    if not (session / "config.toml").is_file():
-        return None
+    if not ((session / "config.toml").is_file() and (session / "state.json").is_file()):
+        return None  # not an ftc session folder (every session has both)
     try:
         train = load_toml(session / "config.toml").get("train", {})
     except ConfigError:

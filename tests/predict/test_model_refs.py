@@ -14,7 +14,7 @@ import pytest
 from engine.config import dump_toml
 from engine.predict.models import ModelRefError, resolve_model
 from engine.predict.run import Hooks, Params, run_prediction
-from engine.session import SessionPaths
+from engine.session import SessionPaths, write_state
 from tests.predict.conftest import LABELS, make_classifier, texts, write_csv
 from tests.support.tiny import write_dataset
 from tests.train.conftest import make_ctx, train_config
@@ -38,6 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SessionPaths:
     cfg["train"]["early_stopping"] = {"restore_best": False}  # model/ holds the final step's weights
     ctx, _ = make_ctx(root, config=cfg)
     ctx.paths.config.write_text(dump_toml(cfg))
+    write_state(ctx.paths, status="new", job="train")  # as the launcher writes it
     from engine.train.job import run as train
 
     with contextlib.chdir(root):
