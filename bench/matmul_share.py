@@ -42,8 +42,9 @@ RESULTS = REPO / "bench" / "results" / "matmul_share.md"
 SHAPES = {"predict": (240, 34), "train": (32, 40)}
 
 
-def _median_time(fn: Any, reps: int) -> float:
-    fn()  # trace and warm up
+def median_time(fn: Any, reps: int) -> float:
+    """The median seconds of reps calls of fn, after two calls to trace and warm up."""
+    fn()
     fn()
     times = []
     for _ in range(reps):
@@ -51,6 +52,38 @@ def _median_time(fn: Any, reps: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def three_class_model(model_dir: Path | str) -> Any:
+    """The encoder with a fresh 3-class head, loaded as ftc loads it."""
+    from engine.model import load_model
+
+    labels = {0: "a", 1: "b", 2: "c"}
+    return load_model(str(model_dir), 3, labels, {v: k for k, v in labels.items()}, seed=0)
+
+
+def step_batch(config: Any, batch: int, length: int) -> dict[str, Any]:
+    """A seeded batch of ordinary word pieces (past the special tokens, inside the vocabulary), no padding."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vocab = int(config.vocab_size)
+    return {
+        "input_ids": rng.integers(min(1000, vocab // 2), vocab, (batch, length)).astype(np.int32),
+        "attention_mask": np.ones((batch, length), np.int32),
+        "labels": rng.integers(0, 3, batch).astype(np.int32),
+    }
+
+
+def adamw_update_s(stepper: Any, reps: int) -> float:
+    """The median seconds of the stepper's AdamW applying one step of gradients to every weight."""
+    import tensorflow as tf
+
+    variables = stepper.all_vars
+    grads = [tf.random.normal(v.shape, stddev=1e-3) for v in variables]
+    inner = getattr(stepper.optimizer, "inner_optimizer", stepper.optimizer)
+    apply = tf.function(lambda: inner.apply_gradients(zip(grads, variables, strict=True)))
+    return median_time(lambda: apply().numpy(), reps)
 
 
 def matmul_chain(config: Any, batch: int, length: int, training: bool) -> Any:
@@ -95,37 +128,26 @@ def matmul_chain(config: Any, batch: int, length: int, training: bool) -> Any:
 
 
 def profile(model_dir: Path, kind: str, batch: int, length: int, reps: int) -> dict[str, Any]:
-    import numpy as np
     import tensorflow as tf
 
     from bench.roofline import encoder_flops_per_token
-    from engine.model import load_model
     from engine.train.optim import Stepper
 
-    labels = {0: "a", 1: "b", 2: "c"}
-    model = load_model(str(model_dir), 3, labels, {v: k for k, v in labels.items()}, seed=0)
+    model = three_class_model(model_dir)
     config = model.config
-    rng = np.random.default_rng(0)
-    vocab = int(config.vocab_size)  # ordinary word pieces: past the special tokens, inside the vocabulary
-    ids = tf.constant(rng.integers(min(1000, vocab // 2), vocab, (batch, length)), tf.int32)
-    mask = tf.ones((batch, length), tf.int32)
+    step = step_batch(config, batch, length)
     training = kind == "train"
     out: dict[str, Any] = {"kind": kind, "batch": batch, "length": length}
     if training:
         stepper = Stepper(model, tf.distribute.get_strategy(), weight_decay=0.01, clip_norm=1.0)
         stepper.set_learning_rate(1e-6)
-        labels_t = rng.integers(0, 3, batch).astype(np.int32)
-        step = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "labels": labels_t}
-        out["model_s"] = _median_time(lambda: stepper.step([step]), reps)
-        variables = stepper.all_vars
-        grads = [tf.random.normal(v.shape, stddev=1e-3) for v in variables]
-        inner = getattr(stepper.optimizer, "inner_optimizer", stepper.optimizer)
-        apply = tf.function(lambda: inner.apply_gradients(zip(grads, variables, strict=True)))
-        out["adamw_s"] = _median_time(lambda: apply().numpy(), reps)
+        out["model_s"] = median_time(lambda: stepper.step([step]), reps)
+        out["adamw_s"] = adamw_update_s(stepper, reps)
     else:
+        ids, mask = tf.constant(step["input_ids"]), tf.constant(step["attention_mask"])
         forward = tf.function(lambda a, b: model(input_ids=a, attention_mask=b, training=False).logits)
-        out["model_s"] = _median_time(lambda: forward(ids, mask).numpy(), reps)
-    out["matmul_s"] = _median_time(matmul_chain(config, batch, length, training), reps)
+        out["model_s"] = median_time(lambda: forward(ids, mask).numpy(), reps)
+    out["matmul_s"] = median_time(matmul_chain(config, batch, length, training), reps)
     flops = encoder_flops_per_token(config, length, training=training) * batch * length
     out["gflop"] = flops / 1e9
     out["model_gflops"] = flops / out["model_s"] / 1e9

