@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from engine.predict.models import PRECISIONS
 
@@ -141,11 +141,13 @@ def predict_main(args: argparse.Namespace) -> int:
         run_predict_app(root, paths.id)
         return outcome(paths)
     print(paths.id, flush=True)
-    return follow(paths)
+    from tui.cli import follow_plain  # the same lines as ftc attach: progress, ETA, each chunk's last rows
+
+    return follow_plain(paths)
 
 
 def outcome(paths: Any) -> int:
-    """The exit code once the screen closes: the job's, or 0 if it still runs (detached, as in follow)."""
+    """The exit code once the screen closes: the job's, or 0 if it still runs (detached)."""
     from engine.session import LIVE_STATUSES, live_status, read_state
 
     status = live_status(read_state(paths))
@@ -160,11 +162,3 @@ def outcome(paths: Any) -> int:
     reason = str(failed[-1].get("error_text", "")) if failed and isinstance(failed[-1], dict) else ""
     print(f"prediction {status}{': ' + reason if reason else ''} (see {paths.log})", file=sys.stderr)
     return EXIT_FAILED
-
-
-def follow(paths: Any, out: TextIO | None = None) -> int:
-    """Plain lines until the engine stops (``ftc attach`` prints the same): progress with speed, ETA,
-    label mix, and each chunk's last rows."""
-    from tui.cli import follow_plain
-
-    return follow_plain(paths, out)

@@ -241,9 +241,8 @@ def _max_length(asked: int | None, model: Any, tokenizer: Any, trained: int | No
     else the model's (at most 512). More than the model's positions is refused."""
     limit = position_limit(model.config.to_dict())
     if asked is None:
-        limits = [DEFAULT_MAX_LENGTH, int(tokenizer.model_max_length)]
-        if trained is not None:
-            limits = [trained]  # what it learned from; a training session never exceeds the positions
+        # What it learned from (a training session never exceeds the positions), else the model's own.
+        limits = [trained] if trained is not None else [DEFAULT_MAX_LENGTH, int(tokenizer.model_max_length)]
         return min(limits + ([limit] if limit is not None else []))
     if limit is not None and asked > limit:
         # Past its position embeddings the model fails deep inside TensorFlow with a gather error.

@@ -11,11 +11,11 @@ import pytest
 
 from engine import protocol
 from engine.journal import Journal
-from engine.predict.cli import follow
 from engine.predict.progress import rows_line
 from engine.session import LIVE_STATUSES, SessionPaths, live_status, read_state, write_state
 from tests.conftest import wait_for
 from tests.predict.conftest import texts, write_csv
+from tui.cli import follow_plain as follow
 from tui.cli import main as ftc
 
 
