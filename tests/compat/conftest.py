@@ -16,7 +16,7 @@ TRAIN_ID = "20261130-063456-release-0-1-0-74f4"
 
 @pytest.fixture
 def old_session(sessions_root: Path) -> Path:
-    """The stopped 0.1.0 training session (step 12 of 24, checkpoints 4, 8, 12) in this test's sessions folder."""
+    """The stopped 0.1.0 training session (step 12 of 24; checkpoints 4, 8, 12), in this test's folder."""
     target = sessions_root / TRAIN_ID
     shutil.copytree(TRAIN_FIXTURE, target)
     return target

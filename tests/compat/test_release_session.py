@@ -48,7 +48,8 @@ def test_old_journals_read_whole() -> None:
 
 def test_old_session_lists(old_session: Path, sessions_root: Path) -> None:
     (info,) = list_sessions(sessions_root)
-    assert (info.id, info.status, info.job, info.step, info.total_steps) == (TRAIN_ID, "stopped", "train", 12, 24)
+    seen = (info.id, info.status, info.job, info.step, info.total_steps)
+    assert seen == (TRAIN_ID, "stopped", "train", 12, 24)
     assert info.best_metric_name == "macro_f1"
 
 
@@ -101,8 +102,10 @@ def test_bookkeeping_changes_do_not_refuse_a_resume(old_session: Path, changed: 
     """How often checkpoints are written or kept does not change the trajectory: such a resume goes on."""
     paths = SessionPaths(old_session)
     text = paths.config.read_text()
-    new_value = {"keep_last": "keep_last = 5", "checkpoint_every_steps": "checkpoint_every_steps = 6"}[changed]
-    old_value = {"keep_last": "keep_last = 2", "checkpoint_every_steps": "checkpoint_every_steps = 4"}[changed]
+    old_value, new_value = {
+        "keep_last": ("keep_last = 2", "keep_last = 5"),
+        "checkpoint_every_steps": ("checkpoint_every_steps = 4", "checkpoint_every_steps = 6"),
+    }[changed]
     assert old_value in text
     paths.config.write_text(text.replace(old_value, new_value))
     start_engine(paths, resume=True)
