@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import zmq
 
@@ -44,7 +43,9 @@ def _endpoints(paths: SessionPaths) -> dict[str, str]:
     return endpoints
 
 
-def request(paths: SessionPaths, body: protocol._Body, timeout: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
+def request(
+    paths: SessionPaths, body: protocol._Body, timeout: float = REPLY_TIMEOUT_S
+) -> protocol.CommandResult:
     """Send one command and wait for its reply; return the reply's result.
 
     Raises EngineUnavailable if nothing answers in time, CommandFailed on an error reply.
@@ -154,8 +155,12 @@ class EventFollower:
                 break
             try:
                 env = protocol.decode(raw, kinds=protocol.EVENTS)
-            except protocol.ProtocolError:
+            except protocol.ProtocolError as exc:
+                # The journal has the same line: its reader names it (once), so nothing is said twice here.
+                if not exc.ignorable:
+                    self._reader.notices.rejected(exc, "live event")
                 continue
+            self._reader.notices.accepted(env)
             if env.seq is None or env.seq <= self.last_seq:
                 continue  # already delivered from the journal
             if env.seq > self.last_seq + 1:
@@ -163,6 +168,10 @@ class EventFollower:
             if env.seq == self.last_seq + 1:
                 out.extend(self._accept(env))
         return out
+
+    def notices(self) -> list[str]:
+        """What was left out of the events given so far (newer fields or types, damaged lines), once each."""
+        return self._reader.notices.take()
 
     def close(self) -> None:
         if self._sub is not None:

@@ -70,11 +70,6 @@ class Journal:
                 self._last_sync = now
             return env
 
-    def sync(self) -> None:
-        with self._lock:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-
     def close(self) -> None:
         with self._lock:
             if not self._fh.closed:
@@ -84,12 +79,19 @@ class Journal:
 
 
 class JournalReader:
-    """Reads the events appended since the last call; keeps its byte offset."""
+    """Reads the events appended since the last call; keeps its byte offset.
+
+    Nothing is dropped without a word: a line that is not a valid event, an event type from
+    a newer ftc, or fields a newer ftc added, each leave a notice (once per kind of problem)
+    in ``notices`` for the console or the plain follower to show.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
+        self.line = 0
         self.skipped = 0  # lines that were not valid events (reported, not fatal)
+        self.notices = Notices()
 
     def read_new(self) -> Iterator[Envelope]:
         try:
@@ -103,12 +105,51 @@ class JournalReader:
             return
         self.offset += end + 1
         for line in data[: end + 1].splitlines():
+            self.line += 1
             if not line.strip():
                 continue
             try:
-                yield protocol.decode(line, kinds=protocol.EVENTS)
-            except protocol.ProtocolError:
+                env = protocol.decode(line, kinds=protocol.EVENTS)
+            except protocol.ProtocolError as exc:
                 self.skipped += 1
+                self.notices.rejected(exc, f"{self.path.name} line {self.line}")
+                continue
+            self.notices.accepted(env)
+            yield env
+
+
+class Notices:
+    """What a reader of events left out, said once per kind: 'ignored field body.x of step_ended'."""
+
+    def __init__(self) -> None:
+        self._said: set[str] = set()
+        self._new: list[str] = []
+
+    def _add(self, key: str, text: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self._new.append(text)
+
+    def accepted(self, env: Envelope) -> None:
+        """Note the fields a newer minor version added to this event (ignored here)."""
+        for name in env.ignored:
+            self._add(
+                f"field {env.type}.{name}",
+                f"{env.type} events carry {name!r}, which this ftc ({protocol.PROTOCOL_VERSION}) "
+                f"does not know (written by ftc protocol {env.v}); ignored",
+            )
+
+    def rejected(self, exc: protocol.ProtocolError, where: str) -> None:
+        """Note an event this reader could not use (a newer type is skipped, damage is named)."""
+        if exc.ignorable:
+            self._add(f"type {exc.text}", f"{where}: {exc.text.split(';')[0]}; skipped")
+        else:
+            self._add(f"{exc.name}", f"{where}: {exc.text}; skipped (later lines like it are skipped too)")
+
+    def take(self) -> list[str]:
+        """The notices not yet taken."""
+        new, self._new = self._new, []
+        return new
 
 
 def read_all(path: Path) -> list[Envelope]:

@@ -1,38 +1,64 @@
 """The wire protocol between the TUI/CLI and the engine: a versioned envelope, one model per message.
 
-This module is imported by both sides; it must never import Textual, TensorFlow,
-transformers or keras (tests check this). Messages are JSON only.
+This module is imported by both sides and depends on pydantic alone (an import-linter
+contract checks it). Messages are JSON only; no ``dict[str, Any]`` crosses the wire or
+the journal: every payload, nested ones included, is a model of its own.
 
 Commands are imperative (``pause``), events past tense (``step_ended``). Every command
 gets exactly one reply of type ``reply`` whose ``parent`` is the command's ``id`` and
 whose body says ``ok`` or ``error`` with the error's name and text (Jupyter style).
+
+Versions and compatibility
+--------------------------
+The envelope's ``v`` is ``"MAJOR.MINOR"`` (ftc 0.1.0 wrote the integer ``1``, read as
+``"1.0"``). Journals outlive releases, so the rule is:
+
+- A **minor** change adds an optional field (with a default that keeps the old meaning)
+  or a new message type. A reader of an older minor accepts a newer minor's message:
+  it ignores the fields and event types it does not know and reports them once
+  (``Envelope.ignored``, ``ProtocolError.ignorable``); a reader of a newer minor fills
+  the defaults in. A message that claims this reader's minor or an older one and still
+  carries an unknown field or type is a bug and is refused, naming the field.
+- A **major** change (a field removed, renamed or given another meaning) is refused
+  with a message naming both versions and what to do.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError
 
-PROTOCOL_VERSION = 1
+MAJOR, MINOR = 1, 1
+PROTOCOL_VERSION = f"{MAJOR}.{MINOR}"
 
 
 class ProtocolError(ValueError):
-    """A message that cannot be accepted: malformed JSON, unknown type, bad fields or version."""
+    """A message that cannot be accepted: malformed JSON, unknown type, bad fields or version.
 
-    def __init__(self, name: str, text: str, parent: str | None = None) -> None:
+    ``ignorable`` marks a message from a newer minor version whose type this reader does not
+    know: a reader of events skips it (and says so once) instead of treating it as damage.
+    """
+
+    def __init__(self, name: str, text: str, parent: str | None = None, *, ignorable: bool = False) -> None:
         super().__init__(text)
         self.name = name
         self.text = text
         self.parent = parent
+        self.ignorable = ignorable
 
 
 class _Body(BaseModel):
     # strict: a JSON "1" is not the number 1; a peer that sends it has a bug worth hearing about.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Part(_Body):
+    """A typed piece of a payload (a row preview, a summary): never a bare dict."""
 
 
 # ---------------------------------------------------------------- commands
@@ -75,11 +101,43 @@ COMMANDS: dict[str, type[_Body]] = {
 # ---------------------------------------------------------------- replies
 
 
+class EngineState(_Part):
+    """The session's state.json as the engine holds it (status, engine, progress, best, checkpoint)."""
+
+    status: str | None = None
+    job: str | None = None
+    name: str | None = None
+    step: int = 0
+    total_steps: int | None = None
+    pid: int | None = None
+    pid_start: str | None = None
+    hostname: str | None = None
+    heartbeat: float | None = None
+    created: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    message: str = ""
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    best_metric: float | None = None
+    best_metric_name: str | None = None
+    last_checkpoint: str | None = None
+    last_checkpoint_step: int | None = None
+
+
+class CommandResult(_Part):
+    """What an ok reply says: whether the command changed anything, and the state it left."""
+
+    changed: bool = False
+    status: str | None = None
+    step: int = 0
+    state: EngineState = Field(default_factory=EngineState)
+
+
 class Reply(_Body):
     """The answer to one command: ok with a result, or error with its name and text."""
 
     status: Literal["ok", "error"]
-    result: dict[str, Any] = Field(default_factory=dict)
+    result: CommandResult = Field(default_factory=CommandResult)
     error_name: str | None = None
     error_text: str | None = None
 
@@ -143,6 +201,32 @@ class CheckpointSaved(_Body):
     metric: float | None = None
 
 
+class RowWritten(_Part):
+    """One predicted row as the prediction screen previews it."""
+
+    row: int
+    label: str | None = None
+    score: float | None = None
+    flag: str | None = None
+    text: str = ""
+
+
+class ProgressDetail(_Part):
+    """What a progress report knows besides rows done: a data job's fraction, a prediction's mix."""
+
+    fraction: float | None = None  # data jobs: share of the input read
+    written: int | None = None  # prediction: rows in the output so far
+    output: str | None = None
+    label_counts: dict[str, int] = Field(default_factory=dict)
+    flag_counts: dict[str, int] = Field(default_factory=dict)
+    estimated_total: int | None = None
+    padding: float | None = None
+    tokens_per_s: float | None = None
+    bytes_done: int | None = None
+    bytes_total: int | None = None
+    last_rows: list[RowWritten] | None = None
+
+
 class ProgressReported(_Body):
     """Progress of a job that is not step-based (data preparation, checks, prediction)."""
 
@@ -152,7 +236,7 @@ class ProgressReported(_Body):
     unit: str = "rows"
     rate: float | None = None
     eta_s: float | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: ProgressDetail = Field(default_factory=ProgressDetail)
 
 
 class Paused(_Body):
@@ -174,11 +258,45 @@ class LogRecorded(_Body):
     text: str
 
 
+class JobSummary(_Part):
+    """What a finished job reports; each job fills its own fields and leaves the rest unset."""
+
+    # train
+    steps: int | None = None
+    epochs: int | None = None
+    best_metric: float | None = None
+    best_metric_name: str | None = None
+    best_step: int | None = None
+    restored_best: bool | None = None
+    stopped_early: bool | None = None
+    test: dict[str, float] = Field(default_factory=dict)
+    model: str | None = None
+    final_checkpoint: str | None = None
+    # check and prepare
+    status: str | None = None
+    tests: dict[str, str] = Field(default_factory=dict)
+    report: str | None = None
+    manifest: str | None = None
+    splits: dict[str, int] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    data_fingerprint: str | None = None
+    # predict (rows also for check and prepare)
+    rows: int | None = None
+    output: str | None = None
+    label_counts: dict[str, int] = Field(default_factory=dict)
+    flag_counts: dict[str, int] = Field(default_factory=dict)
+    seconds: float | None = None
+    rows_per_s: float | None = None
+    padding: float | None = None
+    real_tokens: int | None = None
+    already_complete: bool | None = None
+
+
 class JobFinished(_Body):
     """The job completed its work."""
 
     step: int
-    summary: dict[str, Any] = Field(default_factory=dict)
+    summary: JobSummary = Field(default_factory=JobSummary)
 
 
 class JobFailed(_Body):
@@ -232,7 +350,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    v: int = PROTOCOL_VERSION
+    v: str = PROTOCOL_VERSION
     type: str
     session: str = Field(min_length=1)
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
@@ -240,10 +358,16 @@ class Envelope(BaseModel):
     seq: int | None = None
     ts: float = Field(default_factory=time.time)
     body: SerializeAsAny[_Body]
+    # What this reader dropped from a newer minor's message ("body.foo", "trace"): reported once.
+    _ignored: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def is_event(self) -> bool:
         return self.type in EVENTS
+
+    @property
+    def ignored(self) -> tuple[str, ...]:
+        return self._ignored
 
 
 def make(body: _Body, session: str, *, parent: str | None = None, seq: int | None = None) -> Envelope:
@@ -256,6 +380,37 @@ def encode(env: Envelope) -> bytes:
     return env.model_dump_json().encode()
 
 
+def parse_version(value: object) -> tuple[int, int] | None:
+    """(major, minor) of an envelope's ``v``: "1.1", or 0.1.0's integer 1; None if it is neither."""
+    if type(value) is int:  # True and 1.0 equal 1 in Python: only a real integer is the old form
+        return (value, 0)
+    if isinstance(value, str):
+        major, dot, minor = value.partition(".")
+        if dot and major.isdigit() and minor.isdigit():
+            return (int(major), int(minor))
+    return None
+
+
+def _validate(cls: type[BaseModel], data: object, *, newer: bool) -> tuple[BaseModel, list[str]]:
+    """Validate data as cls; for a newer minor, drop the fields this reader does not know, at any depth."""
+    ignored: list[str] = []
+    while True:
+        try:
+            return cls.model_validate(data), ignored
+        except ValidationError as exc:
+            errors = exc.errors()
+            if not newer or any(e["type"] != "extra_forbidden" for e in errors):
+                raise
+            data = copy.deepcopy(data)
+            for err in errors:
+                *path, last = err["loc"]
+                holder: Any = data
+                for key in path:
+                    holder = holder[key]
+                del holder[last]
+                ignored.append(".".join(str(p) for p in err["loc"]))
+
+
 def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> Envelope:
     """Parse and validate one message; raise ProtocolError saying exactly what is wrong."""
     try:
@@ -265,35 +420,43 @@ def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> 
     if not isinstance(data, dict):
         raise ProtocolError("MalformedMessage", "message must be a JSON object")
     parent = data.get("id") if isinstance(data.get("id"), str) else None
-    version = data.get("v")
-    if type(version) is not int or version != PROTOCOL_VERSION:  # True and 1.0 equal 1 in Python
+    version = parse_version(data.get("v"))
+    if version is None or version[0] != MAJOR:
+        got = data.get("v") if version is None else f"{version[0]}.{version[1]}"
+        advice = (
+            "upgrade ftc to read it"
+            if version is not None and version[0] > MAJOR
+            else "it was not written by a compatible ftc"
+        )
         raise ProtocolError(
             "VersionMismatch",
-            f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION}); "
-            "upgrade ftc on both ends",
+            f"protocol version {got!r} is not supported (this ftc speaks {PROTOCOL_VERSION}, "
+            f"and reads {MAJOR}.x); {advice}",
             parent,
         )
+    newer = version[1] > MINOR
     allowed = BODIES if kinds is None else kinds
     kind = data.get("type")
     if kind not in allowed:
+        origin = f" (from a newer ftc, protocol {version[0]}.{version[1]})" if newer and kind else ""
         raise ProtocolError(
             "UnknownType",
-            f"unknown message type {kind!r}; expected one of {', '.join(sorted(allowed))}",
+            f"unknown message type {kind!r}{origin}; expected one of {', '.join(sorted(allowed))}",
             parent,
+            ignorable=newer and isinstance(kind, str),
         )
     body_cls = allowed[kind]
     seq = data.get("seq")
     if kind in EVENTS and (type(seq) is not int or seq < 1):
         raise ProtocolError("InvalidMessage", f"{kind}: field 'seq': an event needs a seq >= 1", parent)
     try:
-        body = body_cls.model_validate(data.get("body", {}))
-        return Envelope.model_validate({**data, "body": body})
+        body, ignored = _validate(body_cls, data.get("body", {}), newer=newer)
+        envelope = {**data, "v": f"{version[0]}.{version[1]}", "body": body}
+        env, dropped = _validate(Envelope, envelope, newer=newer)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "message"
         raise ProtocolError("InvalidMessage", f"{kind}: field {where!r}: {first['msg']}", parent) from None
-
-
-def body_dict(env: Envelope) -> dict[str, Any]:
-    """The body as a plain dict (for display and journals)."""
-    return env.body.model_dump()
+    assert isinstance(env, Envelope)
+    env._ignored = tuple([*dropped, *(f"body.{name}" for name in ignored)])
+    return env

@@ -137,7 +137,7 @@ class Engine:
         env = protocol.make(reply, self.paths.id, parent=parent)
         self.router.send_multipart([ident, protocol.encode(env)])
 
-    def _execute(self, cmd: protocol.Envelope) -> dict[str, Any]:
+    def _execute(self, cmd: protocol.Envelope) -> protocol.CommandResult:
         c = self.control
         if cmd.type == "pause":
             changed = c.pause(cmd.id)
@@ -151,13 +151,8 @@ class Engine:
             c.request_stop("stop command", cmd.id)
         else:  # ping, status
             changed = False
-        state = self.store.snapshot()
-        return {
-            "changed": changed,
-            "status": state.get("status"),
-            "step": state.get("step", 0),
-            "state": state,
-        }
+        state = protocol.EngineState.model_validate(self.store.snapshot())
+        return protocol.CommandResult(changed=changed, status=state.status, step=state.step, state=state)
 
     # -------------------------------------------------------------- lifecycle
 
@@ -197,7 +192,9 @@ class Engine:
         try:
             summary = jobs.load(self.kind)(ctx)
             step = int(self.store.snapshot().get("step", step))
-            self.emit(protocol.JobFinished(step=step, summary=summary or {}))
+            self.emit(
+                protocol.JobFinished(step=step, summary=protocol.JobSummary.model_validate(summary or {}))
+            )
             status, reason = "finished", "job finished"
         except StopRequested as stop:
             step = int(self.store.snapshot().get("step", step))

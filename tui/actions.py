@@ -1,10 +1,17 @@
-"""Session actions shared by the sessions and monitor screens (run in worker threads)."""
+"""Session control shared by the sessions, monitor and prediction screens: sent from a worker thread."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.session import SessionError, SessionPaths, resolve
+from textual.widget import Widget
+
+from engine.session import SessionError, resolve
+from tui.messages import CommandAnswered
+
+if TYPE_CHECKING:
+    from engine.protocol import CommandResult
 
 # Command names as typed (keys, palette, CLI) -> protocol command types.
 CONTROL_COMMANDS = {"pause": "pause", "unpause": "unpause", "checkpoint": "checkpoint_now", "stop": "stop"}
@@ -26,9 +33,25 @@ def control(root: Path, session: str, command: str, checkpoint: str | None = Non
         result = client.request(paths, protocol.COMMANDS[CONTROL_COMMANDS[command]]())
     except SessionError as exc:
         return False, str(exc)
-    note = "" if result.get("changed") else " (already so)"
-    return True, f"{paths.id}: {command} requested at step {result.get('step', 0)}{note}"
+    return True, answer_text(paths.id, command, result)
 
 
-def session_paths(root: Path, session: str) -> SessionPaths:
-    return resolve(root, session)
+def answer_text(session: str, command: str, result: CommandResult) -> str:
+    """The notification for an engine's reply to a control command (the one reader of ``Reply.result``)."""
+    note = "" if result.changed else " (already so)"
+    return f"{session}: {command} requested at step {result.step}{note}"
+
+
+def send_control(node: Widget, root: Path, session: str, command: str, checkpoint: str | None = None) -> None:
+    """Send a command without blocking the screen; the answer comes back to ``node`` as CommandAnswered."""
+
+    def send() -> None:
+        ok, text = control(root, session, command, checkpoint)
+        node.post_message(CommandAnswered(session, command, ok, text))
+
+    node.run_worker(send, thread=True, group="control")
+
+
+def notify_answer(node: Widget, message: CommandAnswered) -> None:
+    """Show an answer as a notification: red when the command failed."""
+    node.notify(message.text, severity="information" if message.ok else "error", timeout=6)

@@ -8,15 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class CliError(Exception):
-    """An error to print as one sentence with a non-zero exit."""
-
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
-        super().__init__(message)
-        self.code = code
+from engine.errors import DataError, ExitCode, FtcError
+from tui.commands import data, predict
 
 
 def _sessions_root(args: argparse.Namespace) -> Path:
@@ -38,7 +31,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import FtcApp
 
     FtcApp(sessions_root=_sessions_root(args)).run()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -48,16 +41,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
     sessions = list_sessions(_sessions_root(args))
     if args.json:
         print(json.dumps([s.as_json() for s in sessions], indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     if not sessions:
         print(f"no sessions in {_sessions_root(args)}")
-        return EXIT_OK
+        return ExitCode.OK
     print(f"{'SESSION':40} {'STATUS':9} {'JOB':9} {'STEP':>13} {'BEST':>14}  HEARTBEAT")
     for s in sessions:
         step = f"{s.step}" + (f"/{s.total_steps}" if s.total_steps else "")
         best = f"{s.best_metric_name}={s.best_metric:.4f}" if s.best_metric is not None else "-"
         print(f"{s.id:40} {s.status:9} {s.job:9} {step:>13} {best:>14}  {ago(s.heartbeat)}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_control(args: argparse.Namespace) -> int:
@@ -71,78 +64,23 @@ def cmd_control(args: argparse.Namespace) -> int:
     }[args.command]()
     paths = _resolve(args)
     result = client.request(paths, body)
-    verb = {"pause": "pause", "unpause": "unpause", "checkpoint": "checkpoint", "stop": "stop"}[args.command]
-    note = "" if result.get("changed") else " (already so; nothing changed)"
-    print(f"{paths.id}: {verb} requested at step {result.get('step', 0)}{note}")
-    return EXIT_OK
-
-
-def follow_plain(paths: Any, out: Any = None) -> int:
-    """Print every event of a session as a plain line until its engine stops; the exit code is the job's.
-
-    Prediction progress gets its full line (speed, ETA, label mix) and each chunk's last rows once.
-    """
-    from engine.client import EventFollower
-    from engine.predict.progress import STAGE, line, rows_line
-    from engine.session import LIVE_STATUSES, live_status, read_state
-    from tui.format import event_line
-
-    out = sys.stdout if out is None else out  # looked up now: tests and redirections replace it
-    follower = EventFollower(paths)
-    status = "finished"
-    shown_row = None  # the last row already shown: each chunk's rows once, not again with every report
-
-    def show(events: list[Any]) -> None:
-        nonlocal status, shown_row
-        for env in events:
-            body = env.body.model_dump()
-            ours = env.type == "progress_reported" and body.get("stage") == STAGE
-            print(
-                f"[{env.seq}] {(line(body) if ours else None) or event_line(env.type, body)}",
-                file=out,
-                flush=True,
-            )
-            rows = (body.get("detail") or {}).get("last_rows") if ours else None
-            if rows and rows[-1].get("row") != shown_row:
-                shown_row = rows[-1].get("row")
-                print(f"[{env.seq}] {rows_line(rows)}", file=out, flush=True)
-            if env.type == "engine_stopped":
-                status = body["status"]
-
-    try:
-        while not follower.ended:
-            show(follower.poll(timeout=0.5))
-            if follower.ended or live_status(read_state(paths)) in LIVE_STATUSES:
-                continue
-            show(follower.poll(timeout=0))  # the engine ended: print what the journal still holds
-            if not follower.ended:
-                state = read_state(paths)
-                status = live_status(state)
-                again = (
-                    "'ftc predict ... --resume'"
-                    if state.get("job") == "predict"
-                    else f"'ftc resume {paths.id}'"
-                )
-                print(f"engine is gone (status: {status}); {again} continues it", file=out)
-            break
-    except KeyboardInterrupt:
-        print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back", file=out)
-        return EXIT_OK
-    finally:
-        follower.close()
-    return EXIT_OK if status in ("finished", "stopped") else EXIT_FAILED
+    note = "" if result.changed else " (already so; nothing changed)"
+    print(f"{paths.id}: {args.command} requested at step {result.step}{note}")
+    return ExitCode.OK
 
 
 def _watch(args: argparse.Namespace, paths: Any) -> int:
     if getattr(args, "detach", False):
         print(paths.id)
-        return EXIT_OK
+        return ExitCode.OK
     if sys.stdout.isatty() and sys.stdin.isatty():
         from tui.app import FtcApp
 
         FtcApp(sessions_root=_sessions_root(args), attach=paths.id).run()
-        return EXIT_OK
+        return ExitCode.OK
     print(paths.id, flush=True)
+    from tui.commands.follow import follow_plain
+
     return follow_plain(paths)
 
 
@@ -170,7 +108,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
         from tui.app import FtcApp
 
         FtcApp(sessions_root=_sessions_root(args), attach=paths.id).run()
-        return EXIT_OK
+        return ExitCode.OK
+    from tui.commands.follow import follow_plain
+
     return follow_plain(paths)
 
 
@@ -179,7 +119,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     path = Path(args.data)
     if not path.is_file():
-        raise CliError(f"{path}: no such file; give the path of a CSV, TSV, JSONL, Parquet or HDF5 file")
+        raise DataError(f"{path}: no such file; give the path of a CSV, TSV, JSONL, Parquet or HDF5 file")
     dataset = {
         "path": str(path.resolve()),
         "text_col": args.text_col,
@@ -187,7 +127,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "encoding": args.encoding,
     }
     FtcApp(sessions_root=_sessions_root(args), dataset=dataset).run()
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -262,30 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("session", metavar="SESSION")
         p.set_defaults(func=cmd_control)
 
-    _add_optional(sub)
+    p = sub.add_parser(
+        "check", help="run the data tests on a labelled text file (exit 0 pass, 1 fail, 2 bad input)"
+    )
+    data.add_check_arguments(p)
+    p.set_defaults(func=data.check_main)
+    p = sub.add_parser("prepare", help="split, shuffle and shard a labelled text file for training")
+    data.add_prepare_arguments(p)
+    p.set_defaults(func=data.prepare_main)
+
+    p = sub.add_parser("predict", help="label a text file with a model, streaming results to HDF5")
+    predict.add_predict_arguments(p)
+    p.set_defaults(func=predict.predict_main)
     return parser
-
-
-def _add_optional(sub: Any) -> None:
-    """Subcommands whose modules live with their job (data, prediction); added when present."""
-    if _has_module("engine.data.cli"):
-        from engine.data import cli as data_cli
-
-        p = sub.add_parser(
-            "check", help="run the data tests on a labelled text file (exit 0 pass, 1 fail, 2 bad input)"
-        )
-        data_cli.add_check_arguments(p)
-        p.set_defaults(func=data_cli.check_main)
-        if hasattr(data_cli, "add_prepare_arguments"):
-            p = sub.add_parser("prepare", help="split, shuffle and shard a labelled text file for training")
-            data_cli.add_prepare_arguments(p)
-            p.set_defaults(func=data_cli.prepare_main)
-    if _has_module("engine.predict.cli"):
-        from engine.predict import cli as predict_cli
-
-        p = sub.add_parser("predict", help="label a text file with a model, streaming results to HDF5")
-        predict_cli.add_predict_arguments(p)
-        p.set_defaults(func=predict_cli.predict_main)
 
 
 def _sub_parser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
@@ -297,30 +226,15 @@ def _sub_parser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser
     return SubParser
 
 
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from engine.config import ConfigError
-    from engine.session import SessionError
-
     try:
         code: int = args.func(args)
         return code
-    except CliError as exc:
+    except FtcError as exc:  # session, config, data ... errors: one sentence, the error's exit code
         print(f"ftc: {exc}", file=sys.stderr)
-        return exc.code
-    except (SessionError, ConfigError) as exc:
-        print(f"ftc: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -60,11 +60,9 @@ def test_engine_is_detached_and_survives_its_launcher_being_killed(sessions_root
     os.kill(engine_pid, signal.SIGHUP)  # what a dropped SSH connection sends
     time.sleep(0.5)
     reply = client.request(paths, protocol.Ping())
-    assert reply["status"] == "running"
-    step_before = reply["step"]
-    wait_for(
-        lambda: client.request(paths, protocol.Status())["step"] > step_before, what="steps after SIGHUP"
-    )
+    assert reply.status == "running"
+    step_before = reply.step
+    wait_for(lambda: client.request(paths, protocol.Status()).step > step_before, what="steps after SIGHUP")
     assert "/dev/null" in os.readlink(f"/proc/{engine_pid}/fd/0")
     assert os.readlink(f"/proc/{engine_pid}/fd/1") == str(paths.log)
 
@@ -86,7 +84,7 @@ def test_bad_messages_get_error_replies_and_the_engine_keeps_serving(start_selft
         assert reply.body.status == "error", raw
         assert reply.body.error_name == name, (raw, reply.body)
     # Nothing above paused it, and it still answers.
-    assert client.request(paths, protocol.Ping())["status"] == "running"
+    assert client.request(paths, protocol.Ping()).status == "running"
 
 
 def test_events_while_detached_are_replayed_once_in_order(start_selftest) -> None:
@@ -170,15 +168,15 @@ def test_kill_9_shows_crashed_and_resume_continues(start_selftest) -> None:
 def test_pause_holds_the_step_and_is_idempotent(start_selftest) -> None:
     paths = start_selftest()
     wait_for(lambda: read_state(paths).get("step", 0) >= 3, what="steps")
-    assert client.request(paths, protocol.Pause())["changed"] is True
-    assert client.request(paths, protocol.Pause())["changed"] is False
+    assert client.request(paths, protocol.Pause()).changed is True
+    assert client.request(paths, protocol.Pause()).changed is False
     wait_for(lambda: read_state(paths)["status"] == "paused", what="paused state")
     held = read_state(paths)["step"]
     time.sleep(0.6)
     assert read_state(paths)["step"] == held
-    assert client.request(paths, protocol.CheckpointNow())["changed"] is True
+    assert client.request(paths, protocol.CheckpointNow()).changed is True
     wait_for(lambda: any(e.type == "checkpoint_saved" for e in read_all(paths.events)), what="checkpoint")
-    assert client.request(paths, protocol.Unpause())["changed"] is True
+    assert client.request(paths, protocol.Unpause()).changed is True
     wait_for(lambda: read_state(paths)["step"] > held, what="progress after unpause")
     kinds = [e.type for e in read_all(paths.events)]
     assert kinds.count("paused") == 1 and kinds.count("unpaused") == 1
@@ -275,6 +273,6 @@ def test_a_second_engine_for_a_served_session_refuses_to_start(start_selftest) -
     assert proc.returncode == 3
     assert "already served by another engine" in proc.stderr
     assert read_state(paths)["pid"] == first_pid, "the state still names the serving engine"
-    assert client.request(paths, protocol.Ping())["status"] == "running"
+    assert client.request(paths, protocol.Ping()).status == "running"
     kinds = [e.type for e in read_all(paths.events) if e.seq > seq_before]
     assert "engine_started" not in kinds, "the refused engine wrote nothing to the journal"

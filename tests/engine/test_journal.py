@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -41,3 +42,31 @@ def test_reader_waits_for_complete_lines(tmp_path: Path) -> None:
     journal._fh.flush()
     assert [e.type for e in reader.read_new()] == ["paused"]
     journal.close()
+
+
+def test_reader_says_once_what_a_newer_ftc_added_and_what_was_damaged(tmp_path: Path) -> None:
+    """Events from a newer minor are kept (unknown fields dropped, unknown types skipped), each said once."""
+    journal = Journal(tmp_path / "events.jsonl", "s")
+    for step in (1, 2):
+        journal.append(protocol.StepEnded(step=step, loss=0.5))
+    journal.close()
+    newer = f"{protocol.MAJOR}.{protocol.MINOR + 1}"
+    lines = []
+    for seq in (3, 4):
+        lines.append({"v": newer, "type": "step_ended", "session": "s", "seq": seq,
+                      "body": {"step": seq, "loss": 0.4, "gpu_util": 0.9}})  # fmt: skip
+    for seq in (5, 6):
+        lines.append({"v": newer, "type": "gpu_sampled", "session": "s", "seq": seq, "body": {"util": 1}})
+    with open(tmp_path / "events.jsonl", "a") as fh:
+        for line in lines:
+            fh.write(json.dumps(line) + "\n")
+        fh.write('{"v":"1.1","type":"step_ended","session":"s","seq":7,"body":{"step":"x"}}\n')
+    reader = JournalReader(tmp_path / "events.jsonl")
+    steps = [e.body.step for e in reader.read_new() if isinstance(e.body, protocol.StepEnded)]
+    assert steps == [1, 2, 3, 4]
+    notices = reader.notices.take()
+    assert len(notices) == 3, notices
+    assert any("gpu_util" in n for n in notices)
+    assert any("gpu_sampled" in n and "line 5" in n for n in notices)
+    assert any("line 7" in n and "'step'" in n for n in notices)
+    assert reader.notices.take() == []

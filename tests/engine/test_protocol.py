@@ -24,11 +24,16 @@ SAMPLES: dict[str, protocol._Body] = {
         step=3, metrics={"loss": 0.4, "macro_f1": 0.7}, per_class={"pos": {"f1": 0.8}}
     ),
     "checkpoint_saved": protocol.CheckpointSaved(step=3, path="/x", reason="stop", metric=0.5),
-    "progress_reported": protocol.ProgressReported(stage="read", done=10, total=20, detail={"k": [1, 2]}),
+    "progress_reported": protocol.ProgressReported(
+        stage="read",
+        done=10,
+        total=20,
+        detail=protocol.ProgressDetail(label_counts={"pos": 2}, last_rows=[protocol.RowWritten(row=1)]),
+    ),
     "paused": protocol.Paused(step=1),
     "unpaused": protocol.Unpaused(step=1),
     "log_recorded": protocol.LogRecorded(level="warning", text="careful"),
-    "job_finished": protocol.JobFinished(step=9, summary={"best": 0.9}),
+    "job_finished": protocol.JobFinished(step=9, summary=protocol.JobSummary(steps=9, best_metric=0.9)),
     "job_failed": protocol.JobFailed(step=9, error_name="OOM", error_text="out of memory"),
     "job_stopped": protocol.JobStopped(step=9, reason="signal SIGTERM"),
     "engine_stopped": protocol.EngineStopped(status="stopped", reason="signal SIGTERM"),
@@ -106,3 +111,60 @@ def test_names_follow_the_convention() -> None:
     # Events are past tense, commands imperative: no command ends in -ed, every event does.
     assert all(not k.endswith("ed") for k in protocol.COMMANDS)
     assert all(k.endswith("ed") for k in protocol.EVENTS)
+
+
+# ---------------------------------------------------------------- compatibility across releases
+
+
+def test_release_0_1_envelopes_read_as_1_0() -> None:
+    """ftc 0.1.0 wrote v as the integer 1: still read, as version 1.0."""
+    data = {**_valid("paused"), "v": 1}
+    env = protocol.decode(json.dumps(data))
+    assert env.v == "1.0"
+    assert env.ignored == ()
+
+
+def _from_newer_minor(kind: str = "progress_reported") -> dict:
+    data = _valid(kind)
+    return {**data, "v": f"{protocol.MAJOR}.{protocol.MINOR + 1}"}
+
+
+def test_newer_minor_fields_are_ignored_and_named() -> None:
+    data = _from_newer_minor()
+    data["trace_id"] = "abc"
+    data["body"]["gpu_util"] = 0.9
+    data["body"]["detail"]["last_rows"][0]["tokens"] = 12  # nested, inside a list
+    env = protocol.decode(json.dumps(data))
+    assert isinstance(env.body, protocol.ProgressReported)
+    assert env.body.detail.label_counts == {"pos": 2}
+    assert set(env.ignored) == {"trace_id", "body.gpu_util", "body.detail.last_rows.0.tokens"}
+
+
+def test_the_same_fields_from_this_minor_are_refused() -> None:
+    data = _valid("progress_reported")
+    data["body"]["gpu_util"] = 0.9
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.decode(json.dumps(data))
+    assert info.value.name == "InvalidMessage"
+    assert "gpu_util" in info.value.text
+
+
+def test_newer_minor_event_types_are_ignorable_and_ours_are_not() -> None:
+    data = {**_from_newer_minor("paused"), "type": "gpu_sampled"}
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.decode(json.dumps(data))
+    assert (info.value.name, info.value.ignorable) == ("UnknownType", True)
+    assert "newer ftc" in info.value.text
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.decode(json.dumps({**data, "v": protocol.PROTOCOL_VERSION}))
+    assert info.value.ignorable is False
+
+
+def test_a_newer_major_is_refused_naming_both_versions() -> None:
+    data = {**_valid("paused"), "v": f"{protocol.MAJOR + 1}.0"}
+    with pytest.raises(protocol.ProtocolError) as info:
+        protocol.decode(json.dumps(data))
+    assert info.value.name == "VersionMismatch"
+    assert f"{protocol.MAJOR + 1}.0" in info.value.text
+    assert protocol.PROTOCOL_VERSION in info.value.text
+    assert "upgrade ftc" in info.value.text
