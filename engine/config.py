@@ -8,9 +8,7 @@ from typing import Any
 
 import tomli_w
 
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the file and field."""
+from engine.errors import ConfigError
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -7,15 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from engine.errors import ModelError
+
 # transformers' TF classes need Keras 2; set before anything imports tensorflow.keras.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 # Files worth fetching from the hub: configs, vocabularies and weights, never PyTorch pickles.
 _HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.h5", "merges.txt", "vocab.*"]
-
-
-class ModelError(Exception):
-    """A model or tokenizer that cannot be loaded; the text says where and what to do."""
 
 
 def resolve_source(source: str | os.PathLike[str]) -> Path:

@@ -21,6 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.errors import SessionError
+from engine.fsio import atomic_write_json
+
 # A heartbeat older than this, from an engine on another host, counts as crashed.
 STALE_AFTER_S = 30.0
 # The statuses an engine can still be in; a dead pid in one of these means "crashed".
@@ -28,10 +31,6 @@ LIVE_STATUSES = frozenset({"starting", "running", "paused", "stopping"})
 ENDED_STATUSES = frozenset({"finished", "failed", "stopped"})
 # Unix socket paths are limited to ~107 bytes (sun_path); leave room for "ipc://".
 IPC_PATH_MAX = 100
-
-
-class SessionError(Exception):
-    """A session that cannot be used as asked (unknown id, dead engine, bad folder)."""
 
 
 def sessions_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -92,25 +91,6 @@ def engine_lock_held(paths: SessionPaths) -> bool:
         return True
     os.close(fd)  # closing releases it
     return False
-
-
-def atomic_write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def new_session_id(name: str | None = None) -> str:

@@ -1,19 +1,13 @@
-"""The one exception type for input that cannot be used, carrying a one-sentence message for the user."""
+"""Data errors: DataError (from engine.errors), the encoding problem at a known byte, and one-line causes."""
 
 from __future__ import annotations
 
 import codecs
 
+from engine.errors import DataError
+
 # Codecs that decode (nearly) any byte: what to suggest when the current codec fails on one.
 _FALLBACKS = ("latin-1", "cp1252")
-
-
-class DataError(Exception):
-    """Bad input (missing file, undecodable byte, missing column, ...): the CLI exits 2 with this text.
-
-    The message is a single sentence saying what is wrong, where (file, row, byte offset,
-    column) and what to do about it, so it can be shown as is without a traceback.
-    """
 
 
 class EncodingProblem(DataError):

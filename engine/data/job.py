@@ -17,8 +17,8 @@ from typing import Any
 from engine import protocol
 from engine.data.errors import DataError
 from engine.data.readers import Source, open_source
+from engine.fsio import atomic_write_json
 from engine.jobs.base import JobContext
-from engine.session import atomic_write_json
 
 
 def _options(ctx: JobContext) -> dict[str, Any]:
@@ -61,7 +61,7 @@ class _Progress:
         elapsed = now - self._t0
         rate = done / elapsed if elapsed > 0 else None
         eta = elapsed * (1 - fraction) / fraction if fraction and elapsed > 0 else None
-        detail = {"fraction": round(fraction, 4)} if fraction is not None else {}
+        detail = protocol.ProgressDetail(fraction=None if fraction is None else round(fraction, 4))
         self.ctx.emit(
             protocol.ProgressReported(
                 stage=stage,

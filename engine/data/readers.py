@@ -14,6 +14,7 @@ from typing import Any
 from engine.data import columnar, textformats
 from engine.data.encoding import resolve, sniff_binary
 from engine.data.errors import DataError, EncodingProblem
+from engine.fsio import atomic_write_text
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "hdf5")
 _EXTENSIONS = {
@@ -302,9 +303,7 @@ def _index_for(src: Source, index_dir: str | os.PathLike[str] | None) -> tuple[_
             sidecar.parent.mkdir(parents=True, exist_ok=True)
             with idx.lock:
                 saved = json.dumps({"offsets": idx.offsets, "total_rows": idx.total_rows})
-            tmp = sidecar.with_suffix(f".{threading.get_ident()}.tmp")
-            tmp.write_text(saved)
-            os.replace(tmp, sidecar)
+            atomic_write_text(sidecar, saved)
 
     return idx, save
 

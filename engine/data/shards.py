@@ -1,4 +1,4 @@
-"""Reading prepared data: the manifest and the shuffled HDF5 shards of each split (training's input)."""
+"""Reading prepared data: the manifest (its one reader) and the shuffled HDF5 shards of each split."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.data.errors import DataError
 
@@ -21,22 +22,79 @@ def shard_relpath(split: str, index: int) -> str:
     return f"{split}/shard-{index:05d}.h5"
 
 
-def load_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of a prepared data folder; DataError saying what to run when it is missing or damaged."""
+MANIFEST_MAJOR = 1  # the major version this release reads and writes (manifests say ``"version": 1``)
+
+
+class _Loose(BaseModel):
+    # A later minor version may add keys: read what we know, ignore the rest.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ShardEntry(_Loose):
+    path: str
+    rows: int = Field(ge=0)
+    label_counts: dict[str, int] = Field(default_factory=dict)
+
+
+class SplitEntry(_Loose):
+    rows: int = Field(0, ge=0)
+    label_counts: dict[str, int] = Field(default_factory=dict)
+    shards: list[ShardEntry] = Field(default_factory=list)
+
+
+class Manifest(_Loose):
+    """``manifest.json`` of a prepared data folder, as engine/data/prepare.py writes it."""
+
+    version: int | str
+    labels: list[str] = Field(min_length=1)
+    splits: dict[str, SplitEntry]
+    data_fingerprint: str | None = None
+
+    @property
+    def major(self) -> int:
+        """The major of ``1`` or ``"1.2"``; a later minor only adds keys, which are ignored."""
+        return int(str(self.version).split(".", 1)[0])
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> tuple[Manifest, dict[str, Any]]:
+    """The manifest of a prepared data folder, typed and as written; DataError saying what to run if unusable.
+
+    The raw dict is returned beside the typed model for callers that show or copy the manifest
+    whole (reports, fingerprints): it keeps the keys this release does not know.
+    """
     path = Path(directory) / MANIFEST
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(
-            f"{path}: no manifest; prepare the data first (ftc prepare DATA --out {directory})"
+            f"{path}: no manifest; prepare the data first (ftc prepare DATA --out {directory}) "
+            "or fix [data] dir"
         ) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: manifest is not valid JSON ({exc}); prepare the data again") from None
-    if manifest.get("version") != 1:
+    try:
+        manifest = Manifest.model_validate(raw)
+        major = manifest.major
+    except (ValidationError, ValueError) as exc:
+        raise DataError(f"{path}: unknown manifest layout ({_first(exc)}); prepare the data again") from None
+    if major != MANIFEST_MAJOR:
         raise DataError(
-            f"{path}: manifest version {manifest.get('version')!r} is not supported; prepare the data again"
+            f"{path}: manifest version {manifest.version!r} is not supported by this ftc, which reads "
+            f"version {MANIFEST_MAJOR}; prepare the data again"
         )
-    return manifest
+    return manifest, raw
+
+
+def _first(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return str(exc)
+
+
+def load_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest as a dict, validated by ``read_manifest`` (for callers that index it by key)."""
+    return read_manifest(directory)[1]
 
 
 def read_shard(

@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from engine import protocol
+from engine.fsio import atomic_write_json
 from engine.jobs.base import JobContext
-from engine.session import atomic_write_json
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -10,26 +10,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-# Checkpoint folders are recognised by the files engine/train/checkpoints.py writes.
-_CKPT_FILES = ("weights.npz", "state.json")
-_WEIGHT_FILES = ("tf_model.h5", "model.safetensors", "tf_model.h5.index.json", "model.safetensors.index.json")
+from engine.errors import ModelError
 
 
-class ModelRefError(ValueError):
+class ModelRefError(ModelError):
     """A --model that names nothing usable; one sentence saying what to give instead."""
 
 
 def resolve_model(ref: str, sessions_root: Path) -> dict[str, str]:
     """{"kind": "folder"|"checkpoint", "path": absolute folder} for a folder, checkpoint or session id."""
+    from engine.train import checkpoints as ck
+
     path = Path(ref).expanduser()
     if path.is_dir():
         path = path.resolve()
         if (path / "config.json").is_file():
             return {"kind": "folder", "path": str(path)}
-        if all((path / f).is_file() for f in _CKPT_FILES):
-            if not (path / "COMPLETE").is_file():
+        if ck.is_checkpoint(path):
+            if not ck.is_complete(path):
                 raise ModelRefError(
-                    f"{path}: checkpoint is incomplete (no COMPLETE marker); pick another one"
+                    f"{path}: checkpoint is incomplete (no {ck.MARKER} marker, or a file it lists is "
+                    "gone); pick another one"
                 )
             return {"kind": "checkpoint", "path": str(path)}
         if (path / "config.toml").is_file():
@@ -50,14 +51,13 @@ def resolve_model(ref: str, sessions_root: Path) -> dict[str, str]:
 
 
 def _session_model(root: Path, ref: str) -> dict[str, str]:
+    from engine.train import checkpoints as ck
+
     model = root / "model"
     if (model / "config.json").is_file():
         return {"kind": "folder", "path": str(model.resolve())}
-    ckpts = root / "checkpoints"
-    done = (
-        sorted(p.name for p in ckpts.glob("ckpt-*") if (p / "COMPLETE").is_file()) if ckpts.is_dir() else []
-    )
-    hint = f"; give one of its checkpoints, e.g. {ckpts / done[-1]}" if done else ""
+    latest = ck.latest_complete(root / "checkpoints")
+    hint = f"; give one of its checkpoints, e.g. {latest}" if latest else ""
     raise ModelRefError(f"session {ref!r} has no trained model yet ({model} is empty){hint}")
 
 
@@ -99,73 +99,32 @@ def load(ref: dict[str, str], precision: str = "float32") -> tuple[Any, Any, dic
 
 
 def _load_checkpoint(ckpt: Path) -> tuple[Any, Any, dict[int, str], dict[str, Any]]:
-    """A training checkpoint: the session's base model and labels, then its weights by position."""
-    import numpy as np
-
-    from engine.config import load_toml
+    """A training checkpoint: its session's base model and labels, then its weights, via checkpoints.py."""
     from engine.model import load_model, load_tokenizer
+    from engine.train import checkpoints as ck
 
-    session = ckpt.parent.parent
-    config = load_toml(session / "config.toml")
-    source = _base_source(session, config)
-    manifest_path = _data_dir(session, config) / "manifest.json"
-    if not source:
-        raise ModelRefError(f"{ckpt}: its session {session} names no base model ([model] source)")
-    if not manifest_path.is_file():
-        raise ModelRefError(
-            f"{ckpt}: its labels should be in {manifest_path}, which is missing; "
-            "give the session's model/ folder instead"
-        )
-    labels = json.loads(manifest_path.read_text())["labels"]
-    id2label = dict(enumerate(str(x) for x in labels))
-    model = load_model(source, len(labels), id2label, {n: i for i, n in id2label.items()})
-    state = json.loads((ckpt / "state.json").read_text())
-    names = [v.name.split("/", 1)[-1] for v in model.variables]
-    if state.get("variable_names") not in (None, names):
-        raise ModelRefError(f"{ckpt}: its weights belong to another model layout than {source}")
-    with np.load(ckpt / "weights.npz") as data:
-        for i, var in enumerate(model.variables):
-            var.assign(data[f"arr_{i}"])
-    return model, load_tokenizer(source), id2label, {"source": str(source), "checkpoint": str(ckpt)}
-
-
-def _session_path(session: Path, value: str) -> Path:
-    """A path from a training session's config as its engine saw it: a relative one is the session's.
-
-    The training engine runs in its session folder (engine/train/job.py resolves ``[data] dir``
-    there too); a prediction engine runs in its own session folder, so the working directory
-    says nothing about where the training session's relative paths point.
-    """
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (session / path).resolve()
-
-
-def _data_dir(session: Path, config: dict[str, Any]) -> Path:
-    """The prepared data folder of a training session: ``[data] dir`` if given, else its data/."""
-    data_dir = config.get("data", {}).get("dir")
-    return _session_path(session, str(data_dir)) if data_dir else session / "data"
-
-
-def _base_source(session: Path, config: dict[str, Any]) -> str | None:
-    """``[model] source`` of a training session: a local folder (relative: the session's) or a hub name."""
-    source = config.get("model", {}).get("source")
-    if not source:
-        return None
-    path = _session_path(session, str(source))
-    return str(path) if path.is_dir() else str(source)
+    try:
+        origin = ck.origin(ckpt)
+        id2label = dict(enumerate(origin.labels))
+        model = load_model(origin.source, len(origin.labels), id2label, {n: i for i, n in id2label.items()})
+        names = [v.name.split("/", 1)[-1] for v in model.variables]
+        if ck.read_state(ckpt).get("variable_names") not in (None, names):
+            raise ModelRefError(f"{ckpt}: its weights belong to another model layout than {origin.source}")
+        for var, value in zip(model.variables, ck.load_arrays(ckpt, "weights.npz"), strict=True):
+            var.assign(value)
+    except ck.CheckpointError as exc:
+        raise ModelRefError(str(exc)) from None
+    info = {"source": origin.source, "checkpoint": str(ckpt)}
+    return model, load_tokenizer(origin.source), id2label, info
 
 
 def model_config(ref: dict[str, str]) -> dict[str, Any] | None:
     """The model's config.json (a checkpoint's: its base model's) if it is on disk; no TensorFlow needed."""
     folder = Path(ref["path"])
     if ref["kind"] == "checkpoint":
-        from engine.config import ConfigError, load_toml
+        from engine.train import checkpoints as ck
 
-        session = folder.parent.parent
-        try:
-            source = _base_source(session, load_toml(session / "config.toml"))
-        except ConfigError:
-            return None
+        source = ck.base_source(folder)
         if source is None or not Path(source).is_dir():
             return None  # a hub name: the engine checks it once the model is loaded
         folder = Path(source)

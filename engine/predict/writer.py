@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import time
 import warnings
 from pathlib import Path
@@ -21,29 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.errors import OutputError
+from engine.fsio import atomic_write_json, fault, fsync_file, replace
 from engine.predict.source import FLAG_WIDTH
-from engine.session import atomic_write_json
 
 KEY = "predictions"
 CURSOR_VERSION = 1
-# Tests set this to "<point>:<n>" to SIGKILL the process at the n-th pass of a point inside a write.
-CRASH_ENV = "FTC_TEST_CRASH_AT"
-_passes: dict[str, int] = {}
-
-
-def _crash_point(point: str) -> None:
-    spec = os.environ.get(CRASH_ENV)
-    if not spec:
-        return
-    name, _, nth = spec.partition(":")
-    if name == point:
-        _passes[point] = _passes.get(point, 0) + 1
-        if _passes[point] == int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-class OutputError(ValueError):
-    """An output that cannot be written or resumed as asked; one sentence saying what to do."""
 
 
 class DamagedOutput(OutputError):
@@ -99,14 +81,6 @@ def frame_digest(frame: pd.DataFrame) -> str:
         else:
             digest.update(np.ascontiguousarray(values).tobytes())
     return digest.hexdigest()[:32]
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class PredictionWriter:
@@ -183,7 +157,7 @@ class PredictionWriter:
         """Move a damaged output out of the way (kept for inspection) and restart the cursor at row 0."""
         aside = self.output.with_name(f"{self.output.name}.damaged-{int(time.time())}")
         if self.output.exists():
-            os.replace(self.output, aside)
+            replace(self.output, aside)
         self.cursor.update(rows=0, position={"row": 0, "offset": None}, label_counts={}, flag_counts={})
         self.cursor["last_chunk"] = None
         atomic_write_json(cursor_path(self.output), self.cursor)
@@ -228,10 +202,10 @@ class PredictionWriter:
                 )
                 if start == 0:
                     store.get_storer(KEY).attrs.ftc = json.dumps(self.cursor["meta"])
-                _crash_point("append")  # rows handed to HDF5, nothing flushed
+                fault("predict_append")  # rows handed to HDF5, nothing flushed
                 store.flush(fsync=True)
-        _fsync_file(self.output)
-        _crash_point("flushed")  # rows durable, cursor not yet moved
+        fsync_file(self.output)
+        fault("predict_flushed")  # rows durable, cursor not yet moved
         counts = self.cursor["label_counts"]
         for name, n in frame.loc[frame["flag"] == "", "label"].value_counts().items():
             counts[str(name)] = counts.get(str(name), 0) + int(n)

@@ -9,7 +9,6 @@ resume jumps straight to it by arithmetic, reading one shard, replaying nothing.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,26 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.data.shards import load_manifest as read_manifest  # noqa: F401 (the training loop's name)
+from engine.errors import DataError
+
 PAD_MULTIPLE = 8  # padded lengths are multiples of 8: fewer distinct shapes, tensor-core friendly
-
-
-class DataError(ValueError):
-    """Prepared data that cannot be used; the text names the file and what to do."""
-
-
-def read_manifest(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / "manifest.json"
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: not found; prepare the data first (ftc prepare) or fix [data] dir"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); prepare the data again") from None
-    if manifest.get("version") != 1 or "splits" not in manifest or "labels" not in manifest:
-        raise DataError(f"{path}: unknown manifest layout; prepare the data again with this ftc")
-    return manifest
 
 
 class SplitReader:

@@ -5,7 +5,11 @@ Layout of ``checkpoints/ckpt-<step>/``:
   optimizer.npz   the optimizer's variables (iterations, Adam moments)
   rng.npz         the dropout generators' states
   state.json      step, data position, early-stopping state, metric history, fingerprints
-  COMPLETE        written last: a checkpoint without it is ignored
+  COMPLETE        written last: a checkpoint without it is ignored. It lists the files and
+                  their sha256 (markers from ftc 0.1.0 list the files only), checked on load
+
+This module is the one owner of the format: training saves and resumes through it, and
+prediction (engine/predict/models.py) loads a checkpoint's weights and origin through it.
 
 ``checkpoints/abandoned-<time>/`` holds the later checkpoints of a run that was resumed from an
 earlier one (set_aside), kept but out of the way.
@@ -13,41 +17,28 @@ earlier one (set_aside), kept but out of the way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from engine import faults
-from engine.train.config import describe_changes
+from engine.errors import CheckpointError
+from engine.fsio import fault, fsync_dir, write_synced
+from engine.train.config import semantic_changes
 
 MARKER = "COMPLETE"
 PREFIX = "ckpt-"
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the text says which and why."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write(path: Path, write: Any) -> None:
-    with open(path, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+# The files that make a folder a checkpoint (complete or not), as opposed to a model folder.
+_REQUIRED = ("weights.npz", "state.json")
 
 
 def step_of(path: Path) -> int:
@@ -73,17 +64,33 @@ def save(
     tmp.mkdir()
     arrays = {"weights.npz": weights, "optimizer.npz": optimizer, "rng.npz": rng}
     for name, values in arrays.items():
-        _write(tmp / name, lambda fh, v=values: np.savez(fh, *v))
-        faults.point("checkpoint_write", step)  # tests kill the engine here, half-way through
-    _write(tmp / "state.json", lambda fh: fh.write(json.dumps({**state, "step": step}, indent=1).encode()))
-    marker = {"step": step, "time": time.time(), "files": sorted([*arrays, "state.json"])}
-    _write(tmp / MARKER, lambda fh: fh.write(json.dumps(marker).encode()))
-    _fsync_dir(tmp)
+        write_synced(tmp / name, partial(_savez, values=values))
+        fault("checkpoint_write", step)  # tests kill the engine here, half-way through
+    text = json.dumps({**state, "step": step}, indent=1)
+    write_synced(tmp / "state.json", lambda fh: fh.write(text.encode()))
+    files = sorted([*arrays, "state.json"])
+    # Read back from the page cache: np.savez seeks while it writes, so it cannot be hashed on the way.
+    sha256 = {name: _sha256(tmp / name) for name in files}
+    marker = {"step": step, "time": time.time(), "files": files, "sha256": sha256}
+    write_synced(tmp / MARKER, lambda fh: fh.write(json.dumps(marker).encode()))
+    fsync_dir(tmp)
     if final.exists():  # a half-written leftover under the final name (no marker): replace it
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     return final
+
+
+def _savez(fh: BinaryIO, values: Sequence[np.ndarray]) -> None:
+    np.savez(fh, *values)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class BackgroundWriter:
@@ -129,12 +136,23 @@ class BackgroundWriter:
             self.wait()
 
 
-def is_complete(path: Path) -> bool:
+def _marker(path: Path) -> dict[str, Any] | None:
     try:
         marker = json.loads((path / MARKER).read_text())
     except (OSError, json.JSONDecodeError):
-        return False
-    return all((path / f).is_file() for f in marker.get("files", []))
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def is_checkpoint(path: Path) -> bool:
+    """A folder training wrote as a checkpoint, complete or not (a model folder is not one)."""
+    return all((path / f).is_file() for f in _REQUIRED)
+
+
+def is_complete(path: Path) -> bool:
+    """The marker is there and every file it lists too (contents are checked when loaded)."""
+    marker = _marker(path)
+    return marker is not None and all((path / f).is_file() for f in marker.get("files", []))
 
 
 def complete(root: Path) -> list[Path]:
@@ -150,40 +168,116 @@ def latest_complete(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def listing(root: Path) -> list[dict[str, Any]]:
-    """Step, time, reason and metric of each complete checkpoint (for the checkpoint list)."""
-    rows = []
-    for path in complete(root):
-        state = read_state(path)
-        rows.append(
-            {
-                "step": state["step"],
-                "path": str(path),
-                "time": state.get("time"),
-                "reason": state.get("reason"),
-                "metric": state.get("metric"),
-            }
-        )
-    return rows
-
-
 def read_state(path: Path) -> dict[str, Any]:
     state: dict[str, Any] = json.loads((path / "state.json").read_text())
     return state
 
 
 def load_arrays(path: Path, name: str) -> list[np.ndarray]:
+    """The arrays of one of the checkpoint's .npz files, in order, after checking the file's sha256."""
+    _verify(path, name)
     with np.load(path / name) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
+def _verify(path: Path, name: str) -> None:
+    expected = ((_marker(path) or {}).get("sha256") or {}).get(name)
+    if expected is None:
+        return  # a marker from ftc 0.1.0, before checksums: the files' presence is all it proves
+    if _sha256(path / name) != expected:
+        raise CheckpointError(
+            f"{path / name}: its content differs from the checksum in {MARKER} (a damaged disk or a "
+            "copy cut short); resume from another checkpoint"
+        )
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a checkpoint comes from: its training session, base model and labels (for prediction)."""
+
+    session: Path
+    source: str  # the base model: a local folder (absolute) or a hub name
+    labels: list[str]
+
+
+def origin(path: Path) -> Origin:
+    """The session, base model and labels of a checkpoint's weights; CheckpointError if one is missing.
+
+    A checkpoint lives in ``<session>/checkpoints/``; the session's config.toml names the base
+    model and the prepared data, whose manifest holds the labels in the order of the outputs.
+    """
+    from engine.config import ConfigError, load_toml
+    from engine.data.shards import read_manifest
+    from engine.errors import DataError
+
+    session = path.parent.parent
+    try:
+        config = load_toml(session / "config.toml")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its session's configuration cannot be read ({exc})") from None
+    source = _base_source(session, config)
+    if source is None:
+        raise CheckpointError(f"{path}: its session {session} names no base model ([model] source)")
+    data_dir = config.get("data", {}).get("dir")
+    data = session_path(session, str(data_dir)) if data_dir else session / "data"
+    if not (data / "manifest.json").is_file():
+        raise CheckpointError(
+            f"{path}: its labels should be in {data / 'manifest.json'}, which is missing; "
+            "give the session's model/ folder instead"
+        )
+    try:
+        manifest, _ = read_manifest(data)
+    except DataError as exc:
+        raise CheckpointError(f"{path}: its labels cannot be read ({exc})") from None
+    return Origin(session, source, [str(x) for x in manifest.labels])
+
+
+def base_source(path: Path) -> str | None:
+    """The base model of a checkpoint's session, without reading its data; None if it names none."""
+    from engine.config import ConfigError, load_toml
+
+    session = path.parent.parent
+    try:
+        return _base_source(session, load_toml(session / "config.toml"))
+    except ConfigError:
+        return None
+
+
+def session_path(session: Path, value: str) -> Path:
+    """A path from a training session's config as its engine saw it: a relative one is the session's.
+
+    The training engine runs in its session folder (engine/train/job.py resolves ``[data] dir``
+    there too); whoever loads a checkpoint later runs elsewhere, so the working directory says
+    nothing about where the training session's relative paths point.
+    """
+    folder = Path(value).expanduser()
+    return folder if folder.is_absolute() else (session / folder).resolve()
+
+
+def _base_source(session: Path, config: dict[str, Any]) -> str | None:
+    """``[model] source``: a local folder (relative: the session's) or a hub name."""
+    source = config.get("model", {}).get("source")
+    if not source:
+        return None
+    folder = session_path(session, str(source))
+    return str(folder) if folder.is_dir() else str(source)
+
+
 def check_fingerprints(path: Path, expected: dict[str, Any]) -> None:
-    """Refuse a checkpoint made with another config, tokenizer or data, saying what changed."""
+    """Refuse a checkpoint made with another config, tokenizer or data, saying what changed.
+
+    The config is compared field by field over what changes the training trajectory
+    (``config_semantic``), so a setting added by a later release with its default, or a
+    change of checkpoint cadence, does not refuse a resume.
+    """
     saved = read_state(path).get("fingerprints", {})
     problems = []
-    if saved.get("config") != expected.get("config"):
-        diff = describe_changes(saved.get("config_semantic", {}), expected.get("config_semantic", {}))
-        problems.append("config changed (" + ("; ".join(diff[:5]) or "settings differ") + ")")
+    if "config_semantic" in saved:
+        diff = semantic_changes(saved["config_semantic"], expected.get("config_semantic", {}))
+        if diff:
+            problems.append("config changed (" + "; ".join(diff) + ")")
+    elif saved.get("config") != expected.get("config"):
+        problems.append("config changed (settings differ)")  # a checkpoint without its settings
     if saved.get("tokenizer") != expected.get("tokenizer"):
         problems.append("tokenizer files changed" + _changed_files(saved, expected))
     if saved.get("data") != expected.get("data"):
@@ -221,8 +315,8 @@ def set_aside(root: Path, after_step: int) -> Path | None:
     folder.mkdir()
     for path in later:
         os.rename(path, folder / path.name)
-    _fsync_dir(folder)
-    _fsync_dir(root)
+    fsync_dir(folder)
+    fsync_dir(root)
     return folder
 
 

@@ -10,9 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; one line naming the field and what to do."""
+from engine.errors import ConfigError
 
 
 class _Section(BaseModel):
@@ -128,16 +126,19 @@ class TrainConfig(_Section):
     train: TrainSection = Field(default_factory=lambda: TrainSection.model_validate({}))
 
     def semantic(self) -> dict[str, Any]:
-        """The settings that decide the result (fingerprinted in checkpoints)."""
-        data = self.model_dump(mode="json")
-        for key in NON_SEMANTIC:
-            data["train"].pop(key, None)
-        # The prepared data's own fingerprint covers its content, wherever and however it was made.
-        data["data"] = {}
-        return data
+        """The settings that decide the result (saved in checkpoints, compared on resume)."""
+        return _strip(self.model_dump(mode="json"))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.semantic(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _strip(data: dict[str, Any]) -> dict[str, Any]:
+    for key in NON_SEMANTIC:
+        data["train"].pop(key, None)
+    # The prepared data's own fingerprint covers its content, wherever and however it was made.
+    data["data"] = {}
+    return data
 
 
 def _hint(err: Any) -> str:
@@ -170,14 +171,39 @@ def load_config(path: Path) -> TrainConfig:
     return parse_config(raw)
 
 
-def describe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two semantic configs: 'train.learning_rate 5e-05 -> 0.0001'."""
+_ABSENT = object()
+
+
+def _default_semantic() -> dict[str, Any]:
+    """What ``semantic()`` gives for a config that sets nothing but is otherwise default."""
+    # The model source has no default; the data section is not compared (see _strip).
+    return _strip({"model": {}, "data": {}, "train": TrainSection.model_validate({}).model_dump(mode="json")})
+
+
+def semantic_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The trajectory-changing fields that differ: 'train.learning_rate 5e-05 -> 0.0001', saved -> current.
+
+    Both are ``semantic()`` dicts, compared field by field. A field ``saved`` lacks was added by a
+    later release: it counts as unchanged while ``current`` holds its default, which is the
+    behaviour the earlier release had. Fields only ``saved`` has are gone from this release, and
+    nothing here can act on them.
+    """
+    return _changes(saved, current, _default_semantic(), "")
+
+
+def _changes(saved: dict[str, Any], current: dict[str, Any], default: Any, prefix: str) -> list[str]:
     changes = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes.extend(describe_changes(a, b, name + "."))
-        elif a != b:
-            changes.append(f"{name} {a!r} -> {b!r}")
+    for key in sorted(current):
+        new, name = current[key], f"{prefix}{key}"
+        old = saved.get(key, _ABSENT)
+        fallback = default.get(key, _ABSENT) if isinstance(default, dict) else _ABSENT
+        if isinstance(new, dict) and isinstance(fallback, dict) and (old is _ABSENT or isinstance(old, dict)):
+            # A section (train, early_stopping): its fields one by one.
+            changes.extend(_changes(old if isinstance(old, dict) else {}, new, fallback, name + "."))
+        elif old is _ABSENT:
+            if new != fallback:
+                was = "no default" if fallback is _ABSENT else f"default {fallback!r}"
+                changes.append(f"{name} (not in the checkpoint: {was}) -> {new!r}")
+        elif old != new:
+            changes.append(f"{name} {old!r} -> {new!r}")
     return changes

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from engine.fsio import FAULT_ENV
 from engine.journal import read_all
 from engine.predict.run import Hooks, Params, run_prediction
-from engine.predict.writer import CRASH_ENV, read_cursor, read_metadata
+from engine.predict.writer import read_cursor, read_metadata
 from engine.session import SessionPaths, list_sessions, pid_alive, read_state
 from tests.conftest import wait_for
 from tests.predict.conftest import texts, write_csv
@@ -78,9 +79,9 @@ def _finish_and_compare(model: Path, inp: Path, out: Path, expected: pd.DataFram
     "points",
     [
         # Killed with rows handed to HDF5 but not flushed (the file has more than the cursor, or a torn tail).
-        ["append:3"],
+        ["predict_append@3"],
         # Then again mid-write after a resume, then with rows flushed but the cursor not yet moved.
-        pytest.param(["append:3", "append:2", "flushed:2"], marks=pytest.mark.slow),
+        pytest.param(["predict_append@3", "predict_append@2", "predict_flushed@2"], marks=pytest.mark.slow),
     ],
 )
 def test_kill_inside_writes_then_resume_gives_the_uninterrupted_file(
@@ -93,7 +94,7 @@ def test_kill_inside_writes_then_resume_gives_the_uninterrupted_file(
     model, inp, expected = job
     out = tmp_path / "out.h5"
     for n, point in enumerate(points):
-        monkeypatch.setenv(CRASH_ENV, point)
+        monkeypatch.setenv(FAULT_ENV, point)
         rows = _rows(out)
         paths = _start(model, inp, out, resume=n > 0)
         _wait_dead(_pid(paths))
@@ -101,7 +102,7 @@ def test_kill_inside_writes_then_resume_gives_the_uninterrupted_file(
         assert _rows(out) < len(expected), f"kill {n} came too late"
         if n > 0:
             _resumed_cleanly(paths, out, rows)
-    monkeypatch.delenv(CRASH_ENV)
+    monkeypatch.delenv(FAULT_ENV)
     _finish_and_compare(model, inp, out, expected)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,43 @@ def test_fingerprint_mismatch_says_what_changed(tmp_path: Path) -> None:
     text = str(err.value)
     assert "train.learning_rate 0.0001 -> 0.0002" in text and "data changed" in text
     assert "tokenizer" not in text
+
+
+def _fingerprints(**train: object) -> dict:
+    from engine.train.config import parse_config
+
+    cfg = parse_config({"model": {"source": "m"}, "train": train})
+    return {"config": cfg.fingerprint(), "config_semantic": cfg.semantic(), "tokenizer": "t", "data": "d"}
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_unless_the_setting_is_changed(tmp_path: Path) -> None:
+    saved = _fingerprints(learning_rate=1e-3)
+    del saved["config_semantic"]["train"]["bucket_window"]  # a setting its release did not have
+    path = ck.save(tmp_path, 5, weights=[], optimizer=[], rng=[], state={"fingerprints": saved})
+    ck.check_fingerprints(path, _fingerprints(learning_rate=1e-3))  # at the default: resumes
+    ck.check_fingerprints(path, _fingerprints(learning_rate=1e-3, keep_last=9))  # cadence only
+    with pytest.raises(ck.CheckpointError) as err:
+        ck.check_fingerprints(path, _fingerprints(learning_rate=2e-3, bucket_window=7))
+    text = str(err.value)
+    assert "train.bucket_window (not in the checkpoint: default 50) -> 7" in text
+    assert "train.learning_rate 0.001 -> 0.002" in text and "data" not in text
+
+
+def test_damaged_checkpoint_file_is_refused_on_load_and_an_old_marker_is_accepted(tmp_path: Path) -> None:
+    path = _save(tmp_path, 10)
+    marker = json.loads((path / ck.MARKER).read_text())
+    assert set(marker["sha256"]) == {"weights.npz", "optimizer.npz", "rng.npz", "state.json"}
+    weights = (path / "weights.npz").read_bytes()
+    (path / "weights.npz").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    with pytest.raises(ck.CheckpointError, match=r"weights\.npz: its content differs from the checksum"):
+        ck.load_arrays(path, "weights.npz")
+    (path / "weights.npz").write_bytes(weights)
+    np.testing.assert_array_equal(ck.load_arrays(path, "weights.npz")[0], np.full((2, 2), 10))
+    # A marker as ftc 0.1.0 wrote it (files, no checksums) still loads.
+    del marker["sha256"]
+    (path / ck.MARKER).write_text(json.dumps(marker))
+    assert ck.is_complete(path) and ck.latest_complete(tmp_path) == path
+    np.testing.assert_array_equal(ck.load_arrays(path, "optimizer.npz")[0], np.arange(3))
 
 
 def test_tokenizer_mismatch_names_the_changed_file(tmp_path: Path) -> None:

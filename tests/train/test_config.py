@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.train.config import ConfigError, describe_changes, load_config, parse_config
+from engine.train.config import ConfigError, load_config, parse_config, semantic_changes
 
 
 def test_defaults_and_other_sections_ignored() -> None:
@@ -51,7 +51,22 @@ def test_fingerprint_ignores_checkpoint_cadence_but_not_learning() -> None:
     lr = parse_config({"model": {"source": "m"}, "train": {"learning_rate": 1e-3}})
     assert base.fingerprint() == cadence.fingerprint()
     assert base.fingerprint() != lr.fingerprint()
-    assert describe_changes(base.semantic(), lr.semantic()) == ["train.learning_rate 5e-05 -> 0.001"]
+    assert semantic_changes(base.semantic(), lr.semantic()) == ["train.learning_rate 5e-05 -> 0.001"]
+    assert semantic_changes(base.semantic(), cadence.semantic()) == []
+
+
+def test_a_field_the_saved_config_lacks_is_unchanged_at_its_default() -> None:
+    """A checkpoint older than a setting resumes while that setting is left at its default."""
+    current = parse_config({"model": {"source": "m"}, "train": {"learning_rate": 1e-3}}).semantic()
+    older = parse_config({"model": {"source": "m"}, "train": {"learning_rate": 1e-3}}).semantic()
+    del older["train"]["bucket_window"], older["train"]["early_stopping"]["min_delta"]
+    assert semantic_changes(older, current) == []
+    changed = parse_config(
+        {"model": {"source": "m"}, "train": {"learning_rate": 1e-3, "early_stopping": {"min_delta": 0.1}}}
+    ).semantic()
+    assert semantic_changes(older, changed) == [
+        "train.early_stopping.min_delta (not in the checkpoint: default 0.0) -> 0.1"
+    ]
 
 
 def test_readme_training_configuration_lists_every_key_with_its_default() -> None:
