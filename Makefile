@@ -17,6 +17,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check $(wildcard $(SRC))
 	$(BIN)/ruff format --check $(wildcard $(SRC))
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed assets  ## the performance suite, one benchmark after another; see BENCHMARKS.md
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)

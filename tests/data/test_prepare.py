@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from engine.data import checks
-from engine.data.cli import prepare_main
 from engine.data.prepare import PrepareOptions, prepare, split_sizes
 from engine.data.readers import open_source
 from engine.data.shardchecks import shard_order_result
 from engine.data.shards import iter_split, load_manifest, read_shard
 from tests.data.helpers import prepare_args
+from tui.commands.data import prepare_main
 
 SHARD_ROWS = 4000
 

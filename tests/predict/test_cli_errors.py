@@ -65,7 +65,7 @@ def test_latin1_input_is_accepted_with_its_encoding(
 ) -> None:
     import argparse
 
-    from engine.predict.cli import add_predict_arguments, build_config
+    from tui.commands.predict import add_predict_arguments, build_config
 
     latin = write_csv(tmp_path / "latin.csv", ["café crème", *texts(5)], encoding="latin-1")
     parser = argparse.ArgumentParser()
@@ -117,7 +117,7 @@ def test_a_max_length_past_the_models_positions_is_refused_before_starting(
 
     import argparse
 
-    from engine.predict.cli import add_predict_arguments, build_config
+    from tui.commands.predict import add_predict_arguments, build_config
 
     parser = argparse.ArgumentParser()
     add_predict_arguments(parser)
@@ -133,7 +133,7 @@ def test_precision_is_an_option_recorded_in_the_job(
 ) -> None:
     import argparse
 
-    from engine.predict.cli import add_predict_arguments, build_config
+    from tui.commands.predict import add_predict_arguments, build_config
 
     good = write_csv(tmp_path / "in.csv", texts(5))
     parser = argparse.ArgumentParser()

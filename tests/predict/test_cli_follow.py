@@ -15,8 +15,8 @@ from engine.predict.progress import rows_line
 from engine.session import LIVE_STATUSES, SessionPaths, live_status, read_state, write_state
 from tests.conftest import wait_for
 from tests.predict.conftest import texts, write_csv
-from tui.cli import follow_plain as follow
 from tui.cli import main as ftc
+from tui.commands.follow import follow_plain as follow
 
 
 def _rows(first: int, n: int) -> list[dict[str, object]]:

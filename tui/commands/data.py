@@ -1,4 +1,4 @@
-"""``ftc check`` and ``ftc prepare``: argument definitions and entry points returning exit codes (0/1/2)."""
+"""``ftc check`` and ``ftc prepare``: their arguments, and entry points that print and return exit codes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.data.errors import DataError, one_line
+from engine.errors import ExitCode, FtcError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _MARK = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "red")}
 
 
@@ -76,29 +76,6 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_DEFAULTS: dict[str, Any] = {
-    "format": None,
-    "encoding": None,
-    "text_col": None,
-    "label_col": None,
-    "key": None,
-    "tokenizer": None,
-    "max_length": 128,
-    "json": False,
-    "chunk_rows": 50_000,
-    "rejects": None,
-    "split": "0.7,0.15,0.15",
-    "seed": 42,
-    "shard_rows": 100_000,
-    "dedupe": False,
-}
-
-
-def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Tolerate a namespace built by another parser that lacks our optional arguments."""
-    return argparse.Namespace(**{**_DEFAULTS, **vars(args)})
-
-
 def _open(args: argparse.Namespace) -> Any:
     from engine.data.readers import open_source
 
@@ -136,12 +113,11 @@ class _Progress:
 
 def _error(command: str, message: str) -> int:
     print(f"ftc {command}: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return ExitCode.BAD_INPUT
 
 
 def check_main(args: argparse.Namespace) -> int:
     """Run the data tests; 0 all pass (warnings allowed), 1 a test failed, 2 bad input."""
-    args = _with_defaults(args)
     from engine.data.scan import report, scan
 
     progress = _Progress(sys.stderr)
@@ -161,7 +137,7 @@ def check_main(args: argparse.Namespace) -> int:
         kept = rejects if args.rejects else _keep_rejects(rejects, Path(src.path), result.rejects["count"])
         doc = report(result)
         doc["rejects"]["path"] = str(kept) if kept else None
-    except DataError as exc:
+    except FtcError as exc:
         progress.clear()
         return _error("check", str(exc))
     except OSError as exc:
@@ -178,7 +154,7 @@ def check_main(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print_report(doc)
-    return EXIT_FAILED if doc["status"] == "fail" else EXIT_OK
+    return ExitCode.FAILED if doc["status"] == "fail" else ExitCode.OK
 
 
 def _keep_rejects(tmp: Path, data: Path, count: int) -> Path | None:
@@ -209,7 +185,6 @@ def _parse_split(text: str) -> dict[str, float]:
 
 def prepare_main(args: argparse.Namespace) -> int:
     """Prepare shards and a manifest in --out; 0 prepared (test results printed), 2 bad input."""
-    args = _with_defaults(args)
     from engine.data.prepare import PrepareOptions, prepare
 
     progress = _Progress(sys.stderr)
@@ -226,7 +201,7 @@ def prepare_main(args: argparse.Namespace) -> int:
         )
         opts.validate()
         done = prepare(_open(args), opts, on_chunk=progress)
-    except DataError as exc:
+    except FtcError as exc:
         progress.clear()
         return _error("prepare", str(exc))
     except OSError as exc:
@@ -239,13 +214,13 @@ def prepare_main(args: argparse.Namespace) -> int:
     progress.clear()
     if args.json:
         print(json.dumps(done, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     manifest = done["manifest"]
     print_report(done["report"])
     for name, split in manifest["splits"].items():
         print(f"{name}: {split['rows']:,} rows in {len(split['shards'])} shards")
     print(f"prepared: {os.path.join(args.out, 'manifest.json')}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def print_report(doc: dict[str, Any]) -> None:
@@ -283,17 +258,3 @@ def print_report(doc: dict[str, Any]) -> None:
     counts = {s: sum(t["status"] == s for t in doc["tests"]) for s in ("fail", "warn")}
     word, colour = _MARK[doc["status"]]
     console.print(f"result: [{colour}]{word}[/] ({counts['fail']} failed, {counts['warn']} warnings)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.data.cli check|prepare ...`` (the same entry points ftc uses)."""
-    parser = argparse.ArgumentParser(prog="python -m engine.data.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_check_arguments(sub.add_parser("check", help="run the data tests"))
-    add_prepare_arguments(sub.add_parser("prepare", help="split and shard a dataset"))
-    args = parser.parse_args(argv)
-    return check_main(args) if args.command == "check" else prepare_main(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``ftc predict``: check the arguments, start a prediction session's engine and follow it.
+"""``ftc predict``: its arguments, then start a prediction session's engine and follow it.
 
 Imported when the ``ftc`` parser is built, so nothing heavy at module level.
 """
@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.errors import ExitCode, FtcError
 from engine.predict.models import PRECISIONS
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,53 +69,25 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace, sessions_root: Path) -> dict[str, Any]:
-    """Validate everything that can be checked without TensorFlow; raise ValueError with one sentence."""
-    from engine.data.errors import DataError
-    from engine.predict.models import resolve_model
-    from engine.predict.source import open_input
-    from engine.predict.writer import check_target
+    """The prediction session's run configuration from the parsed arguments, checked (see predict_config)."""
+    from engine.predict.request import predict_config
 
-    for name in ("token_budget", "max_length", "chunk_rows"):
-        value = getattr(args, name, None)
-        if value is not None and value <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
-    try:
-        src = open_input(
-            args.input, fmt=args.format, encoding=args.encoding, text_col=args.text_col, hdf_key=args.key
-        )
-    except DataError as exc:
-        raise ValueError(str(exc)) from None
-    output = Path(args.output).expanduser().resolve()
-    check_target(output, resume=args.resume, overwrite=args.overwrite)
-    model = resolve_model(args.model, sessions_root)
-    _check_max_length(args.max_length, model)
-    predict = {
-        "model": model,
-        "input": str(Path(src.path).resolve()),
-        "output": str(output),
-        "text_col": src.text_col,
-        "encoding": src.encoding,
-        "format": src.format,
-        "hdf_key": src.hdf_key,
-        "chunk_rows": args.chunk_rows,
-        "token_budget": args.token_budget,
-        "max_length": args.max_length,
-        "resume": args.resume,
-        "overwrite": args.overwrite,
-        "precision": getattr(args, "precision", None),
-    }
-    return {"job": {"kind": "predict"}, "predict": {k: v for k, v in predict.items() if v is not None}}
-
-
-def _check_max_length(max_length: int | None, model: dict[str, str]) -> None:
-    """Refuse a --max-length past the model's position embeddings now, not deep inside TensorFlow."""
-    from engine.model import position_limit
-    from engine.predict.models import max_length_error, model_config
-
-    config = model_config(model) if max_length is not None else None
-    limit = position_limit(config) if config is not None else None
-    if max_length is not None and limit is not None and max_length > limit:
-        raise ValueError(max_length_error(max_length, limit, f"the model in {model['path']}"))
+    return predict_config(
+        model=args.model,
+        input_path=args.input,
+        output_path=args.output,
+        sessions_root=sessions_root,
+        text_col=args.text_col,
+        encoding=args.encoding,
+        fmt=args.format,
+        hdf_key=args.key,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        token_budget=args.token_budget,
+        max_length=args.max_length,
+        chunk_rows=args.chunk_rows,
+        precision=args.precision,
+    )
 
 
 def predict_main(args: argparse.Namespace) -> int:
@@ -125,23 +96,23 @@ def predict_main(args: argparse.Namespace) -> int:
     root = sessions_dir(getattr(args, "sessions_dir", None))
     try:
         config = build_config(args, root)
-    except ValueError as exc:  # OutputError and ModelRefError are ValueErrors with one sentence
+    except (FtcError, ValueError) as exc:  # OutputError and ModelRefError are ValueErrors too
         print(f"ftc predict: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     from engine.launcher import create_session, start_engine
 
     paths = create_session(root, config, name=args.name or "predict")
     start_engine(paths)
     if args.detach:
         print(paths.id)
-        return EXIT_OK
+        return ExitCode.OK
     if sys.stdout.isatty() and sys.stdin.isatty():
         from tui.screens.predict import run_predict_app
 
         run_predict_app(root, paths.id)
         return outcome(paths)
     print(paths.id, flush=True)
-    from tui.cli import follow_plain  # the same lines as ftc attach: progress, ETA, each chunk's last rows
+    from tui.commands.follow import follow_plain  # the same lines as ftc attach: progress, ETA, last rows
 
     return follow_plain(paths)
 
@@ -153,12 +124,12 @@ def outcome(paths: Any) -> int:
     status = live_status(read_state(paths))
     if status in LIVE_STATUSES:
         print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back")
-        return EXIT_OK
+        return ExitCode.OK
     if status in ("finished", "stopped"):
-        return EXIT_OK
+        return ExitCode.OK
     from engine.journal import tail_dicts
 
     failed = [e.get("body") for e in tail_dicts(paths.events) if e.get("type") == "job_failed"]
     reason = str(failed[-1].get("error_text", "")) if failed and isinstance(failed[-1], dict) else ""
     print(f"prediction {status}{': ' + reason if reason else ''} (see {paths.log})", file=sys.stderr)
-    return EXIT_FAILED
+    return ExitCode.FAILED

@@ -1,0 +1,64 @@
+"""Following a session without a terminal: every event as a plain line until its engine stops."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from engine.errors import ExitCode
+
+
+def follow_plain(paths: Any, out: Any = None) -> int:
+    """Print every event of a session as a plain line until its engine stops; the exit code is the job's.
+
+    Prediction progress gets its full line (speed, ETA, label mix) and each chunk's last rows once.
+    """
+    from engine.client import EventFollower
+    from engine.predict.progress import STAGE, line, rows_line
+    from engine.session import LIVE_STATUSES, live_status, read_state
+    from tui.format import event_line
+
+    out = sys.stdout if out is None else out  # looked up now: tests and redirections replace it
+    follower = EventFollower(paths)
+    status = "finished"
+    shown_row = None  # the last row already shown: each chunk's rows once, not again with every report
+
+    def show(events: list[Any]) -> None:
+        nonlocal status, shown_row
+        for env in events:
+            body = env.body.model_dump()
+            ours = env.type == "progress_reported" and body.get("stage") == STAGE
+            print(
+                f"[{env.seq}] {(line(body) if ours else None) or event_line(env.type, body)}",
+                file=out,
+                flush=True,
+            )
+            rows = (body.get("detail") or {}).get("last_rows") if ours else None
+            if rows and rows[-1].get("row") != shown_row:
+                shown_row = rows[-1].get("row")
+                print(f"[{env.seq}] {rows_line(rows)}", file=out, flush=True)
+            if env.type == "engine_stopped":
+                status = body["status"]
+
+    try:
+        while not follower.ended:
+            show(follower.poll(timeout=0.5))
+            if follower.ended or live_status(read_state(paths)) in LIVE_STATUSES:
+                continue
+            show(follower.poll(timeout=0))  # the engine ended: print what the journal still holds
+            if not follower.ended:
+                state = read_state(paths)
+                status = live_status(state)
+                again = (
+                    "'ftc predict ... --resume'"
+                    if state.get("job") == "predict"
+                    else f"'ftc resume {paths.id}'"
+                )
+                print(f"engine is gone (status: {status}); {again} continues it", file=out)
+            break
+    except KeyboardInterrupt:
+        print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back", file=out)
+        return ExitCode.OK
+    finally:
+        follower.close()
+    return ExitCode.OK if status in ("finished", "stopped") else ExitCode.FAILED
