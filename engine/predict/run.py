@@ -195,7 +195,7 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
     started = time.monotonic()
     prefetch = _Prefetcher(iter_input(src, settings["chunk_rows"], pos), prepare)
     last_report = time.monotonic()
-    last_rows: list[dict[str, Any]] | None = None
+    last_rows: list[protocol.RowWritten] | None = None
     try:
         for item in prefetch:
             chunk = item.chunk
@@ -324,17 +324,17 @@ def _check_same_run(saved: dict[str, Any], now: dict[str, Any], output: Path) ->
         )
 
 
-def _last_rows(frame: Any, chunk: InputChunk) -> list[dict[str, Any]]:
+def _last_rows(frame: Any, chunk: InputChunk) -> list[protocol.RowWritten]:
     tail = frame.tail(LAST_ROWS)
     texts = chunk.texts[-len(tail) :]
     return [
-        {
-            "row": int(r.row),
-            "label": str(r.label),
-            "score": None if r.score != r.score else round(float(r.score), 4),
-            "flag": str(r.flag),
-            "text": (t or "")[:80].replace("\n", " "),
-        }
+        protocol.RowWritten(
+            row=int(r.row),
+            label=str(r.label),
+            score=None if r.score != r.score else round(float(r.score), 4),
+            flag=str(r.flag),
+            text=(t or "")[:80].replace("\n", " "),
+        )
         for r, t in zip(tail.itertuples(), texts, strict=True)
     ]
 
@@ -346,21 +346,20 @@ def _report(
     output: Path,
     *,
     extra_done: int = 0,
-    last: list[dict[str, Any]] | None = None,
+    last: list[protocol.RowWritten] | None = None,
 ) -> None:
-    detail: dict[str, Any] = {
-        "written": writer.rows,
-        "output": str(output),
-        "label_counts": dict(writer.cursor["label_counts"]),
-        "flag_counts": dict(writer.cursor["flag_counts"]),
-        "estimated_total": tracker.estimated_total(),
-        "padding": tracker.padding(),
-        "tokens_per_s": tracker.tokens_per_s(),
-        "bytes_done": tracker.bytes_done,
-        "bytes_total": tracker.bytes_total,
-    }
-    if last is not None:
-        detail["last_rows"] = last
+    detail = protocol.ProgressDetail(
+        written=writer.rows,
+        output=str(output),
+        label_counts=dict(writer.cursor["label_counts"]),
+        flag_counts=dict(writer.cursor["flag_counts"]),
+        estimated_total=tracker.estimated_total(),
+        padding=tracker.padding(),
+        tokens_per_s=tracker.tokens_per_s(),
+        bytes_done=tracker.bytes_done,
+        bytes_total=tracker.bytes_total,
+        last_rows=last,
+    )
     hooks.emit(
         protocol.ProgressReported(
             stage=STAGE,

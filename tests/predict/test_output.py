@@ -59,8 +59,8 @@ def test_output_matches_one_text_at_a_time_in_input_order(tiny_classifier: Path,
     assert summary["rows"] == 300
     assert summary["label_counts"] == frame["label"].value_counts().to_dict()
     progress = [e for e in events if type(e).__name__ == "ProgressReported"]
-    assert progress[-1].done == 300 and progress[-1].detail["label_counts"] == summary["label_counts"]
-    assert progress[-1].detail["last_rows"][-1]["row"] == 300
+    assert progress[-1].done == 300 and progress[-1].detail.label_counts == summary["label_counts"]
+    assert progress[-1].detail.last_rows[-1].row == 300
 
 
 def test_empty_and_missing_texts_get_flagged_rows(tiny_classifier: Path, tmp_path: Path) -> None:
