@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine import protocol
@@ -111,7 +111,6 @@ class JobContext:
     update_state: Callable[..., Any]
     # With resume: the checkpoint folder name to start from (None: the latest complete one).
     resume_from: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def boundary(self, step: int, save: SaveFn | None = None) -> None:
         """Call between steps: honours checkpoint, pause and stop requests in that order.

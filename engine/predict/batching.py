@@ -146,16 +146,3 @@ def make_forward(model: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         return out
 
     return run
-
-
-def predict_chunk(
-    batch_list: Sequence[Batch],
-    n: int,
-    n_classes: int,
-    forward: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> np.ndarray:
-    """Probabilities for n texts, in input order."""
-    probs = np.empty((n, n_classes), dtype=np.float32)
-    for b in batch_list:
-        probs[b.index] = forward(b.input_ids, b.attention_mask)[: len(b.index)]
-    return probs
