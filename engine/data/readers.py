@@ -102,11 +102,37 @@ def open_source(
     hdf_key: str | None = None,
 ) -> Source:
     """Check the file, resolve format and encoding, read the header and pick the columns."""
+    src = probe(path, fmt=fmt, encoding=encoding, hdf_key=hdf_key)
+    p = src.path
+    if len(src.columns) < 2:
+        raise DataError(
+            f"{p}: found {len(src.columns)} column ({', '.join(src.columns) or 'none'}); need a text and "
+            "a label column (is the delimiter right? try --format)"
+        )
+    src.text_col, src.label_col = pick_columns(src, text_col, label_col)
+    return src
+
+
+def probe(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None,
+    encoding: str | None,
+    hdf_key: str | None,
+    arg: str = "",
+    check_encoding: Callable[[str, str], None] | None = None,
+) -> Source:
+    """A Source with format, encoding and columns, but no columns picked: the checks every reader shares.
+
+    ``arg`` names the option the path came from (``--input``) in the messages; ``check_encoding``
+    (path, codec) may refuse the chosen codec before the header is read.
+    """
     p = str(path)
+    as_arg = f" {arg}" if arg else ""
     if not os.path.exists(p):
-        raise DataError(f"{p}: no such file; check the path")
+        raise DataError(f"{p}: no such file; check the{as_arg} path")
     if os.path.isdir(p):
-        raise DataError(f"{p}: is a directory; give a data file")
+        raise DataError(f"{p}: is a directory; give a data file{' as ' + arg if arg else ''}")
     size = os.path.getsize(p)
     if size == 0:
         raise DataError(f"{p}: file is empty (0 bytes); give a file with a header line and data rows")
@@ -117,6 +143,8 @@ def open_source(
             sniff_binary(p, fh.read(8192))
         choice = resolve(p, encoding)
         src.encoding, src.encoding_note = choice.name, choice.note if choice.detected else ""
+        if check_encoding is not None:
+            check_encoding(p, choice.name)
         try:
             if kind == "jsonl":
                 src.columns = textformats.jsonl_columns(p, choice.name)
@@ -128,12 +156,6 @@ def open_source(
         src.columns, src.n_rows = columnar.parquet_info(p)
     else:
         src.columns, src.n_rows, src.hdf_key = columnar.hdf_info(p, hdf_key)
-    if len(src.columns) < 2:
-        raise DataError(
-            f"{p}: found {len(src.columns)} column ({', '.join(src.columns) or 'none'}); need a text and "
-            "a label column (is the delimiter right? try --format)"
-        )
-    src.text_col, src.label_col = pick_columns(src, text_col, label_col)
     return src
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.data import columnar, readers, textformats
-from engine.data.encoding import resolve, sample, sniff_binary
+from engine.data import columnar, readers
+from engine.data.encoding import sample
 from engine.data.errors import DataError
 
 # Flags of rows that get no prediction; the row is still written so row counts line up with the input.
@@ -50,32 +50,10 @@ def open_input(
     hdf_key: str | None = None,
 ) -> readers.Source:
     """Like ``readers.open_source`` but only a text column is needed (files to label have no labels)."""
-    p = str(path)
-    if not os.path.exists(p):
-        raise DataError(f"{p}: no such file; check the --input path")
-    if os.path.isdir(p):
-        raise DataError(f"{p}: is a directory; give a data file as --input")
-    size = os.path.getsize(p)
-    if size == 0:
-        raise DataError(f"{p}: file is empty (0 bytes); give a file with a header line and data rows")
-    kind = readers.detect_format(p, fmt)
-    src = readers.Source(path=p, format=kind, columns=[], text_col="", label_col="", size=size)
-    if kind in ("csv", "tsv", "jsonl"):
-        with open(p, "rb") as fh:
-            sniff_binary(p, fh.read(8192))
-        choice = resolve(p, encoding)
-        src.encoding, src.encoding_note = choice.name, choice.note if choice.detected else ""
-        _check_sample_decodes(p, choice.name)
-        if kind == "jsonl":
-            src.columns = textformats.jsonl_columns(p, choice.name)
-        else:
-            delimiter = "\t" if kind == "tsv" else ","
-            src.columns, src.data_offset = textformats.read_header(p, delimiter, choice.name)
-    elif kind == "parquet":
-        src.columns, src.n_rows = columnar.parquet_info(p)
-    else:
-        src.columns, src.n_rows, src.hdf_key = columnar.hdf_info(p, hdf_key)
-    src.text_col = src.label_col = pick_text_column(p, src.columns, text_col)
+    src = readers.probe(
+        path, fmt=fmt, encoding=encoding, hdf_key=hdf_key, arg="--input", check_encoding=_check_sample_decodes
+    )
+    src.text_col = src.label_col = pick_text_column(src.path, src.columns, text_col)
     return src
 
 
