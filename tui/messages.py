@@ -1,4 +1,4 @@
-"""Messages the console's workers post back to its screens (past-tense names)."""
+"""Messages the console's workers and screens post (past-tense names); the App routes the ones it owns."""
 
 from __future__ import annotations
 
@@ -21,9 +21,30 @@ class SessionsListed(Message):
 
 @dataclass
 class EventsReceived(Message):
-    """A batch of a session's events, in seq order, none seen before."""
+    """A batch of a session's events, in seq order, none seen before: never dropped, they build history."""
 
     events: list[Envelope]
+
+
+@dataclass
+class LatestEventReceived(Message):
+    """The newest event of a kind whose older ones a screen does not need (a progress report)."""
+
+    event: Envelope
+
+    def can_replace(self, message: Message) -> bool:
+        # A newer report of the same kind, queued right behind this one, says all this one says.
+        return isinstance(message, LatestEventReceived) and type(message.event.body) is type(self.event.body)
+
+
+@dataclass
+class StatusRefreshed(Message):
+    """A session's status word, read again from its state file."""
+
+    status: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StatusRefreshed)
 
 
 @dataclass
@@ -34,3 +55,15 @@ class CommandAnswered(Message):
     command: str
     ok: bool
     text: str
+
+
+@dataclass
+class SessionOpened(Message):
+    """A person chose a session to look at; the App decides which screen shows it."""
+
+    session: str
+    job: str | None = None
+
+
+class DataFileRequested(Message):
+    """A person asked to inspect and test a data file; the App asks which one and opens it."""

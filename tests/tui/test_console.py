@@ -127,7 +127,9 @@ async def test_attach_after_finish_shows_the_whole_history(sessions_root: Path) 
     async with app.run_test(size=SIZE) as pilot:
         await _until(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
         monitor = app.screen
-        await _until(pilot, lambda: monitor.events_seen == len(read_all(paths.events)), what="all events")
+        await _until(
+            pilot, lambda: monitor.feed.events_seen == len(read_all(paths.events)), what="all events"
+        )
         assert monitor.loss_panel.steps == list(range(1, 31))
         await pilot.pause(0.3)
         text = screen_text(app)
@@ -148,7 +150,7 @@ async def test_resume_key_restarts_a_crashed_session(start_selftest, sessions_ro
         await _until(pilot, lambda: "running" in screen_text(app), what="running shown")
         monitor = app.screen
         assert isinstance(monitor, MonitorScreen)
-        await _until(pilot, lambda: monitor.last_step.get("step", 0) > 12, what="live steps after resume")
+        await _until(pilot, lambda: monitor.step > 12, what="live steps after resume")
         steps = monitor.loss_panel.steps
         assert steps == sorted(set(steps)), "steps redone after a checkpoint replace the old ones"
 
@@ -159,11 +161,11 @@ async def test_checkpoint_key_lists_it_and_enter_resumes_from_it(start_selftest,
     async with app.run_test(size=SIZE) as pilot:
         await _until(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
         monitor = app.screen
-        await _until(pilot, lambda: monitor.last_step.get("step", 0) >= 5, what="steps")
+        await _until(pilot, lambda: monitor.step >= 5, what="steps")
         await pilot.press("c")
         table = monitor.query_one(CheckpointTable)
         await _until(pilot, lambda: len(table.entries) == 1, what="checkpoint listed")
-        saved_at = table.entries[0]["step"]
+        saved_at = table.entries[0][0].step
         await pilot.press("t", "t")  # events -> evaluation -> checkpoints
         await pilot.pause(0.2)
         assert "on_command" in screen_text(app) and str(saved_at) in screen_text(app)
@@ -197,7 +199,7 @@ async def test_two_consoles_attached_at_once_see_the_same_history(sessions_root:
         for pilot, monitor in ((p1, monitors[0]), (p2, monitors[1])):
             await _until(pilot, lambda m=monitor: at_end(m), timeout=30, what="the last step")
         steps = [list(m.query_one(LossPanel).steps) for m in monitors]
-        seen = [m.seen_seq for m in monitors]
+        seen = [m.feed.seen_seq for m in monitors]
     assert live_at_attach == "running", "both consoles attached while the engine was stepping"
     assert steps[0] == steps[1] == list(range(1, 151)), "each console: every step once, in order"
     assert seen[0] == seen[1] > 150

@@ -62,7 +62,7 @@ async def test_predict_screen_shows_progress_labels_and_last_rows(tmp_path: Path
         screen = app.screen
         assert isinstance(screen, PredictScreen)
         deadline = time.monotonic() + 10
-        while screen.seen_seq < 3 or screen.status == "?":
+        while screen.feed.seen_seq < 3 or screen.feed.status == "?":
             assert time.monotonic() < deadline, "the journal was not replayed"
             await pilot.pause(0.05)
         await pilot.pause()
@@ -115,7 +115,7 @@ async def test_enter_on_a_prediction_session_opens_the_prediction_screen(tmp_pat
         await _until(pilot, lambda: isinstance(app.screen, PredictScreen), "the prediction screen")
         screen = app.screen
         assert isinstance(screen, PredictScreen) and screen.session_id == predict.id
-        await _until(pilot, lambda: screen.seen_seq >= 3, "the journal replayed")
+        await _until(pilot, lambda: screen.feed.seen_seq >= 3, "the journal replayed")
         await pilot.pause()
         assert "5,000/~20,000 rows" in screen_text(app)
         await pilot.press("escape")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.launcher import create_session, start_engine
+from engine.protocol import CheckpointSaved
 from engine.session import read_state
 from tests.conftest import wait_for
 from tests.support.tiny import make_tiny_model, write_dataset
@@ -84,7 +85,7 @@ async def test_loss_and_learning_rate_panels_follow_a_training_run(tiny, session
         assert "smoothed" in text and "actual" in text
 
         await pilot.press("p")
-        await until(lambda: monitor.status == "paused", "the session to pause", timeout=60)
+        await until(lambda: monitor.feed.status == "paused", "the session to pause", timeout=60)
         await pilot.pause(0.5)  # events sent before the pause may still be on their way
         held = len(monitor.loss_panel.steps)
         await pilot.pause(1.0)
@@ -95,14 +96,18 @@ async def test_loss_and_learning_rate_panels_follow_a_training_run(tiny, session
         await pilot.press("t")
         await pilot.pause(0.3)
         text = screen_text(app)
-        metrics = monitor.query_one(EvaluationView).last["metrics"]
+        evaluation = monitor.query_one(EvaluationView).last
+        assert evaluation is not None
+        metrics = evaluation.metrics
         rows = text.splitlines()
         for label, name in (("macro F1", "macro_f1"), ("ROC-AUC", "roc_auc"), ("accuracy", "accuracy")):
             row = f"{label} {metrics[name]:.4f}"
             assert any(row in " ".join(line.split()) for line in rows), (row, text)
 
         await pilot.press("u")
-        await until(lambda: monitor.status in ("running", "finished"), "the session to go on", timeout=60)
+        await until(
+            lambda: monitor.feed.status in ("running", "finished"), "the session to go on", timeout=60
+        )
     # Quitting the console neither stops nor kills the run.
     wait_for(lambda: read_state(paths)["status"] in ("running", "finished"), what="engine still going")
 
@@ -117,9 +122,9 @@ async def test_checkpoint_list_has_one_row_per_folder(tmp_path: Path) -> None:
     app = Host()
     async with app.run_test(size=(80, 12)) as pilot:
         table = app.query_one(CheckpointTable)
-        table.add({"step": 3, "path": str(tmp_path / "ckpt-3"), "reason": "periodic", "metric": None}, 1.0)
-        table.add({"step": 6, "path": str(tmp_path / "ckpt-6"), "reason": "best", "metric": 0.5}, 2.0)
-        table.add({"step": 6, "path": str(tmp_path / "ckpt-6"), "reason": "final", "metric": 0.5}, 3.0)
+        table.add(CheckpointSaved(step=3, path=str(tmp_path / "ckpt-3"), reason="periodic"), 1.0)
+        table.add(CheckpointSaved(step=6, path=str(tmp_path / "ckpt-6"), reason="best", metric=0.5), 2.0)
+        table.add(CheckpointSaved(step=6, path=str(tmp_path / "ckpt-6"), reason="final", metric=0.5), 3.0)
         await pilot.pause()
         text = screen_text(app)
         assert table.row_count == 2 and text.count("ckpt-6") == 1 and "ckpt-3" in text

@@ -17,12 +17,13 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
+
+from tui import keymap
 
 STATUS_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
 CELL_CHARS = 120  # long texts are cut in the preview; the row number finds the full text
@@ -106,17 +107,8 @@ class DatasetScreen(Screen[None]):
     DatasetScreen #ds-rows { height: 1fr; }
     """
 
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("pageup", "page(-1)", "Page up", priority=True),
-        Binding("pagedown", "page(1)", "Page down", priority=True),
-        Binding("home", "first_page", "First", priority=True),
-        Binding("end", "last_page", "Last", priority=True),
-        Binding("o", "offending", "Offending rows"),
-        Binding("r", "run_checks", "Re-run tests"),
-        Binding("e", "next_encoding", "Encoding"),
-        Binding("t", "next_tab", "Tab"),
-    ]
+    KEYMAP = keymap.DATASET
+    BINDINGS = keymap.bindings(KEYMAP)
 
     def __init__(
         self,

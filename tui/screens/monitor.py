@@ -1,30 +1,32 @@
 """The monitor screen: one session's history and live progress, loss and learning rate, and its controls.
 
-On open it replays the session's journal, then follows live events (``EventFollower``
-de-duplicates by seq), so the full curve is back after a reattach.
+Its ``SessionFeed`` replays the session's journal, then follows live events, so the full
+curve is back after a reattach; each kind of event has its own handler below.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static, TabbedContent, TabPane
-from textual.worker import get_current_worker
 
-from engine.client import EventFollower
-from engine.protocol import Envelope
-from engine.session import live_status, read_state, resolve
-from tui import actions
-from tui.format import duration, event_line
-from tui.messages import CommandAnswered, EventsReceived
-from tui.screens.sessions import STATUS_STYLE
+from engine.protocol import (
+    CheckpointSaved,
+    Envelope,
+    EvaluationEnded,
+    JobStarted,
+    SchedulePlanned,
+    StepEnded,
+)
+from tui import keymap
+from tui.feed import SessionFeed, log_line
+from tui.format import duration
+from tui.status import status_text
 from tui.widgets.curves import LearningRatePanel, LossPanel
 from tui.widgets.tables import CheckpointTable, EvaluationView
 
@@ -37,27 +39,22 @@ TABS = ("events", "evaluation", "checkpoints")
 class MonitorScreen(Screen[None]):
     """Live view of one session."""
 
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("p", "control('pause')", "Pause"),
-        Binding("u", "control('unpause')", "Unpause"),
-        Binding("c", "control('checkpoint')", "Checkpoint"),
-        Binding("s", "control('stop')", "Stop"),
-        Binding("r", "control('resume')", "Resume"),
-        Binding("t", "next_tab", "Tab"),
-        Binding("question_mark", "app.help", "Help"),
-    ]
+    KEYMAP = keymap.MONITOR
+    BINDINGS = keymap.bindings(KEYMAP)
 
     def __init__(self, root: Path, session: str) -> None:
         super().__init__()
-        self.root = root
-        self.paths = resolve(root, session)
-        self.session_id = self.paths.id
-        self.seen_seq = 0
-        self.events_seen = 0
-        self.last_step: dict[str, Any] = {}
-        self.status = "?"
+        self.feed = SessionFeed(root, session)
+        self.session_id = self.feed.session_id
+        self.last_step: StepEnded | None = None
         self._plots_dirty = False
+        self.feed.handle(StepEnded, self.step_ended)
+        self.feed.handle(JobStarted, self.job_started)
+        self.feed.handle(SchedulePlanned, self.schedule_planned)
+        self.feed.handle(EvaluationEnded, self.evaluation_ended)
+        self.feed.handle(CheckpointSaved, self.checkpoint_saved)
+        self.feed.handle_every(self.log_event)
+        self.feed.on_change(self.update_status_line)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -74,12 +71,11 @@ class MonitorScreen(Screen[None]):
                 yield EvaluationView(id="eval-view")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield CheckpointTable(id="ckpt-table")
+        yield self.feed
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.follow()
-        self.refresh_status()
-        self.set_interval(1.0, self.refresh_status)
+        self.feed.start()
         self.set_interval(PLOT_EVERY_S, self.redraw_plots)
 
     @property
@@ -90,93 +86,68 @@ class MonitorScreen(Screen[None]):
     def lr_panel(self) -> LearningRatePanel:
         return self.query_one(LearningRatePanel)
 
+    @property
+    def step(self) -> int:
+        return self.last_step.step if self.last_step else 0
+
     # ---------------------------------------------------------------- events in
 
-    @work(thread=True, exclusive=True, group="follow")
-    def follow(self) -> None:
-        worker = get_current_worker()
-        follower = EventFollower(self.paths)
-        try:
-            while not worker.is_cancelled:
-                events = follower.poll(timeout=0.2)
-                if events:
-                    self.post_message(EventsReceived(events))
-        finally:
-            follower.close()
+    def step_ended(self, step: StepEnded, _env: Envelope) -> None:
+        self.last_step = step
+        if step.loss is not None:
+            self.loss_panel.add_step(step.step, step.loss)
+        if step.learning_rate is not None:
+            self.lr_panel.add_step(step.step, step.learning_rate)
+        self._plots_dirty = True
 
-    @on(EventsReceived)
-    def events_received(self, message: EventsReceived) -> None:
-        log = self.query_one("#event-log", RichLog)
-        for env in message.events:
-            assert env.seq is not None and env.seq > self.seen_seq, "events must arrive once, in order"
-            self.seen_seq = env.seq
-            self.events_seen += 1
-            self.apply(env, log)
-        self.update_status_line()
-
-    def apply(self, env: Envelope, log: RichLog) -> None:
-        body = env.body.model_dump()
-        if env.type == "step_ended":
-            self.last_step = body
-            if body.get("loss") is not None:
-                self.loss_panel.add_step(body["step"], body["loss"])
-            if body.get("learning_rate") is not None:
-                self.lr_panel.add_step(body["step"], body["learning_rate"])
-            self._plots_dirty = True
-            if body["step"] % LOG_EVERY_N_STEPS:
-                return
-        elif env.type == "job_started" and body["job"] != "prepare":
+    def job_started(self, job: JobStarted, _env: Envelope) -> None:
+        if job.job != "prepare":
             # A resume restarts at its checkpoint: drop the steps the crashed run did after it.
-            self.loss_panel.rewind(body["step"])
-            self.lr_panel.rewind(body["step"])
+            self.loss_panel.rewind(job.step)
+            self.lr_panel.rewind(job.step)
             self._plots_dirty = True
-        elif env.type == "schedule_planned":
-            self.lr_panel.set_plan(body["steps"], body["learning_rates"])
+
+    def schedule_planned(self, plan: SchedulePlanned, _env: Envelope) -> None:
+        self.lr_panel.set_plan(plan.steps, plan.learning_rates)
+        self._plots_dirty = True
+
+    def evaluation_ended(self, evaluation: EvaluationEnded, _env: Envelope) -> None:
+        if "loss" in evaluation.metrics:
+            self.loss_panel.add_validation(evaluation.step, evaluation.metrics["loss"])
             self._plots_dirty = True
+        self.query_one(EvaluationView).show(evaluation)
+
+    def checkpoint_saved(self, saved: CheckpointSaved, env: Envelope) -> None:
+        self.query_one(CheckpointTable).add(saved, env.ts)
+
+    def log_event(self, env: Envelope) -> None:
+        if isinstance(env.body, SchedulePlanned):
+            return  # the learning-rate panel draws it
+        if isinstance(env.body, StepEnded) and env.body.step % LOG_EVERY_N_STEPS:
             return
-        elif env.type == "evaluation_ended":
-            if "loss" in body.get("metrics", {}):
-                self.loss_panel.add_validation(body["step"], body["metrics"]["loss"])
-                self._plots_dirty = True
-            self.query_one(EvaluationView).show(body)
-        elif env.type == "checkpoint_saved":
-            self.query_one(CheckpointTable).add(body, env.ts)
-        style = "red" if env.type == "job_failed" else ""
-        log.write(Text(f"{env.seq:>6} {event_line(env.type, body)}", style=style))
+        self.query_one("#event-log", RichLog).write(log_line(env))
 
     # ---------------------------------------------------------------- display
 
-    @work(thread=True, exclusive=True, group="status")
-    def refresh_status(self) -> None:
-        try:
-            status = live_status(read_state(self.paths))
-        except Exception as exc:  # a damaged state file is shown, not fatal
-            status = f"damaged ({exc})"
-        self.app.call_from_thread(self._set_status, status)
-
-    def _set_status(self, status: str) -> None:
-        self.status = status
-        self.update_status_line()
-
     def update_status_line(self) -> None:
-        b = self.last_step
-        step, total = b.get("step", 0), b.get("total_steps")
-        parts = [Text(self.status, style=STATUS_STYLE.get(self.status, "bold"))]
-        parts.append(Text(f"  step {step}" + (f"/{total}" if total else "")))
-        if b.get("loss") is not None:
-            parts.append(Text(f"  loss {b['loss']:.4f}"))
-        if b.get("learning_rate") is not None:
-            parts.append(Text(f"  lr {b['learning_rate']:.3g}"))
-        if b.get("examples_per_s"):
-            parts.append(Text(f"  {b['examples_per_s']:.1f} ex/s"))
-        if b.get("tokens_per_s"):
-            parts.append(Text(f"  {b['tokens_per_s']:.0f} tok/s"))
-        if b.get("eta_s") is not None and self.status == "running":
-            parts.append(Text(f"  ETA {duration(b['eta_s'])}"))
-        parts.append(Text(f"  events {self.events_seen}", style="dim"))
+        b, status = self.last_step, self.feed.status
+        total = b.total_steps if b else None
+        parts = [status_text(status, "bold")]
+        parts.append(Text(f"  step {self.step}" + (f"/{total}" if total else "")))
+        if b and b.loss is not None:
+            parts.append(Text(f"  loss {b.loss:.4f}"))
+        if b and b.learning_rate is not None:
+            parts.append(Text(f"  lr {b.learning_rate:.3g}"))
+        if b and b.examples_per_s:
+            parts.append(Text(f"  {b.examples_per_s:.1f} ex/s"))
+        if b and b.tokens_per_s:
+            parts.append(Text(f"  {b.tokens_per_s:.0f} tok/s"))
+        if b and b.eta_s is not None and status == "running":
+            parts.append(Text(f"  ETA {duration(b.eta_s)}"))
+        parts.append(Text(f"  events {self.feed.events_seen}", style="dim"))
         self.query_one("#monitor-status", Static).update(Text.assemble(*parts))
         if total:
-            self.query_one("#monitor-progress", ProgressBar).update(total=total, progress=step)
+            self.query_one("#monitor-progress", ProgressBar).update(total=total, progress=self.step)
 
     def redraw_plots(self) -> None:
         if self._plots_dirty:
@@ -191,20 +162,10 @@ class MonitorScreen(Screen[None]):
     # ---------------------------------------------------------------- controls
 
     def action_control(self, command: str) -> None:
-        self.send_control(command)
+        self.feed.control(command)
 
     @on(DataTable.RowSelected, "#ckpt-table")
     def checkpoint_selected(self, _event: DataTable.RowSelected) -> None:
-        entry = self.query_one(CheckpointTable).selected()
-        if entry is not None:
-            self.send_control("resume", Path(entry["path"]).name)
-
-    @work(thread=True, group="control")
-    def send_control(self, command: str, checkpoint: str | None = None) -> None:
-        ok, text = actions.control(self.root, self.session_id, command, checkpoint=checkpoint)
-        self.post_message(CommandAnswered(self.session_id, command, ok, text))
-
-    @on(CommandAnswered)
-    def command_answered(self, message: CommandAnswered) -> None:
-        self.notify(message.text, severity="information" if message.ok else "error", timeout=6)
-        self.refresh_status()  # after a resume the follower reconnects to the new engine by itself
+        saved = self.query_one(CheckpointTable).selected()
+        if saved is not None:
+            self.feed.control("resume", Path(saved.path).name)

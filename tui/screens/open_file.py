@@ -6,16 +6,18 @@ from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
+
+from tui import keymap
 
 
 class OpenFileScreen(ModalScreen[str | None]):
     """Ask for the path of an existing file; dismiss with it, or None on escape."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    KEYMAP = keymap.OPEN_FILE
+    BINDINGS = keymap.bindings(KEYMAP)
     DEFAULT_CSS = """
     OpenFileScreen { align: center middle; }
     OpenFileScreen > Vertical {

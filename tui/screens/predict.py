@@ -6,25 +6,21 @@ imports TensorFlow: everything it shows comes from ``progress_reported`` events.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
-from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static
-from textual.worker import get_current_worker
 
-from engine.client import EventFollower
 from engine.predict.progress import STAGE
-from engine.session import live_status, read_state, resolve
-from tui import actions
-from tui.format import duration, event_line
-from tui.messages import CommandAnswered, EventsReceived
-from tui.screens.sessions import STATUS_STYLE
+from engine.protocol import Envelope, ProgressReported
+from tui import keymap
+from tui.feed import SessionFeed, log_line
+from tui.format import duration
+from tui.status import status_text
 
 BAR_WIDTH = 10
 PREDICT_JOB = "predict"  # the [job] kind of sessions this screen shows
@@ -48,6 +44,52 @@ def label_bars(counts: dict[str, int], width: int = BAR_WIDTH) -> Text:
     return out
 
 
+@dataclass
+class LastRow:
+    """One of the last rows a prediction job wrote."""
+
+    row: int
+    label: str
+    score: float | None
+    flag: str
+    text: str
+
+
+@dataclass
+class Progress:
+    """What the screen shows of a prediction job's latest progress report."""
+
+    done: int = 0
+    total: int | None = None  # known exactly (the input's row count)
+    estimated_total: int | None = None
+    rate: float | None = None
+    eta_s: float | None = None
+    tokens_per_s: float | None = None
+    padding: float | None = None
+    label_counts: dict[str, int] = field(default_factory=dict)
+    flagged: int = 0
+    last_rows: list[LastRow] = field(default_factory=list)
+
+
+def read_progress(report: ProgressReported) -> Progress:
+    """The figures of a progress report (the one reader of its ``detail``)."""
+    detail = report.detail
+    return Progress(
+        done=report.done,
+        total=report.total,
+        estimated_total=detail.estimated_total,
+        rate=report.rate,
+        eta_s=report.eta_s,
+        tokens_per_s=detail.tokens_per_s,
+        padding=detail.padding,
+        label_counts=dict(detail.label_counts),
+        flagged=sum(detail.flag_counts.values()),
+        last_rows=[
+            LastRow(r.row, r.label or "", r.score, r.flag or "", r.text) for r in detail.last_rows or []
+        ],
+    )
+
+
 class PredictScreen(Screen[None]):
     """Live view of one prediction session."""
 
@@ -61,22 +103,18 @@ class PredictScreen(Screen[None]):
     PredictScreen #predict-log { height: 5; }
     """
 
-    BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("p", "control('pause')", "Pause"),
-        Binding("u", "control('unpause')", "Unpause"),
-        Binding("s", "control('stop')", "Stop"),
-        Binding("r", "control('resume')", "Resume"),
-    ]
+    KEYMAP = keymap.PREDICT
+    BINDINGS = keymap.bindings(KEYMAP)
 
     def __init__(self, root: Path, session_id: str) -> None:
         super().__init__()
-        self.root = root
-        self.paths = resolve(root, session_id)
-        self.session_id = self.paths.id
-        self.seen_seq = 0
-        self.progress: dict[str, Any] = {}
-        self.status = "?"
+        self.feed = SessionFeed(root, session_id)
+        self.session_id = self.feed.session_id
+        self.progress: Progress | None = None
+        # Each report restates the whole picture: when they come faster than we draw, the newest will do.
+        self.feed.handle(ProgressReported, self.progress_reported, latest_only=True)
+        self.feed.handle_every(self.log_event)
+        self.feed.on_change(self.update_status_line)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,6 +125,7 @@ class PredictScreen(Screen[None]):
             yield Static(label_bars({}), id="predict-labels")
             yield DataTable(id="predict-rows", cursor_type="none", zebra_stripes=True)
         yield RichLog(id="predict-log", max_lines=LOG_LINES, wrap=False, markup=False)
+        yield self.feed
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -94,89 +133,51 @@ class PredictScreen(Screen[None]):
         rows = self.query_one("#predict-rows", DataTable)
         rows.border_title = "last rows written"
         rows.add_columns("row", "label", "score", "text")
-        self.follow()
-        self.refresh_status()
-        self.set_interval(1.0, self.refresh_status)
+        self.feed.start()
 
     # ---------------------------------------------------------------- events in
 
-    @work(thread=True, exclusive=True, group="follow")
-    def follow(self) -> None:
-        worker = get_current_worker()
-        follower = EventFollower(self.paths)
-        try:
-            while not worker.is_cancelled:
-                events = follower.poll(timeout=0.2)
-                if events:
-                    self.post_message(EventsReceived(events))
-        finally:
-            follower.close()
+    def log_event(self, env: Envelope) -> None:
+        if isinstance(env.body, ProgressReported) and env.body.stage == STAGE:
+            return  # the panels show it; the log keeps the rarer events
+        self.query_one("#predict-log", RichLog).write(log_line(env))
 
-    @on(EventsReceived)
-    def events_received(self, message: EventsReceived) -> None:
-        log = self.query_one("#predict-log", RichLog)
-        for env in message.events:
-            if env.seq is not None and env.seq <= self.seen_seq:
-                continue
-            self.seen_seq = env.seq or self.seen_seq
-            body = env.body.model_dump()
-            if env.type == "progress_reported" and body.get("stage") == STAGE:
-                self.show_progress(body)
-                continue  # the panels show it; the log keeps the rarer events
-            style = "red" if env.type == "job_failed" else ""
-            log.write(Text(f"{env.seq:>6} {event_line(env.type, body)}", style=style))
-
-    def show_progress(self, body: dict[str, Any]) -> None:
-        self.progress = body
-        detail = body.get("detail") or {}
-        self.query_one("#predict-labels", Static).update(label_bars(detail.get("label_counts") or {}))
-        last = detail.get("last_rows")
-        if last:
+    def progress_reported(self, report: ProgressReported, _env: Envelope) -> None:
+        if report.stage != STAGE:
+            return
+        self.progress = p = read_progress(report)
+        self.query_one("#predict-labels", Static).update(label_bars(p.label_counts))
+        if p.last_rows:
             table = self.query_one("#predict-rows", DataTable)
             table.clear()
-            for r in last:
-                score = "-" if r.get("score") is None else f"{r['score']:.3f}"
+            for r in p.last_rows:
+                score = "-" if r.score is None else f"{r.score:.3f}"
                 # Cells are Text, not markup: a flag in brackets must show as written.
-                label = Text(r["label"]) if r.get("label") else Text(f"[{r.get('flag')}]", style="yellow")
-                table.add_row(f"{r['row']:,}", label, score, Text(r.get("text", "")))
-        total = body.get("total") or detail.get("estimated_total")
+                label = Text(r.label) if r.label else Text(f"[{r.flag}]", style="yellow")
+                table.add_row(f"{r.row:,}", label, score, Text(r.text))
+        total = p.total or p.estimated_total
         if total:
-            self.query_one("#predict-progress", ProgressBar).update(total=total, progress=body["done"])
-        self.update_status_line()
+            self.query_one("#predict-progress", ProgressBar).update(total=total, progress=p.done)
 
     # ---------------------------------------------------------------- display
 
-    @work(thread=True, exclusive=True, group="status")
-    def refresh_status(self) -> None:
-        try:
-            status = live_status(read_state(self.paths))
-        except Exception as exc:  # a damaged state file is shown, not fatal
-            status = f"damaged ({exc})"
-        self.app.call_from_thread(self._set_status, status)
-
-    def _set_status(self, status: str) -> None:
-        self.status = status
-        self.update_status_line()
-
     def update_status_line(self) -> None:
-        b = self.progress
-        d = b.get("detail") or {}
-        parts = [Text(self.status, style=STATUS_STYLE.get(self.status, "bold"))]
-        if b:
-            total = b.get("total") or d.get("estimated_total")
-            approx = "~" if b.get("total") is None and total else ""
-            parts.append(Text(f"  {b['done']:,}" + (f"/{approx}{total:,}" if total else "") + " rows"))
-            if b.get("rate"):
-                parts.append(Text(f"  {b['rate']:,.0f} rows/s"))
-            if d.get("tokens_per_s"):
-                parts.append(Text(f"  {d['tokens_per_s']:,.0f} tok/s"))
-            if b.get("eta_s") is not None and self.status == "running":
-                parts.append(Text(f"  ETA {duration(b['eta_s'])}"))
-            if d.get("padding") is not None:
-                parts.append(Text(f"  pad {d['padding']:.0%}", style="dim"))
-            flags = d.get("flag_counts") or {}
-            if flags:
-                parts.append(Text(f"  flagged {sum(flags.values()):,}", style="yellow"))
+        p, status = self.progress, self.feed.status
+        parts = [status_text(status, "bold")]
+        if p:
+            total = p.total or p.estimated_total
+            approx = "~" if p.total is None and total else ""
+            parts.append(Text(f"  {p.done:,}" + (f"/{approx}{total:,}" if total else "") + " rows"))
+            if p.rate:
+                parts.append(Text(f"  {p.rate:,.0f} rows/s"))
+            if p.tokens_per_s:
+                parts.append(Text(f"  {p.tokens_per_s:,.0f} tok/s"))
+            if p.eta_s is not None and status == "running":
+                parts.append(Text(f"  ETA {duration(p.eta_s)}"))
+            if p.padding is not None:
+                parts.append(Text(f"  pad {p.padding:.0%}", style="dim"))
+            if p.flagged:
+                parts.append(Text(f"  flagged {p.flagged:,}", style="yellow"))
         self.query_one("#predict-status", Static).update(Text.assemble(*parts))
 
     # ---------------------------------------------------------------- controls
@@ -189,24 +190,14 @@ class PredictScreen(Screen[None]):
             self.app.exit()
 
     def action_control(self, command: str) -> None:
-        self.send_control(command)
-
-    @work(thread=True, group="control")
-    def send_control(self, command: str) -> None:
-        ok, text = actions.control(self.root, self.session_id, command)
-        self.post_message(CommandAnswered(self.session_id, command, ok, text))
-
-    @on(CommandAnswered)
-    def command_answered(self, message: CommandAnswered) -> None:
-        self.notify(message.text, severity="information" if message.ok else "error", timeout=6)
-        self.refresh_status()
+        self.feed.control(command)
 
 
 class PredictApp(App[None]):
     """The prediction screen on its own, for ``ftc predict`` on a terminal."""
 
     TITLE = "ftc predict"
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    BINDINGS = keymap.bindings(keymap.PREDICT_APP)
 
     def __init__(self, root: Path, session_id: str) -> None:
         super().__init__()
@@ -215,20 +206,6 @@ class PredictApp(App[None]):
     def get_default_screen(self) -> Screen[None]:
         # The only screen, not one pushed over a blank default that escape would uncover.
         return PredictScreen(self._root, self._session)
-
-
-def is_predict_session(root: Path, session_id: str) -> bool:
-    """Whether a session's job is a prediction (state.json says, else its config.toml)."""
-    try:
-        paths = resolve(root, session_id)
-        job = read_state(paths).get("job")
-        if job is None and paths.config.is_file():
-            from engine.config import job_kind, load_toml
-
-            job = job_kind(load_toml(paths.config))
-    except Exception:  # a damaged or vanished session opens on the monitor, which explains it
-        return False
-    return job == PREDICT_JOB
 
 
 def run_predict_app(root: Path, session_id: str) -> None:

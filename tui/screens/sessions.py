@@ -8,44 +8,24 @@ from pathlib import Path
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.widgets.data_table import ColumnKey
 
 from engine.session import SessionInfo, list_sessions
-from tui import actions
+from tui import actions, keymap
 from tui.format import ago
-from tui.messages import CommandAnswered, SessionsListed
+from tui.messages import CommandAnswered, DataFileRequested, SessionOpened, SessionsListed
+from tui.status import status_text
 
 REFRESH_S = 1.0
-STATUS_STYLE = {
-    "running": "bold green",
-    "paused": "bold yellow",
-    "stopping": "yellow",
-    "starting": "cyan",
-    "finished": "blue",
-    "stopped": "magenta",
-    "failed": "bold red",
-    "crashed": "bold red reverse",
-    "damaged": "red",
-}
 
 
 class SessionsScreen(Screen[None]):
     """Lists sessions, refreshes every second, and controls the selected one."""
 
-    BINDINGS = [
-        Binding("enter", "open", "Open"),
-        Binding("p", "control('pause')", "Pause"),
-        Binding("u", "control('unpause')", "Unpause"),
-        Binding("c", "control('checkpoint')", "Checkpoint"),
-        Binding("s", "control('stop')", "Stop"),
-        Binding("r", "control('resume')", "Resume"),
-        Binding("d", "open_dataset", "Data"),
-        Binding("question_mark", "app.help", "Help"),
-        Binding("q", "app.quit", "Quit"),
-    ]
+    KEYMAP = keymap.SESSIONS
+    BINDINGS = keymap.bindings(KEYMAP)
 
     def __init__(self, root: Path) -> None:
         super().__init__()
@@ -83,7 +63,7 @@ class SessionsScreen(Screen[None]):
         for s in self.sessions:
             step = f"{s.step}" + (f"/{s.total_steps}" if s.total_steps else "")
             best = f"{s.best_metric_name} {s.best_metric:.4f}" if s.best_metric is not None else "-"
-            status = Text(s.status, style=STATUS_STYLE.get(s.status, ""))
+            status = status_text(s.status)
             cells: tuple[str | Text, ...] = (s.id, status, s.job, step, best, ago(s.heartbeat, now))
             if s.id in present:
                 for column, value in zip(self.columns, cells, strict=True):
@@ -118,26 +98,11 @@ class SessionsScreen(Screen[None]):
         if session is None:
             self.notify("No session selected", severity="warning")
             return
-        from tui.screens.monitor import MonitorScreen
-        from tui.screens.predict import PREDICT_JOB, PredictScreen
-
-        # A prediction session has no loss curve: it opens on its throughput, labels and last rows.
         job = next((info.job for info in self.sessions if info.id == session), None)
-        screen = PredictScreen if job == PREDICT_JOB else MonitorScreen
-        self.app.push_screen(screen(self.root, session))
+        self.post_message(SessionOpened(session, job))
 
     def action_open_dataset(self) -> None:
-        from tui.screens.open_file import OpenFileScreen
-
-        def opened(path: str | None) -> None:
-            if path:
-                from tui.screens.dataset import DatasetScreen
-
-                self.app.push_screen(DatasetScreen(path))
-
-        self.app.push_screen(
-            OpenFileScreen("Inspect and test a data file (CSV, TSV, JSONL, Parquet, HDF5):"), opened
-        )
+        self.post_message(DataFileRequested())
 
     @on(DataTable.RowSelected)
     def row_selected(self, _event: DataTable.RowSelected) -> None:
@@ -148,14 +113,9 @@ class SessionsScreen(Screen[None]):
         if session is None:
             self.notify("No session selected", severity="warning")
             return
-        self.send_control(session, command)
-
-    @work(thread=True, group="control")
-    def send_control(self, session: str, command: str) -> None:
-        ok, text = actions.control(self.root, session, command)
-        self.post_message(CommandAnswered(session, command, ok, text))
+        actions.send_control(self, self.root, session, command)
 
     @on(CommandAnswered)
     def command_answered(self, message: CommandAnswered) -> None:
-        self.notify(message.text, severity="information" if message.ok else "error", timeout=6)
+        actions.notify_answer(self, message)
         self.refresh_sessions()

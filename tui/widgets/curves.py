@@ -18,16 +18,6 @@ def thin(xs: list[int], ys: list[float]) -> tuple[list[int], list[float]]:
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
-def smooth(values: list[float], weight: float = 0.9) -> list[float]:
-    """TensorBoard-style debiased exponential moving average."""
-    out, last, norm = [], 0.0, 0.0
-    for v in values:
-        last = weight * last + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out.append(last / norm)
-    return out
-
-
 class LossPanel(PlotextPlot):
     """Training loss (raw and smoothed) and validation loss against step."""
 

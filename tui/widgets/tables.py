@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,6 +12,9 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable
 
 from tui.format import ago
+
+if TYPE_CHECKING:
+    from engine.protocol import CheckpointSaved, EvaluationEnded
 
 # Headline metrics in the order shown, with the names a reader knows them by; others follow as named.
 METRIC_LABELS = {
@@ -37,7 +40,7 @@ class EvaluationView(Horizontal):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.last: dict[str, Any] = {}
+        self.last: EvaluationEnded | None = None
 
     def compose(self) -> ComposeResult:
         yield DataTable[str | Text](id="eval-metrics", cursor_type="row")
@@ -49,10 +52,10 @@ class EvaluationView(Horizontal):
             "class", "precision", "recall", "f1", "support"
         )
 
-    def show(self, body: dict[str, Any]) -> None:
-        self.last = body
-        self.border_title = f"evaluation at step {body['step']} [{body.get('split', 'validation')}]"
-        metrics = body.get("metrics", {})
+    def show(self, evaluation: EvaluationEnded) -> None:
+        self.last = evaluation
+        self.border_title = f"evaluation at step {evaluation.step} [{evaluation.split}]"
+        metrics = evaluation.metrics
         table = self.query_one("#eval-metrics", DataTable)
         table.clear()
         names = [k for k in METRIC_LABELS if k in metrics] + [k for k in metrics if k not in METRIC_LABELS]
@@ -60,7 +63,7 @@ class EvaluationView(Horizontal):
             table.add_row(METRIC_LABELS.get(name, name), f"{metrics[name]:.4f}", key=name)
         classes = self.query_one("#eval-classes", DataTable)
         classes.clear()
-        for name, figures in body.get("per_class", {}).items():
+        for name, figures in evaluation.per_class.items():
             cells = [f"{figures[k]:.4f}" if k in figures else "-" for k in ("precision", "recall", "f1")]
             support = f"{figures['support']:.0f}" if "support" in figures else "-"
             classes.add_row(name, *cells, support, key=name)
@@ -72,28 +75,28 @@ class CheckpointTable(DataTable[str | Text]):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.add_columns("step", "saved", "reason", "metric", "name")
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[tuple[CheckpointSaved, float]] = []  # each with when it was saved
 
-    def add(self, body: dict[str, Any], ts: float) -> None:
+    def add(self, saved: CheckpointSaved, ts: float) -> None:
         # One row per folder: older journals report a folder once per save reason, and a resume
         # from an earlier checkpoint writes a new folder where a set-aside one was.
-        self.entries = [e for e in self.entries if e["path"] != body["path"]]
-        self.entries.append({**body, "ts": ts})
+        self.entries = [(e, t) for e, t in self.entries if e.path != saved.path]
+        self.entries.append((saved, ts))
         self.redraw()
 
     def redraw(self) -> None:
         cursor = self.cursor_row
         self.clear()
         now = time.time()
-        for entry in reversed(self.entries):
-            path = Path(entry["path"])
+        for entry, ts in reversed(self.entries):
+            path = Path(entry.path)
             name = path.name if path.exists() else Text(f"{path.name} (deleted)", style="dim")
-            metric = f"{entry['metric']:.4f}" if entry.get("metric") is not None else "-"
-            self.add_row(str(entry["step"]), ago(entry["ts"], now), entry.get("reason", ""), metric, name)
+            metric = f"{entry.metric:.4f}" if entry.metric is not None else "-"
+            self.add_row(str(entry.step), ago(ts, now), entry.reason, metric, name)
         if self.row_count:
             self.move_cursor(row=min(cursor, self.row_count - 1))
 
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> CheckpointSaved | None:
         if not self.entries or self.row_count == 0:
             return None
-        return list(reversed(self.entries))[self.cursor_row]
+        return list(reversed(self.entries))[self.cursor_row][0]

@@ -1,0 +1,159 @@
+"""SessionFeed: one session's events for a screen (journal replay, then live), dispatched by event class.
+
+A screen composes one feed, registers a handler per event class (``feed.handle(StepEnded, ...)``)
+and calls ``start`` once its widgets are mounted. The feed also keeps the session's status word
+fresh and sends the screen's control commands, so no screen carries its own copy of either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rich.text import Text
+from textual import on, work
+from textual.widget import Widget
+from textual.worker import get_current_worker
+
+from engine.session import live_status, read_state, resolve
+from tui import actions
+from tui.format import event_line
+from tui.messages import CommandAnswered, EventsReceived, LatestEventReceived, StatusRefreshed
+
+if TYPE_CHECKING:
+    from engine.protocol import Envelope
+
+POLL_S = 0.2
+STATUS_EVERY_S = 1.0
+
+Body = TypeVar("Body")
+
+
+def log_line(env: Envelope) -> Text:
+    """An event as one line of a screen's event log: seq, then what happened (failures in red)."""
+    style = "red" if env.type == "job_failed" else ""
+    return Text(f"{env.seq:>6} {event_line(env.type, env.body.model_dump())}", style=style)
+
+
+class SessionFeed(Widget):
+    """Every event of one session, once each and in order, handed to the handlers of its class."""
+
+    DEFAULT_CSS = "SessionFeed { display: none; }"
+
+    def __init__(self, root: Path, session: str) -> None:
+        super().__init__()
+        self.root = root
+        self.paths = resolve(root, session)
+        self.session_id = self.paths.id
+        self.seen_seq = 0
+        self.events_seen = 0
+        self.status = "?"
+        self._handlers: dict[type, list[Callable[[Any, Envelope], None]]] = {}
+        self._every: list[Callable[[Envelope], None]] = []
+        self._on_change: list[Callable[[], None]] = []
+        self._latest_only: set[type] = set()
+
+    # ---------------------------------------------------------------- registration
+
+    def handle(
+        self, kind: type[Body], handler: Callable[[Body, Envelope], None], *, latest_only: bool = False
+    ) -> None:
+        """Call ``handler(body, envelope)`` for each event of class ``kind``.
+
+        ``latest_only``: when events of this kind arrive faster than the screen draws, only the
+        newest is handled. Only for figures that the next event restates (a progress report),
+        never for events that build history (each step is a point of the loss curve).
+        """
+        self._handlers.setdefault(kind, []).append(handler)
+        if latest_only:
+            self._latest_only.add(kind)
+
+    def handle_every(self, handler: Callable[[Envelope], None]) -> None:
+        """Call ``handler(envelope)`` for every event, after the handlers of its class (an event log)."""
+        self._every.append(handler)
+
+    def on_change(self, handler: Callable[[], None]) -> None:
+        """Call ``handler()`` after each batch of events and each new status (to redraw a summary)."""
+        self._on_change.append(handler)
+
+    def start(self) -> None:
+        """Replay the journal, then follow; call once the screen's widgets are mounted."""
+        self._follow()
+        self.refresh_status()
+        self.set_interval(STATUS_EVERY_S, self.refresh_status)
+
+    # ---------------------------------------------------------------- events in
+
+    @work(thread=True, exclusive=True, group="follow")
+    def _follow(self) -> None:
+        from engine.client import EventFollower
+
+        worker = get_current_worker()
+        follower = EventFollower(self.paths)
+        try:
+            while not worker.is_cancelled:
+                events = follower.poll(timeout=POLL_S)
+                history = [env for env in events if type(env.body) not in self._latest_only]
+                newest = {type(env.body): env for env in events if type(env.body) in self._latest_only}
+                if history:
+                    self.post_message(EventsReceived(history))
+                for env in newest.values():
+                    self.post_message(LatestEventReceived(env))
+        finally:
+            follower.close()
+
+    @on(EventsReceived)
+    def _events_received(self, message: EventsReceived) -> None:
+        message.stop()
+        for env in message.events:
+            if env.seq is not None and env.seq <= self.seen_seq:
+                continue  # a follower restarted by a resume may repeat what was handled
+            self._dispatch(env)
+        self._changed()
+
+    @on(LatestEventReceived)
+    def _latest_received(self, message: LatestEventReceived) -> None:
+        message.stop()
+        self._dispatch(message.event)
+        self._changed()
+
+    def _dispatch(self, env: Envelope) -> None:
+        self.seen_seq = max(self.seen_seq, env.seq or 0)
+        self.events_seen += 1
+        for handler in self._handlers.get(type(env.body), ()):
+            handler(env.body, env)
+        for every in self._every:
+            every(env)
+
+    def _changed(self) -> None:
+        for handler in self._on_change:
+            handler()
+
+    # ---------------------------------------------------------------- status
+
+    @work(thread=True, exclusive=True, group="status")
+    def refresh_status(self) -> None:
+        try:
+            status = live_status(read_state(self.paths))
+        except Exception as exc:  # a damaged state file is shown, not fatal
+            status = f"damaged ({exc})"
+        self.post_message(StatusRefreshed(status))
+
+    @on(StatusRefreshed)
+    def _status_refreshed(self, message: StatusRefreshed) -> None:
+        message.stop()
+        self.status = message.status
+        self._changed()
+
+    # ---------------------------------------------------------------- controls
+
+    def control(self, command: str, checkpoint: str | None = None) -> None:
+        """Send pause, unpause, checkpoint, stop or resume (from ``checkpoint``) to this session."""
+        actions.send_control(self, self.root, self.session_id, command, checkpoint)
+
+    @on(CommandAnswered)
+    def _command_answered(self, message: CommandAnswered) -> None:
+        message.stop()
+        actions.notify_answer(self, message)
+        self.refresh_status()  # after a resume the follower reconnects to the new engine by itself
