@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine.config import load_toml
 from engine.errors import ConfigError
 
 
@@ -164,11 +164,8 @@ def parse_config(raw: dict[str, Any]) -> TrainConfig:
 
 
 def load_config(path: Path) -> TrainConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
-    return parse_config(raw)
+    """A config.toml file's training sections, validated; ConfigError naming the file or field."""
+    return parse_config(load_toml(path))
 
 
 _ABSENT = object()
