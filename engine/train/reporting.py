@@ -1,0 +1,173 @@
+"""The chief's outputs as callbacks: journalled events, state.json, TensorBoard, batch audit, model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine import protocol
+from engine.train.callbacks import Callback, StepReport
+
+if TYPE_CHECKING:
+    from engine.train.loop import Trainer
+
+STATE_EVERY_S = 1.0  # state.json is fsynced; once a second is plenty for `ftc ls`
+
+
+class Events(Callback):
+    """Journals and publishes the run's events: started, schedule, steps, evaluations, checkpoints, logs."""
+
+    def __init__(self, emit: Callable[[Any], object]) -> None:
+        self.emit = emit
+        self._first_step = 0
+        self._t0 = 0.0
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        s = trainer.state
+        self._first_step = s.step
+        self.emit(protocol.JobStarted(job="train", step=s.step, total_steps=s.total_steps))
+        # The planned schedule, so a monitor can draw the LR ahead of the current step. The update
+        # at 0-based s is reported as StepEnded.step s + 1, so the plan is drawn at s + 1 too.
+        planned = trainer.schedule.plan(s.total_steps, 200)
+        self.emit(
+            protocol.SchedulePlanned(
+                steps=[step + 1 for step, _ in planned], learning_rates=[lr for _, lr in planned]
+            )
+        )
+
+    def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
+        if report.step == self._first_step + 1:
+            self._t0 = time.monotonic()  # the first step includes tracing: time from its end
+            per_step = report.seconds
+        else:
+            per_step = (time.monotonic() - self._t0) / (report.step - self._first_step - 1)
+        self.emit(
+            protocol.StepEnded(
+                step=report.step,
+                total_steps=trainer.state.total_steps,
+                epoch=report.epoch,
+                loss=report.loss,
+                learning_rate=report.learning_rate,
+                grad_norm=report.grad_norm,
+                examples_per_s=report.examples / report.seconds,
+                tokens_per_s=report.tokens / report.seconds,
+                eta_s=per_step * (trainer.state.total_steps - report.step),
+            )
+        )
+
+    def on_evaluate(
+        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
+    ) -> None:
+        self.emit(
+            protocol.EvaluationEnded(
+                step=trainer.state.step, split=split, metrics=metrics, per_class=per_class
+            )
+        )
+
+    def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
+        self.emit(protocol.CheckpointSaved(step=step, path=str(path), reason=reason, metric=metric))
+
+    def on_log(self, trainer: Trainer, level: str, text: str) -> None:
+        self.emit(protocol.LogRecorded(level=level, text=text))  # type: ignore[arg-type]
+
+
+class SessionStatus(Callback):
+    """Keeps the session's state.json current: step, best metric, last checkpoint."""
+
+    def __init__(self, update_state: Callable[..., object]) -> None:
+        self.update_state = update_state
+        self._last = 0.0
+
+    def _progress(self, trainer: Trainer) -> None:
+        self.update_state(step=trainer.state.step, total_steps=trainer.state.total_steps)
+
+    def on_resume(self, trainer: Trainer, checkpoint: Path) -> None:
+        # Later checkpoints may have been set aside: the one resumed from is the last good one now.
+        self.update_state(last_checkpoint=str(checkpoint), last_checkpoint_step=trainer.state.step)
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._progress(trainer)
+        self._last = 0.0
+
+    def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
+        if time.monotonic() - self._last > STATE_EVERY_S:
+            self._progress(trainer)
+            self._last = time.monotonic()
+
+    def on_evaluate(
+        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
+    ) -> None:
+        s = trainer.state
+        if split == "validation" and s.best_step == s.step:  # a new best at this evaluation
+            self.update_state(best_metric=s.best, best_metric_name=trainer.t.early_stopping.metric)
+
+    def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
+        self.update_state(last_checkpoint=str(path), last_checkpoint_step=step)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self._progress(trainer)
+
+
+class TensorBoard(Callback):
+    """Writes the training and evaluation scalars under the session's tensorboard/."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.writer: Any = None
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        import tensorflow as tf
+
+        self.writer = tf.summary.create_file_writer(str(self.logdir))
+
+    def _scalars(self, values: dict[str, float], step: int) -> None:
+        from engine.train.runtime import scalar
+
+        with self.writer.as_default():
+            for tag, value in values.items():
+                scalar(tag, value, step)
+
+    def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
+        values = {"train/loss": report.loss, "train/grad_norm": report.grad_norm}
+        self._scalars({**values, "train/learning_rate": report.learning_rate}, report.step)
+
+    def on_evaluate(
+        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
+    ) -> None:
+        self._scalars({f"{split}/{k}": v for k, v in metrics.items()}, trainer.state.step)
+
+    def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
+        self.writer.flush()  # what a resumed run's curves continue from is on disk with its checkpoint
+
+    def on_close(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+
+class BatchAudit(Callback):
+    """FTC_BATCH_AUDIT=1: appends each step's row ids to <session>/batches.jsonl.
+
+    So a run across engine restarts can be audited from outside (the kill -9 tests do).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": report.step, "rows": report.rows()}) + "\n")
+
+
+class ModelExport(Callback):
+    """At the end, saves the model (best weights if restored, else final) and tokenizer in model/."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        trainer.model.save_pretrained(str(self.folder))
+        trainer.tokenizer.save_pretrained(str(self.folder))
