@@ -141,14 +141,14 @@ def engine_rate(journal: list[Any]) -> float:
 
 @contextlib.contextmanager
 def recording_events(record: Callable[[float, list[Any]], None]) -> Iterator[None]:
-    """Call ``record(now, events)`` as the monitor screen's EventsReceived handler starts.
+    """Call ``record(now, events)`` as the monitor's feed (``SessionFeed``) starts handling EventsReceived.
 
     Textual keeps ``@on`` handlers in the class's ``_decorated_handlers`` table (the function
     objects, so patching the attribute would not reach them); a plain ``on_events_received``
     is looked up by name. Either way the original runs unchanged after the timestamp.
     """
+    from tui.feed import SessionFeed
     from tui.messages import EventsReceived
-    from tui.screens.monitor import MonitorScreen
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         def handler(self: Any, message: Any) -> Any:
@@ -157,7 +157,7 @@ def recording_events(record: Callable[[float, list[Any]], None]) -> Iterator[Non
 
         return handler
 
-    table = MonitorScreen.__dict__.get("_decorated_handlers", {}).get(EventsReceived)
+    table = SessionFeed.__dict__.get("_decorated_handlers", {}).get(EventsReceived)
     if table:
         original = list(table)
         table[:] = [(wrap(fn), selectors) for fn, selectors in original]
@@ -165,17 +165,15 @@ def recording_events(record: Callable[[float, list[Any]], None]) -> Iterator[Non
             yield
         finally:
             table[:] = original
-    elif "on_events_received" in MonitorScreen.__dict__:
-        fn = MonitorScreen.__dict__["on_events_received"]
-        MonitorScreen.on_events_received = wrap(fn)  # type: ignore[attr-defined]
+    elif "on_events_received" in SessionFeed.__dict__:
+        fn = SessionFeed.__dict__["on_events_received"]
+        SessionFeed.on_events_received = wrap(fn)  # type: ignore[attr-defined]
         try:
             yield
         finally:
-            MonitorScreen.on_events_received = fn  # type: ignore[attr-defined]
+            SessionFeed.on_events_received = fn  # type: ignore[attr-defined]
     else:
-        raise RuntimeError(
-            "MonitorScreen has no EventsReceived handler to time; has tui/screens/monitor.py moved?"
-        )
+        raise RuntimeError("SessionFeed has no EventsReceived handler to time; has tui/feed.py moved?")
 
 
 async def _lag_in_console(root: Path, paths: Any, seconds: float) -> tuple[list[tuple[float, Any]], int]:
