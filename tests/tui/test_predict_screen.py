@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textual.app import App
 from textual.pilot import Pilot
+from textual.widgets import RichLog
 
 from engine import protocol
 from engine.journal import Journal
@@ -144,3 +145,47 @@ async def test_escape_in_ftc_predicts_own_screen_quits_rather_than_blanking(tmp_
         await pilot.press("escape")
         await pilot.pause()
         assert app.return_code == 0, "escape should quit the prediction app"
+
+
+async def test_a_flood_of_progress_reports_ends_on_the_newest_and_keeps_every_log_line(
+    tmp_path: Path,
+) -> None:
+    paths = SessionPaths(tmp_path / "20260101-000000-predict-f00d")
+    paths.create()
+    paths.config.write_text('[job]\nkind = "predict"\n')
+    write_state(paths, status="finished", job="predict", step=0, created=time.time())
+    journal = Journal(paths.events, paths.id)
+    for i in range(1, 401):
+        journal.append(protocol.ProgressReported(stage="predict", done=i * 100, total=40_000, rate=float(i)))
+        if i % 100 == 0:
+            journal.append(protocol.LogRecorded(text=f"chunk {i // 100} written"))
+    journal.close()
+    app = _App(tmp_path, paths.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, PredictScreen)
+        await _until(pilot, lambda: screen.feed.seen_seq == 404, "the whole journal")
+        await pilot.pause()
+        assert screen.progress is not None and screen.progress.done == 40_000, "the newest report is shown"
+        assert "40,000/40,000 rows" in screen_text(app)
+        logged = [line.text for line in screen.query_one("#predict-log", RichLog).lines]
+        # Reports may be skipped when they come faster than the screen draws; log lines never are.
+        chunks = [line.split("info: ", 1)[1].strip() for line in logged if "written" in line]
+        assert chunks == [f"chunk {n} written" for n in range(1, 5)]
+
+
+def test_a_progress_report_gives_way_to_a_newer_one_but_a_batch_of_events_never_does() -> None:
+    from tui.messages import EventsReceived, LatestEventReceived, StatusRefreshed
+
+    def report(done: int) -> protocol.Envelope:
+        return protocol.Envelope(
+            type="progress_reported",
+            session="s",
+            seq=done,
+            body=protocol.ProgressReported(stage="predict", done=done),
+        )
+
+    assert LatestEventReceived(report(1)).can_replace(LatestEventReceived(report(2)))
+    assert not LatestEventReceived(report(1)).can_replace(EventsReceived([report(2)]))
+    assert not EventsReceived([report(1)]).can_replace(EventsReceived([report(2)]))
+    assert StatusRefreshed("running").can_replace(StatusRefreshed("paused"))

@@ -23,7 +23,6 @@ from tui.format import duration
 from tui.status import status_text
 
 BAR_WIDTH = 10
-PREDICT_JOB = "predict"  # the [job] kind of sessions this screen shows
 LOG_LINES = 500
 
 
