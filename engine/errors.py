@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # a data test failed, or the job failed
     BAD_INPUT = 2  # refused before anything started: bad file, config, argument or session
     BUSY = 3  # the session is already served by another engine
+    INTERRUPTED = 130  # ctrl+c at a prompt or during a foreground command (128 + SIGINT, as shells do)
 
 
 class FtcError(Exception):

@@ -24,6 +24,7 @@ import zmq
 
 from engine import jobs, protocol
 from engine.config import ConfigError, job_kind, load_toml
+from engine.errors import ExitCode
 from engine.jobs.base import Control, JobContext, StopRequested
 from engine.journal import Journal
 from engine.session import (
@@ -249,11 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = SessionPaths(args.session_dir.resolve())
     if not _lock_session(paths):
         print(f"ftc engine: session {paths.id} is already served by another engine", file=sys.stderr)
-        return 3
+        return ExitCode.BUSY
     try:
         engine = Engine(paths, args.resume, args.checkpoint)
     except (ConfigError, zmq.ZMQError, OSError) as exc:
         print(f"ftc engine: cannot start session {paths.id}: {exc}", file=sys.stderr)
         write_state(paths, status="failed", message=f"engine could not start: {exc}", ended=time.time())
-        return 2
+        return ExitCode.BAD_INPUT
     return engine.run()

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ftc: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

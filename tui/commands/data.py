@@ -115,7 +115,7 @@ def _refused(command: str, exc: BaseException, where: str, interrupted: str = ""
     """Say in one line why ``ftc COMMAND`` stopped, and return its exit code."""
     if isinstance(exc, KeyboardInterrupt):
         print(f"ftc {command}: interrupted{interrupted}", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     if isinstance(exc, OSError):
         message = f"{exc.filename or where}: {exc.strerror or one_line(exc)}"
     else:
