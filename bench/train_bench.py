@@ -123,19 +123,21 @@ def _alive(pid: int) -> bool:
 
 
 def _progress(paths: SessionPaths) -> str:
-    from engine.journal import tail_dicts
+    from engine.journal import tail
+    from engine.protocol import ProgressReported, StepEnded
 
-    for event in reversed(tail_dicts(paths.events, 30)):
-        body: dict[str, Any] = event.get("body", {})  # type: ignore[assignment]
-        if event.get("type") == "step_ended" and body.get("loss") is not None:
+    for event in reversed(tail(paths.events, 30)):
+        body = event.body
+        if isinstance(body, StepEnded) and body.loss is not None:
             return (
-                f"step {body['step']}/{body['total_steps']} loss {body['loss']:.4f} "
-                f"lr {body['learning_rate']:.2e} {body['examples_per_s']:.1f} ex/s eta {body['eta_s']:.0f} s"
+                f"step {body.step}/{body.total_steps} loss {body.loss:.4f} "
+                f"lr {body.learning_rate or 0:.2e} {body.examples_per_s or 0:.1f} ex/s "
+                f"eta {body.eta_s or 0:.0f} s"
             )
-        if event.get("type") == "progress_reported":
-            return f"{body.get('stage')}: {body.get('done')} rows"
-        if event.get("type") in ("evaluation_ended", "checkpoint_saved", "log_recorded", "job_started"):
-            return f"{event['type']} {body}"[:160]
+        if isinstance(body, ProgressReported):
+            return f"{body.stage}: {body.done} rows"
+        if event.type in ("evaluation_ended", "checkpoint_saved", "log_recorded", "job_started"):
+            return f"{event.type} {body}"[:160]
     return "starting"
 
 

@@ -1,13 +1,14 @@
 """Throughput, ETA and the live label distribution of a prediction run, and their one-line rendering.
 
-No TensorFlow here: the CLI's plain output and the TUI screen render the same ``detail``.
+No TensorFlow here: the CLI's plain output and the TUI screen render the same typed ``detail``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+
+from engine import protocol
 
 STAGE = "predict"
 LAST_ROWS = 5
@@ -72,42 +73,41 @@ class Tracker:
         return self.real_tokens / elapsed if elapsed > 0 and self.real_tokens else None
 
 
-def line(body: dict[str, Any]) -> str:
+def line(report: protocol.ProgressReported) -> str:
     """One plain line for a prediction progress event: rows, speed, ETA, label mix and flags."""
-    d = body.get("detail") or {}
-    total = body.get("total") or d.get("estimated_total")
-    approx = "~" if body.get("total") is None and total else ""
-    done = f"{body['done']:,}" + (f"/{approx}{total:,}" if total else "")
-    parts = [f"{body.get('stage', STAGE)}: {done} rows"]
-    if body.get("rate"):
-        parts.append(f"{body['rate']:,.0f} rows/s")
-    if body.get("eta_s") is not None:
-        parts.append(f"eta {_duration(body['eta_s'])}")
-    if d.get("padding") is not None:
-        parts.append(f"pad {d['padding']:.0%}")
-    counts = d.get("label_counts") or {}
+    d = report.detail
+    total = report.total or d.estimated_total
+    approx = "~" if report.total is None and total else ""
+    done = f"{report.done:,}" + (f"/{approx}{total:,}" if total else "")
+    parts = [f"{report.stage}: {done} rows"]
+    if report.rate:
+        parts.append(f"{report.rate:,.0f} rows/s")
+    if report.eta_s is not None:
+        parts.append(f"eta {_duration(report.eta_s)}")
+    if d.padding is not None:
+        parts.append(f"pad {d.padding:.0%}")
+    counts = d.label_counts
     n = sum(counts.values())
     if n:
         parts.append(" ".join(f"{k} {v / n:.0%}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
-    flags = d.get("flag_counts") or {}
-    if flags:
-        parts.append("flagged " + " ".join(f"{k} {v:,}" for k, v in sorted(flags.items())))
+    if d.flag_counts:
+        parts.append("flagged " + " ".join(f"{k} {v:,}" for k, v in sorted(d.flag_counts.items())))
     return "  ".join(parts)
 
 
-def rows_line(rows: list[dict[str, Any]], n: int = PLAIN_ROWS, text_width: int = PLAIN_TEXT) -> str:
+def rows_line(rows: list[protocol.RowWritten], n: int = PLAIN_ROWS, text_width: int = PLAIN_TEXT) -> str:
     """The last rows written, on one short line: row, label (or flag), score and the text's start."""
     parts = []
     for r in rows[-n:]:
-        if r.get("label"):
-            score = "" if r.get("score") is None else f" {r['score']:.2f}"
-            what = f"{r['label']}{score}"
+        if r.label:
+            score = "" if r.score is None else f" {r.score:.2f}"
+            what = f"{r.label}{score}"
         else:
-            what = f"[{r.get('flag') or 'flagged'}]"
-        text = " ".join(str(r.get("text") or "").split())
+            what = f"[{r.flag or 'flagged'}]"
+        text = " ".join(r.text.split())
         if len(text) > text_width:
             text = text[: text_width - 1] + "…"
-        parts.append(f"#{r['row']:,} {what}" + (f" {text!r}" if text else ""))
+        parts.append(f"#{r.row:,} {what}" + (f" {text!r}" if text else ""))
     return "last rows: " + " | ".join(parts)
 
 

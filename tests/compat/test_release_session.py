@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from engine import protocol
 from engine.journal import JournalReader
 from engine.launcher import create_session, start_engine
 from engine.session import SessionPaths, list_sessions, live_status, read_state
@@ -111,3 +113,34 @@ def test_bookkeeping_changes_do_not_refuse_a_resume(old_session: Path, changed: 
     start_engine(paths, resume=True)
     _finish(paths)
     assert read_state(paths)["step"] == TOTAL
+
+
+def test_plain_attach_to_a_newer_minors_journal_shows_what_it_knows_and_says_what_it_skips(
+    sessions_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal a newer ftc wrote (an added field, an added event type): every known event, one note each."""
+    from tui.commands.follow import follow_plain
+
+    target = sessions_root / TRAIN_ID
+    shutil.copytree(TRAIN_FIXTURE, target)
+    newer = f"{protocol.MAJOR}.{protocol.MINOR + 1}"
+    lines = []
+    for raw in (TRAIN_FIXTURE / "events.jsonl").read_text().splitlines():
+        event = json.loads(raw)
+        event["v"] = newer
+        if event["type"] == "step_ended":
+            event["body"]["gpu_util"] = 0.5
+        lines.append(json.dumps(event))
+        if event["type"] == "evaluation_ended":
+            lines.append(json.dumps({**event, "type": "confusion_computed", "body": {"matrix": [[1]]}}))
+    (target / "events.jsonl").write_text("\n".join(lines) + "\n")
+    assert follow_plain(SessionPaths(target)) == 0  # the fixture ended "stopped"
+    out, err = capsys.readouterr()
+    assert [ln.split("] ")[1].split("/")[0] for ln in out.splitlines() if "] step " in ln] == [
+        f"step {n}" for n in range(1, 13)
+    ]
+    assert len([ln for ln in out.splitlines() if "] eval@" in ln]) == 3
+    assert len([ln for ln in out.splitlines() if "] checkpoint at step" in ln]) == 3
+    notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
+    assert len(notes) == 2, err
+    assert any("gpu_util" in n for n in notes) and any("confusion_computed" in n for n in notes)

@@ -19,12 +19,14 @@ from tui.cli import main as ftc
 from tui.commands.follow import follow_plain as follow
 
 
-def _rows(first: int, n: int) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = [
-        {"row": r, "label": "pos", "score": 0.9123, "flag": "", "text": f"row {r} lovely\ntrain ride " * 5}
+def _rows(first: int, n: int) -> list[protocol.RowWritten]:
+    rows = [
+        protocol.RowWritten(
+            row=r, label="pos", score=0.9123, flag="", text=f"row {r} lovely\ntrain ride " * 5
+        )
         for r in range(first, first + n)
     ]
-    rows[0] = {"row": first, "label": "", "score": None, "flag": "empty_text", "text": ""}
+    rows[0] = protocol.RowWritten(row=first, label="", score=None, flag="empty_text", text="")
     return rows
 
 
@@ -34,12 +36,12 @@ def _finished_session(root: Path) -> SessionPaths:
     write_state(paths, status="finished", job="predict", step=200, created=time.time())
     journal = Journal(paths.events, paths.id)
     journal.append(protocol.JobStarted(job="predict", step=0))
-    detail = {"label_counts": {"pos": 80, "neg": 20}, "estimated_total": 200}
+    detail = protocol.ProgressDetail(label_counts={"pos": 80, "neg": 20}, estimated_total=200)
     # A report inside a chunk (no rows yet), one per chunk with its last rows, and the final one
     # that repeats the last chunk's rows.
     journal.append(protocol.ProgressReported(stage="predict", done=50, rate=25.0, eta_s=6.0, detail=detail))
     for done, last in ((100, _rows(96, 5)), (200, _rows(196, 5)), (200, _rows(196, 5))):
-        body = {**detail, "last_rows": last}
+        body = detail.model_copy(update={"last_rows": last})
         journal.append(protocol.ProgressReported(stage="predict", done=done, rate=25.0, detail=body))
     journal.append(protocol.EngineStopped(status="finished"))
     journal.close()

@@ -15,6 +15,7 @@ def follow_plain(paths: Any, out: Any = None) -> int:
     """
     from engine.client import EventFollower
     from engine.predict.progress import STAGE, line, rows_line
+    from engine.protocol import EngineStopped, ProgressReported
     from engine.session import LIVE_STATUSES, live_status, read_state
     from tui.format import event_line
 
@@ -26,19 +27,18 @@ def follow_plain(paths: Any, out: Any = None) -> int:
     def show(events: list[Any]) -> None:
         nonlocal status, shown_row
         for env in events:
-            body = env.body.model_dump()
-            ours = env.type == "progress_reported" and body.get("stage") == STAGE
-            print(
-                f"[{env.seq}] {(line(body) if ours else None) or event_line(env.type, body)}",
-                file=out,
-                flush=True,
-            )
-            rows = (body.get("detail") or {}).get("last_rows") if ours else None
-            if rows and rows[-1].get("row") != shown_row:
-                shown_row = rows[-1].get("row")
+            body = env.body
+            ours = isinstance(body, ProgressReported) and body.stage == STAGE
+            text = line(body) if isinstance(body, ProgressReported) and ours else ""
+            print(f"[{env.seq}] {text or event_line(env.type, body.model_dump())}", file=out, flush=True)
+            rows = body.detail.last_rows if isinstance(body, ProgressReported) and ours else None
+            if rows and rows[-1].row != shown_row:
+                shown_row = rows[-1].row
                 print(f"[{env.seq}] {rows_line(rows)}", file=out, flush=True)
-            if env.type == "engine_stopped":
-                status = body["status"]
+            if isinstance(body, EngineStopped):
+                status = body.status
+        for notice in follower.notices():  # what this ftc left out of a newer one's events: once each
+            print(f"note: {notice}", file=sys.stderr, flush=True)
 
     try:
         while not follower.ended:

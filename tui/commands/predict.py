@@ -127,9 +127,10 @@ def outcome(paths: Any) -> int:
         return ExitCode.OK
     if status in ("finished", "stopped"):
         return ExitCode.OK
-    from engine.journal import tail_dicts
+    from engine.journal import tail
+    from engine.protocol import JobFailed
 
-    failed = [e.get("body") for e in tail_dicts(paths.events) if e.get("type") == "job_failed"]
-    reason = str(failed[-1].get("error_text", "")) if failed and isinstance(failed[-1], dict) else ""
+    failed = [e.body for e in tail(paths.events) if isinstance(e.body, JobFailed)]
+    reason = failed[-1].error_text if failed else ""
     print(f"prediction {status}{': ' + reason if reason else ''} (see {paths.log})", file=sys.stderr)
     return ExitCode.FAILED
