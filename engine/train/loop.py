@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,14 @@ class Trainer:
         *,
         record_batches: bool = False,
         is_chief: bool = True,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.cfg, self.t, self.ctx = cfg, cfg.train, ctx
         self.data_dir = data_dir
         self.manifest = read_manifest(data_dir)
         self.labels: list[str] = list(self.manifest["labels"])
         self._is_chief = is_chief
+        self._extra_callbacks = list(callbacks)  # after ftc's own, on every worker
         # (step, row ids) of every step, for audits and resume tests; off by default: it grows with the run.
         self.record_batches = record_batches
         self.batch_log: list[tuple[int, list[int]]] = []
@@ -137,7 +139,7 @@ class Trainer:
         """Every worker schedules evaluations and stops early; only the chief writes anything."""
         shared: list[Callback] = [EvaluationSchedule(self.t.eval_every_steps), EarlyStopping(self.t)]
         if not self.is_chief:
-            return CallbackList(shared)
+            return CallbackList([*shared, *self._extra_callbacks])
         paths = self.ctx.paths
         self.checkpointing = Checkpointing(self.ckpt_dir, self.t)
         # FTC_BATCH_AUDIT=1: each step's rows go to <session>/batches.jsonl (the kill -9 tests read it).
@@ -151,6 +153,7 @@ class Trainer:
                 ModelExport(paths.model),
                 SessionStatus(self.ctx.update_state),
                 self.checkpointing,
+                *self._extra_callbacks,
             ]
         )
 

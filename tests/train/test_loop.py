@@ -14,6 +14,7 @@ import pytest
 from engine.jobs.base import StopRequested
 from engine.model import load_for_prediction, load_model
 from engine.train import checkpoints as ck
+from engine.train.callbacks import Callback, StepReport
 from engine.train.config import ConfigError, parse_config
 from engine.train.job import run as run_job
 from engine.train.loop import Trainer
@@ -304,3 +305,70 @@ def test_a_failed_background_checkpoint_fails_the_job(
         trainer.run()
     assert not rec.of("CheckpointSaved")
     assert max(s.step for s in rec.of("StepEnded")) < 8  # stopped at the failure, not at the end
+
+
+class _Hooks(Callback):
+    """Notes every hook the trainer calls, with what identifies it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.calls.append(("train_begin", trainer.state.step))
+
+    def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
+        self.calls.append(("step_end", report.step))
+
+    def on_evaluate(self, trainer: Trainer, split: str, metrics: Any, per_class: Any) -> None:
+        self.calls.append(("evaluate", trainer.state.step, split))
+
+    def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
+        self.calls.append(("save", step, reason))
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.calls.append(("train_end", trainer.state.step))
+
+    def on_close(self, trainer: Trainer) -> None:
+        self.calls.append(("close",))
+
+
+def test_callbacks_are_called_at_each_point_in_order(tiny_tf: Path, tiny_data: Path, tmp_path: Path) -> None:
+    cfg = train_config(tiny_tf, tiny_data, max_steps=3, eval_every_steps=2)
+    ctx, rec = make_ctx(tmp_path / "s", config=cfg)
+    hooks = _Hooks()
+    Trainer(parse_config(cfg), tiny_data, ctx, callbacks=[hooks]).run()
+    assert hooks.calls == [
+        ("train_begin", 0),
+        ("step_end", 1),
+        ("step_end", 2),
+        ("evaluate", 2, "validation"),
+        ("save", 2, "best"),  # the first evaluation is the best so far
+        ("step_end", 3),
+        ("save", 3, "final"),
+        ("evaluate", 3, "test"),
+        ("train_end", 3),
+        ("close",),
+    ]
+    assert [(e.step, e.reason) for e in rec.of("CheckpointSaved")] == [(2, "best"), (3, "final")]
+
+
+def test_a_worker_that_is_not_the_chief_trains_alike_and_writes_nothing(
+    full_run, tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full, _, full_summary = full_run
+    monkeypatch.setenv("FTC_BATCH_AUDIT", "1")
+    # Without restore_best: restoring reads the chief's best checkpoint, which this worker has no copy of.
+    cfg = train_config(tiny_tf, tiny_data, **RESUME, early_stopping={"restore_best": False})
+    root = tmp_path / "session"
+    ctx, rec = make_ctx(root, config=cfg)
+    worker = Trainer(parse_config(cfg), tiny_data, ctx, record_batches=True, is_chief=False)
+    assert not worker.is_chief
+    summary = worker.run()
+    assert rec.events == [] and rec.state == {}  # nothing journalled, published or put in state.json
+    assert [p for p in root.rglob("*") if p.is_file()] == []  # no checkpoint, tensorboard, model, audit
+    assert worker.batch_log == full.batch_log
+    assert (summary["steps"], summary["best_step"]) == (18, full_summary["best_step"])
+    assert worker.state.history == full.state.history
+    chief = ck.load_arrays(full.ckpt_dir / "ckpt-18", "weights.npz")
+    for var, value in zip(worker.model.variables, chief, strict=True):
+        np.testing.assert_array_equal(var.numpy(), value)
