@@ -19,7 +19,13 @@ from textual.worker import get_current_worker
 from engine.session import live_status, read_state, resolve
 from tui import actions
 from tui.format import event_line
-from tui.messages import CommandAnswered, EventsReceived, LatestEventReceived, StatusRefreshed
+from tui.messages import (
+    CommandAnswered,
+    EventsReceived,
+    LatestEventReceived,
+    NoticesReceived,
+    StatusRefreshed,
+)
 
 if TYPE_CHECKING:
     from engine.protocol import Envelope
@@ -28,6 +34,11 @@ POLL_S = 0.2
 STATUS_EVERY_S = 1.0
 
 Body = TypeVar("Body")
+
+
+def notice_line(notice: str) -> Text:
+    """A notice (what the feed left out, said once) as one line of a screen's event log."""
+    return Text(f"  note {notice}", style="yellow")
 
 
 def log_line(env: Envelope) -> Text:
@@ -52,6 +63,7 @@ class SessionFeed(Widget):
         self._handlers: dict[type, list[Callable[[Any, Envelope], None]]] = {}
         self._every: list[Callable[[Envelope], None]] = []
         self._on_change: list[Callable[[], None]] = []
+        self._on_notice: list[Callable[[str], None]] = []
         self._latest_only: set[type] = set()
 
     # ---------------------------------------------------------------- registration
@@ -77,6 +89,10 @@ class SessionFeed(Widget):
         """Call ``handler()`` after each batch of events and each new status (to redraw a summary)."""
         self._on_change.append(handler)
 
+    def on_notice(self, handler: Callable[[str], None]) -> None:
+        """Call ``handler(text)`` once for each kind of thing the feed left out (never silently)."""
+        self._on_notice.append(handler)
+
     def start(self) -> None:
         """Replay the journal, then follow; call once the screen's widgets are mounted."""
         self._follow()
@@ -100,6 +116,9 @@ class SessionFeed(Widget):
                     self.post_message(EventsReceived(history))
                 for env in newest.values():
                     self.post_message(LatestEventReceived(env))
+                notices = follower.notices()
+                if notices:
+                    self.post_message(NoticesReceived(notices))
         finally:
             follower.close()
 
@@ -117,6 +136,13 @@ class SessionFeed(Widget):
         message.stop()
         self._dispatch(message.event)
         self._changed()
+
+    @on(NoticesReceived)
+    def _notices_received(self, message: NoticesReceived) -> None:
+        message.stop()
+        for notice in message.notices:
+            for handler in self._on_notice:
+                handler(notice)
 
     def _dispatch(self, env: Envelope) -> None:
         self.seen_seq = max(self.seen_seq, env.seq or 0)

@@ -38,6 +38,13 @@ class LatestEventReceived(Message):
 
 
 @dataclass
+class NoticesReceived(Message):
+    """What the feed left out of a session's events (a newer ftc's fields or types, damaged lines)."""
+
+    notices: list[str]
+
+
+@dataclass
 class StatusRefreshed(Message):
     """A session's status word, read again from its state file."""
 

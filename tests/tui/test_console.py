@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -111,7 +112,9 @@ async def test_monitor_replays_history_then_follows_live(start_selftest, session
         await pilot.pause(0.6)  # one plot refresh
         text = screen_text(app)
         assert "running" in text and "loss" in text and "learning rate" in text
-        assert f"step {loss.steps[-1]}" in text or f"step {loss.steps[-1] - 1}" in text
+        # The header shows a live step (drawn at the last refresh; on a busy machine a few steps behind).
+        shown = re.search(r"step (\d+)", text)
+        assert shown is not None and replayed + 10 <= int(shown.group(1)) <= loss.steps[-1], text
         await pilot.press("escape")
         assert isinstance(app.screen, SessionsScreen)
     # Quitting the console leaves the engine running.

@@ -24,7 +24,7 @@ from engine.protocol import (
     StepEnded,
 )
 from tui import keymap
-from tui.feed import SessionFeed, log_line
+from tui.feed import SessionFeed, log_line, notice_line
 from tui.format import duration
 from tui.status import status_text
 from tui.widgets.curves import LearningRatePanel, LossPanel
@@ -54,6 +54,7 @@ class MonitorScreen(Screen[None]):
         self.feed.handle(EvaluationEnded, self.evaluation_ended)
         self.feed.handle(CheckpointSaved, self.checkpoint_saved)
         self.feed.handle_every(self.log_event)
+        self.feed.on_notice(self.log_notice)
         self.feed.on_change(self.update_status_line)
 
     def compose(self) -> ComposeResult:
@@ -119,6 +120,9 @@ class MonitorScreen(Screen[None]):
 
     def checkpoint_saved(self, saved: CheckpointSaved, env: Envelope) -> None:
         self.query_one(CheckpointTable).add(saved, env.ts)
+
+    def log_notice(self, text: str) -> None:
+        self.query_one("#event-log", RichLog).write(notice_line(text))
 
     def log_event(self, env: Envelope) -> None:
         if isinstance(env.body, SchedulePlanned):

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Sta
 from engine.predict.progress import STAGE
 from engine.protocol import Envelope, ProgressReported
 from tui import keymap
-from tui.feed import SessionFeed, log_line
+from tui.feed import SessionFeed, log_line, notice_line
 from tui.format import duration
 from tui.status import status_text
 
@@ -113,6 +113,7 @@ class PredictScreen(Screen[None]):
         # Each report restates the whole picture: when they come faster than we draw, the newest will do.
         self.feed.handle(ProgressReported, self.progress_reported, latest_only=True)
         self.feed.handle_every(self.log_event)
+        self.feed.on_notice(self.log_notice)
         self.feed.on_change(self.update_status_line)
 
     def compose(self) -> ComposeResult:
@@ -135,6 +136,9 @@ class PredictScreen(Screen[None]):
         self.feed.start()
 
     # ---------------------------------------------------------------- events in
+
+    def log_notice(self, text: str) -> None:
+        self.query_one("#predict-log", RichLog).write(notice_line(text))
 
     def log_event(self, env: Envelope) -> None:
         if isinstance(env.body, ProgressReported) and env.body.stage == STAGE:
