@@ -39,16 +39,8 @@ def fault(point: str, step: int | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a folder's entries (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Make a file's content, or a folder's entries (a rename, a new file), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -67,7 +59,7 @@ def write_synced(path: Path, write: Callable[[BinaryIO], object]) -> None:
 def replace(tmp: Path, final: Path) -> None:
     """Rename a finished temp file or folder over final and make the rename durable."""
     os.replace(tmp, final)
-    fsync_dir(final.parent)
+    fsync(final.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o600) -> None:

@@ -21,7 +21,7 @@ from engine.data.readers import DEFAULT_CHUNK_ROWS, Source, iter_chunks
 from engine.data.scan import Progress, report, scan
 from engine.data.shards import MANIFEST, SHARD_KEY, SPLITS, shard_relpath
 from engine.data.validate import RejectsWriter, validate
-from engine.fsio import atomic_write_json, fsync_file, replace
+from engine.fsio import atomic_write_json, fsync, replace
 
 # Rows per temporary bucket: a bucket is shuffled in memory, so this bounds memory whatever the file size.
 BUCKET_ROWS = 100_000
@@ -330,7 +330,7 @@ def _write_one(
     tmp = out / f"{rel}.tmp"
     frame.to_hdf(tmp, key=SHARD_KEY, format="table", complevel=opts.complevel, complib="blosc:lz4", mode="w")
     # The manifest written after the shards vouches for them: they must be on disk before it is.
-    fsync_file(tmp)
+    fsync(tmp)
     replace(tmp, out / rel)
     # Content hash (not file bytes, which carry HDF5 metadata): same data and seed give the same fingerprint.
     digest.update(rel.encode())

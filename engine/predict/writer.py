@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import OutputError
-from engine.fsio import atomic_write_json, fault, fsync_file, replace
+from engine.fsio import atomic_write_json, fault, fsync, replace
 from engine.predict.source import FLAG_WIDTH
 
 KEY = "predictions"
@@ -204,7 +204,7 @@ class PredictionWriter:
                     store.get_storer(KEY).attrs.ftc = json.dumps(self.cursor["meta"])
                 fault("predict_append")  # rows handed to HDF5, nothing flushed
                 store.flush(fsync=True)
-        fsync_file(self.output)
+        fsync(self.output)
         fault("predict_flushed")  # rows durable, cursor not yet moved
         counts = self.cursor["label_counts"]
         for name, n in frame.loc[frame["flag"] == "", "label"].value_counts().items():

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from engine.errors import CheckpointError
-from engine.fsio import fault, fsync_dir, write_synced
+from engine.fsio import fault, fsync, write_synced
 from engine.train.config import semantic_changes
 
 MARKER = "COMPLETE"
@@ -73,11 +73,11 @@ def save(
     sha256 = {name: _sha256(tmp / name) for name in files}
     marker = {"step": step, "time": time.time(), "files": files, "sha256": sha256}
     write_synced(tmp / MARKER, lambda fh: fh.write(json.dumps(marker).encode()))
-    fsync_dir(tmp)
+    fsync(tmp)
     if final.exists():  # a half-written leftover under the final name (no marker): replace it
         shutil.rmtree(final)
     os.rename(tmp, final)
-    fsync_dir(root)
+    fsync(root)
     return final
 
 
@@ -315,8 +315,8 @@ def set_aside(root: Path, after_step: int) -> Path | None:
     folder.mkdir()
     for path in later:
         os.rename(path, folder / path.name)
-    fsync_dir(folder)
-    fsync_dir(root)
+    fsync(folder)
+    fsync(root)
     return folder
 
 
