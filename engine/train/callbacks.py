@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.train.loop import Trainer
+    from engine.train.metrics import Figures
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,7 @@ class Callback:
     def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
         """After an optimizer step; ``trainer.state`` is already past it."""
 
-    def on_evaluate(
-        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
-    ) -> None:
+    def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
         """After an evaluation of ``split`` at ``trainer.state.step``."""
 
     def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
@@ -91,11 +90,9 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.on_step_end(trainer, report)
 
-    def on_evaluate(
-        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
-    ) -> None:
+    def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
         for cb in self.callbacks:
-            cb.on_evaluate(trainer, split, metrics, per_class)
+            cb.on_evaluate(trainer, split, figures)
 
     def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
         for cb in self.callbacks:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,20 +10,11 @@ import numpy as np
 from engine.train.batches import EpochPlan, SplitReader
 from engine.train.callbacks import Callback, StepReport
 from engine.train.config import TrainSection
-from engine.train.metrics import evaluate_logits
+from engine.train.metrics import Figures, evaluate_logits
 from engine.train.state import Evaluation
 
 if TYPE_CHECKING:
     from engine.train.loop import Trainer
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """An evaluation's metrics, per-class figures, and the classes the split has no example of."""
-
-    metrics: dict[str, float]
-    per_class: dict[str, dict[str, float]]
-    absent: list[str]
 
 
 class Evaluator:
@@ -53,7 +43,7 @@ class Evaluator:
             )
         return self._logits_fn(ids, mask)
 
-    def run(self, split: str, t: TrainSection) -> EvaluationResult:
+    def run(self, split: str, t: TrainSection) -> Figures:
         plan = EpochPlan(
             SplitReader(self.data_dir, split, self.manifest),
             self.tokenizer,
@@ -67,9 +57,7 @@ class Evaluator:
         for b in plan.batches():
             logits.append(self._logits(b.input_ids, b.attention_mask).numpy())
             labels.append(b.labels)
-        metrics, per_class = evaluate_logits(np.concatenate(logits), np.concatenate(labels), self.labels)
-        absent = [name for name, figures in per_class.items() if not figures["support"]]
-        return EvaluationResult(metrics, per_class, absent)
+        return evaluate_logits(np.concatenate(logits), np.concatenate(labels), self.labels)
 
 
 class EvaluationSchedule(Callback):
@@ -96,11 +84,10 @@ class EarlyStopping(Callback):
     def on_train_begin(self, trainer: Trainer) -> None:
         trainer.control.should_training_stop = trainer.state.stopped_early
 
-    def on_evaluate(
-        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
-    ) -> None:
+    def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
         if split != "validation":
             return
+        metrics = figures.metrics
         es, s = self.es, trainer.state
         s.history.append(Evaluation(step=s.step, metrics=metrics))
         value = metrics.get(es.metric)

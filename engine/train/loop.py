@@ -280,7 +280,7 @@ class Trainer:
                 f"the {split} split has no examples of {', '.join(result.absent)}: their F1 counts as 0 "
                 "in macro_f1 and roc_auc averages over the classes present",
             )
-        self.callbacks.on_evaluate(self, split, result.metrics, result.per_class)
+        self.callbacks.on_evaluate(self, split, result)
         return result.metrics
 
     # ------------------------------------------------------------ checkpoints

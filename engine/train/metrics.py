@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One evaluation's figures. Each field is a field of the EvaluationEnded event of the same name,
+    so a new figure is computed here, declared in engine/protocol.py, and reaches every reader."""
+
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+
+    @property
+    def absent(self) -> list[str]:
+        """The classes the split has no example of."""
+        return [name for name, figures in self.per_class.items() if not figures["support"]]
+
+    def payload(self) -> dict[str, Any]:
+        """The fields of the EvaluationEnded event."""
+        return asdict(self)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -14,10 +33,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate_logits(
-    logits: np.ndarray, labels: np.ndarray, names: list[str]
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """(metrics, per_class) from logits and true label ids; metrics are named as in EVAL_METRICS."""
+def evaluate_logits(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> Figures:
+    """The figures of logits against true label ids; metrics are named as in EVAL_METRICS."""
     from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
     probs = softmax(logits.astype(np.float64))
@@ -45,4 +62,4 @@ def evaluate_logits(
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": float(s[i])}
         for i, name in enumerate(names)
     }
-    return metrics, per_class
+    return Figures(metrics, per_class)

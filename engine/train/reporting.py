@@ -13,6 +13,7 @@ from engine.train.callbacks import Callback, StepReport
 
 if TYPE_CHECKING:
     from engine.train.loop import Trainer
+    from engine.train.metrics import Figures
 
 STATE_EVERY_S = 1.0  # state.json is fsynced; once a second is plenty for `ftc ls`
 
@@ -58,14 +59,8 @@ class Events(Callback):
             )
         )
 
-    def on_evaluate(
-        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
-    ) -> None:
-        self.emit(
-            protocol.EvaluationEnded(
-                step=trainer.state.step, split=split, metrics=metrics, per_class=per_class
-            )
-        )
+    def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
+        self.emit(protocol.EvaluationEnded(step=trainer.state.step, split=split, **figures.payload()))
 
     def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
         self.emit(protocol.CheckpointSaved(step=step, path=str(path), reason=reason, metric=metric))
@@ -97,9 +92,7 @@ class SessionStatus(Callback):
             self._progress(trainer)
             self._last = time.monotonic()
 
-    def on_evaluate(
-        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
-    ) -> None:
+    def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
         s = trainer.state
         if split == "validation" and s.best_step == s.step:  # a new best at this evaluation
             self.update_state(best_metric=s.best, best_metric_name=trainer.t.early_stopping.metric)
@@ -134,10 +127,8 @@ class TensorBoard(Callback):
         values = {"train/loss": report.loss, "train/grad_norm": report.grad_norm}
         self._scalars({**values, "train/learning_rate": report.learning_rate}, report.step)
 
-    def on_evaluate(
-        self, trainer: Trainer, split: str, metrics: dict[str, float], per_class: dict[str, dict[str, float]]
-    ) -> None:
-        self._scalars({f"{split}/{k}": v for k, v in metrics.items()}, trainer.state.step)
+    def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
+        self._scalars({f"{split}/{k}": v for k, v in figures.metrics.items()}, trainer.state.step)
 
     def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
         self.writer.flush()  # what a resumed run's curves continue from is on disk with its checkpoint

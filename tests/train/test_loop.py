@@ -319,7 +319,7 @@ class _Hooks(Callback):
     def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
         self.calls.append(("step_end", report.step))
 
-    def on_evaluate(self, trainer: Trainer, split: str, metrics: Any, per_class: Any) -> None:
+    def on_evaluate(self, trainer: Trainer, split: str, figures: Any) -> None:
         self.calls.append(("evaluate", trainer.state.step, split))
 
     def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:

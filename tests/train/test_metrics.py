@@ -16,7 +16,8 @@ def _logits(n: int, classes: int, seed: int = 0) -> np.ndarray:
 
 def test_every_metric_early_stopping_accepts_is_computed() -> None:
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
-    metrics, per_class = evaluate_logits(_logits(8, 3), labels, ["a", "b", "c"])
+    figures = evaluate_logits(_logits(8, 3), labels, ["a", "b", "c"])
+    metrics, per_class = figures.metrics, figures.per_class
     assert set(metrics) == set(EVAL_METRICS)
     assert per_class["a"]["support"] == 3
 
@@ -25,7 +26,7 @@ def test_every_metric_early_stopping_accepts_is_computed() -> None:
 def test_roc_auc_is_sklearns_one_vs_rest_when_every_class_is_present(classes: int) -> None:
     labels = np.arange(40) % classes
     logits = _logits(40, classes, seed=1)
-    metrics, _ = evaluate_logits(logits, labels, [f"c{i}" for i in range(classes)])
+    metrics = evaluate_logits(logits, labels, [f"c{i}" for i in range(classes)]).metrics
     probs = softmax(logits)
     expected = (
         roc_auc_score(labels, probs[:, 1])
@@ -38,9 +39,9 @@ def test_roc_auc_is_sklearns_one_vs_rest_when_every_class_is_present(classes: in
 def test_roc_auc_over_the_classes_present_and_absent_for_one_class() -> None:
     labels = np.array([0, 2, 0, 2, 2, 0])  # class 1 missing from the split
     logits = _logits(6, 3, seed=2)
-    metrics, _ = evaluate_logits(logits, labels, ["a", "b", "c"])
+    metrics = evaluate_logits(logits, labels, ["a", "b", "c"]).metrics
     probs = softmax(logits)
     expected = np.mean([roc_auc_score(labels == c, probs[:, c]) for c in (0, 2)])
     assert metrics["roc_auc"] == pytest.approx(expected)
-    only_one, _ = evaluate_logits(logits, np.zeros(6, dtype=int), ["a", "b", "c"])
+    only_one = evaluate_logits(logits, np.zeros(6, dtype=int), ["a", "b", "c"]).metrics
     assert "roc_auc" not in only_one and "macro_f1" in only_one
