@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +10,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import RichLog
 
-from engine import protocol
-from tests.compat.conftest import PREDICT_FIXTURE, TRAIN_FIXTURE, TRAIN_ID
+from tests.compat.conftest import PREDICT_FIXTURE, TRAIN_FIXTURE, TRAIN_ID, as_newer_minor
 from tests.tui.screen_text import screen_text
 from tui.app import FtcApp
 from tui.screens.monitor import MonitorScreen
@@ -56,18 +54,7 @@ async def test_monitor_replays_a_0_1_0_training_session(old_session: Path, sessi
 async def test_monitor_shows_a_newer_minors_journal_and_says_what_it_skips(sessions_root: Path) -> None:
     target = sessions_root / TRAIN_ID
     shutil.copytree(TRAIN_FIXTURE, target)
-    newer = f"{protocol.MAJOR}.{protocol.MINOR + 1}"
-    lines = []
-    for raw in (TRAIN_FIXTURE / "events.jsonl").read_text().splitlines():
-        event = json.loads(raw)
-        event["v"] = newer
-        if event["type"] == "evaluation_ended":
-            event["body"]["confusion"] = [[1, 0], [0, 1]]  # a field added by a newer ftc
-            lines.append(json.dumps(event))
-            lines.append(json.dumps({**event, "type": "confusion_computed", "body": {"matrix": [[1]]}}))
-            continue
-        lines.append(json.dumps(event))
-    (target / "events.jsonl").write_text("\n".join(lines) + "\n")
+    as_newer_minor(target, {"evaluation_ended": {"confusion": [[1, 0], [0, 1]]}})
     app = FtcApp(sessions_root, attach=TRAIN_ID)
     async with app.run_test(size=(100, 30)) as pilot:
         monitor = app.screen

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine import protocol
 from engine.journal import JournalReader
 from engine.launcher import create_session, start_engine
 from engine.session import SessionPaths, list_sessions, live_status, read_state
 from engine.train import checkpoints as ck
-from tests.compat.conftest import PREDICT_FIXTURE, TRAIN_FIXTURE, TRAIN_ID
+from tests.compat.conftest import PREDICT_FIXTURE, TRAIN_FIXTURE, TRAIN_ID, as_newer_minor
 from tests.conftest import wait_for
+from tests.fixtures.make_release_fixture import CONFIG
 
 TOTAL = 24  # [train] max_steps of the fixture
 
@@ -66,23 +65,7 @@ def test_old_session_resumes_to_the_weights_of_an_uninterrupted_run(
     assert read_state(paths)["step"] == TOTAL
 
     # The same configuration, from scratch, in one go under this release.
-    config = {
-        "job": {"kind": "train"},
-        "model": {"source": "model-src"},
-        "data": {"source": "raw.csv", "text_col": "text", "label_col": "label", "shard_rows": 100},
-        "train": {
-            "seed": 7,
-            "max_steps": 24,
-            "batch_size": 16,
-            "max_length": 32,
-            "learning_rate": 3e-3,
-            "warmup_steps": 2,
-            "eval_every_steps": 4,
-            "checkpoint_every_steps": 4,
-            "keep_last": 2,
-        },
-    }
-    fresh = create_session(sessions_root, config, name="fresh")
+    fresh = create_session(sessions_root, CONFIG, name="fresh")
     shutil.copytree(TRAIN_FIXTURE / "model-src", fresh.root / "model-src")
     shutil.copy2(TRAIN_FIXTURE / "raw.csv", fresh.root / "raw.csv")
     start_engine(fresh)
@@ -123,17 +106,7 @@ def test_plain_attach_to_a_newer_minors_journal_shows_what_it_knows_and_says_wha
 
     target = sessions_root / TRAIN_ID
     shutil.copytree(TRAIN_FIXTURE, target)
-    newer = f"{protocol.MAJOR}.{protocol.MINOR + 1}"
-    lines = []
-    for raw in (TRAIN_FIXTURE / "events.jsonl").read_text().splitlines():
-        event = json.loads(raw)
-        event["v"] = newer
-        if event["type"] == "step_ended":
-            event["body"]["gpu_util"] = 0.5
-        lines.append(json.dumps(event))
-        if event["type"] == "evaluation_ended":
-            lines.append(json.dumps({**event, "type": "confusion_computed", "body": {"matrix": [[1]]}}))
-    (target / "events.jsonl").write_text("\n".join(lines) + "\n")
+    as_newer_minor(target, {"step_ended": {"gpu_util": 0.5}})
     assert follow_plain(SessionPaths(target)) == 0  # the fixture ended "stopped"
     out, err = capsys.readouterr()
     assert [ln.split("] ")[1].split("/")[0] for ln in out.splitlines() if "] step " in ln] == [
