@@ -6,7 +6,6 @@ imports TensorFlow: everything it shows comes from ``progress_reported`` events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.text import Text
@@ -43,52 +42,6 @@ def label_bars(counts: dict[str, int], width: int = BAR_WIDTH) -> Text:
     return out
 
 
-@dataclass
-class LastRow:
-    """One of the last rows a prediction job wrote."""
-
-    row: int
-    label: str
-    score: float | None
-    flag: str
-    text: str
-
-
-@dataclass
-class Progress:
-    """What the screen shows of a prediction job's latest progress report."""
-
-    done: int = 0
-    total: int | None = None  # known exactly (the input's row count)
-    estimated_total: int | None = None
-    rate: float | None = None
-    eta_s: float | None = None
-    tokens_per_s: float | None = None
-    padding: float | None = None
-    label_counts: dict[str, int] = field(default_factory=dict)
-    flagged: int = 0
-    last_rows: list[LastRow] = field(default_factory=list)
-
-
-def read_progress(report: ProgressReported) -> Progress:
-    """The figures of a progress report (the one reader of its ``detail``)."""
-    detail = report.detail
-    return Progress(
-        done=report.done,
-        total=report.total,
-        estimated_total=detail.estimated_total,
-        rate=report.rate,
-        eta_s=report.eta_s,
-        tokens_per_s=detail.tokens_per_s,
-        padding=detail.padding,
-        label_counts=dict(detail.label_counts),
-        flagged=sum(detail.flag_counts.values()),
-        last_rows=[
-            LastRow(r.row, r.label or "", r.score, r.flag or "", r.text) for r in detail.last_rows or []
-        ],
-    )
-
-
 class PredictScreen(Screen[None]):
     """Live view of one prediction session."""
 
@@ -109,7 +62,7 @@ class PredictScreen(Screen[None]):
         super().__init__()
         self.feed = SessionFeed(root, session_id)
         self.session_id = self.feed.session_id
-        self.progress: Progress | None = None
+        self.progress: ProgressReported | None = None  # the latest report: everything the panels show
         # Each report restates the whole picture: when they come faster than we draw, the newest will do.
         self.feed.handle(ProgressReported, self.progress_reported, latest_only=True)
         self.feed.handle_every(self.log_event)
@@ -148,19 +101,20 @@ class PredictScreen(Screen[None]):
     def progress_reported(self, report: ProgressReported, _env: Envelope) -> None:
         if report.stage != STAGE:
             return
-        self.progress = p = read_progress(report)
-        self.query_one("#predict-labels", Static).update(label_bars(p.label_counts))
-        if p.last_rows:
+        self.progress = report
+        detail = report.detail
+        self.query_one("#predict-labels", Static).update(label_bars(detail.label_counts))
+        if detail.last_rows:
             table = self.query_one("#predict-rows", DataTable)
             table.clear()
-            for r in p.last_rows:
+            for r in detail.last_rows:
                 score = "-" if r.score is None else f"{r.score:.3f}"
                 # Cells are Text, not markup: a flag in brackets must show as written.
-                label = Text(r.label) if r.label else Text(f"[{r.flag}]", style="yellow")
+                label = Text(r.label) if r.label else Text(f"[{r.flag or ''}]", style="yellow")
                 table.add_row(f"{r.row:,}", label, score, Text(r.text))
-        total = p.total or p.estimated_total
+        total = report.total or detail.estimated_total
         if total:
-            self.query_one("#predict-progress", ProgressBar).update(total=total, progress=p.done)
+            self.query_one("#predict-progress", ProgressBar).update(total=total, progress=report.done)
 
     # ---------------------------------------------------------------- display
 
@@ -168,19 +122,21 @@ class PredictScreen(Screen[None]):
         p, status = self.progress, self.feed.status
         parts = [status_text(status, "bold")]
         if p:
-            total = p.total or p.estimated_total
+            d = p.detail
+            total = p.total or d.estimated_total
             approx = "~" if p.total is None and total else ""
             parts.append(Text(f"  {p.done:,}" + (f"/{approx}{total:,}" if total else "") + " rows"))
             if p.rate:
                 parts.append(Text(f"  {p.rate:,.0f} rows/s"))
-            if p.tokens_per_s:
-                parts.append(Text(f"  {p.tokens_per_s:,.0f} tok/s"))
+            if d.tokens_per_s:
+                parts.append(Text(f"  {d.tokens_per_s:,.0f} tok/s"))
             if p.eta_s is not None and status == "running":
                 parts.append(Text(f"  ETA {duration(p.eta_s)}"))
-            if p.padding is not None:
-                parts.append(Text(f"  pad {p.padding:.0%}", style="dim"))
-            if p.flagged:
-                parts.append(Text(f"  flagged {p.flagged:,}", style="yellow"))
+            if d.padding is not None:
+                parts.append(Text(f"  pad {d.padding:.0%}", style="dim"))
+            flagged = sum(d.flag_counts.values())
+            if flagged:
+                parts.append(Text(f"  flagged {flagged:,}", style="yellow"))
         self.query_one("#predict-status", Static).update(Text.assemble(*parts))
 
     # ---------------------------------------------------------------- controls
