@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # refused before anything started: bad file, config, argument or session
     BUSY = 3  # the session is already served by another engine
     INTERRUPTED = 130  # ctrl+c at a prompt or during a foreground command (128 + SIGINT, as shells do)
+    BROKEN_PIPE = 141  # the reader of our output went away (``ftc ls | head``): 128 + SIGPIPE, quietly
 
 
 class FtcError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.launcher import create_session, start_engine
 
     config = load_toml(Path(args.config))
+    if args.allow_failing_checks:  # recorded in the session's config.toml, so a resume keeps it
+        data = config.setdefault("data", {})
+        if isinstance(data, dict):
+            data["on_fail"] = "warn"
     paths = create_session(_sessions_root(args), config, name=args.name)
     start_engine(paths)
     return _watch(args, paths)
@@ -103,7 +108,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from engine.launcher import start_engine
 
     paths = _resolve(args)
-    start_engine(paths, resume=True)
+    start_engine(paths, resume=True, checkpoint=args.checkpoint, force=args.force)
     return _watch(args, paths)
 
 
@@ -165,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG.toml")
     p.add_argument("--name", help="a short name for the session id")
     p.add_argument("--detach", action="store_true", help="start the engine and return at once")
+    p.add_argument(
+        "--allow-failing-checks",
+        action="store_true",
+        help='train even when a data test fails (as [data] on_fail = "warn"); failures are still shown',
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -172,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("session", metavar="SESSION")
     p.add_argument("--detach", action="store_true", help="start the engine and return at once")
+    p.add_argument(
+        "--checkpoint",
+        metavar="NAME",
+        help="resume from this checkpoint (e.g. ckpt-1200) instead of the newest intact one",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="run a finished session again from its last checkpoint"
+    )
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("attach", help="open the console on a session's monitor (plain lines without a TTY)")
@@ -228,12 +246,51 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
         return code
     except FtcError as exc:  # session, config, data ... errors: one sentence, the error's exit code
         print(f"ftc: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except Exception as exc:  # a bug: one line for the person, the traceback in a file for the report
+        print(f"ftc: internal error: {one_line(exc)}; {_crash_log(exc)}", file=sys.stderr)
+        return ExitCode.FAILED
+
+
+def _quiet_broken_pipe() -> int:
+    """``ftc ls | head``: the reader went away. Exit as quietly as a Unix tool would (128 + SIGPIPE)."""
+    try:  # Python flushes stdout again at exit: point it at /dev/null so that flush cannot complain
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests): nothing to silence
+        pass
+    return ExitCode.BROKEN_PIPE
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _crash_log(exc: BaseException) -> str:
+    """Write the traceback where a bug report can pick it up; say where (or that it could not)."""
+    import tempfile
+    import time
+    import traceback
+
+    folder = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "ftc"
+    for base in (folder, Path(tempfile.gettempdir())):
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path = base / f"ftc-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+        except OSError:
+            continue
+        return f"this is a bug in ftc; please report it with {path}"
+    return "this is a bug in ftc; please report it with the command you ran"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""What a person sees when the pipe closes early or ftc itself has a bug: one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tui import cli
+
+
+def _many_sessions(root: Path, n: int) -> None:
+    for i in range(n):
+        folder = root / f"20261130-000000-s{i:04d}-abcd"
+        folder.mkdir(parents=True)
+        (folder / "config.toml").write_text('[job]\nkind = "selftest"\n')
+        (folder / "state.json").write_text(json.dumps({"status": "stopped", "job": "selftest", "step": i}))
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["ls", "--json"]])
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path, argv: list[str]) -> None:
+    """``ftc ls | head -c 200``: the listing is far longer than the pipe takes; ftc exits quietly."""
+    root = tmp_path / "sessions"
+    _many_sessions(root, 400)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "--sessions-dir", str(root), *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    head = proc.stdout.read(200)
+    proc.stdout.close()  # the reader goes away, as head does
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    assert len(head) == 200
+    assert err == "", err
+    assert code == 141
+
+
+def test_an_unexpected_error_is_one_line_and_a_crash_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(_args: object) -> int:
+        raise RuntimeError("a bug\nspanning lines")
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(cli, "cmd_ls", broken)
+    code = cli.main(["--sessions-dir", str(tmp_path / "sessions"), "ls"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ftc: internal error: a bug spanning lines; this is a bug in ftc")
+    logs = list((tmp_path / "state" / "ftc").glob("ftc-crash-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in lines[0]
+    assert "Traceback" in logs[0].read_text() and "RuntimeError: a bug" in logs[0].read_text()
+    assert "Traceback" not in err
+
+
+def test_the_crash_log_falls_back_to_the_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state folder should be")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocked))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    monkeypatch.setattr(cli, "cmd_ls", lambda _a: 1 / 0)
+    assert cli.main(["ls"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: division by zero" in err
+    assert list((tmp_path / "tmp").glob("ftc-crash-*.log"))
+    assert blocked.read_text() == "a file where the state folder should be"
+
+
+def test_help_for_the_new_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["resume", "--help"], ["train", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+    out = capsys.readouterr().out
+    assert "--checkpoint NAME" in out and "--force" in out and "--allow-failing-checks" in out
