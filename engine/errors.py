@@ -49,3 +49,29 @@ class ModelError(FtcError, ValueError):
 
 class OutputError(FtcError, ValueError):
     """An output that cannot be written or resumed as asked."""
+
+
+def os_error_text(exc: OSError, then: str = "try again") -> str:
+    """One line for an OSError a person can act on: the path, what went wrong, what to do.
+
+    ``then`` is the command that continues once the cause is fixed (``ftc resume S``).
+    """
+    import errno
+
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on device writing {where}; free space, then {then}"
+    if exc.errno == errno.EDQUOT:
+        return f"disk quota exceeded writing {where}; free space or raise the quota, then {then}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: permission denied; check the file's owner and permissions, then {then}"
+    if exc.errno == errno.ENOENT:
+        return f"{where}: no such file or folder; check the path, then {then}"
+    if exc.errno == errno.EISDIR:
+        return f"{where}: is a folder, not a file; give a file path"
+    if exc.errno == errno.ENOTDIR:
+        return f"{where}: a part of this path is a file, not a folder; check the path"
+    if exc.errno == errno.EROFS:
+        return f"{where}: read-only file system; choose a writable location"
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return f"{where}: {reason}; {then}"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DataError, ExitCode, FtcError
+from engine.errors import DataError, ExitCode, FtcError, os_error_text
 from tui.commands import data, predict
 
 
@@ -255,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except OSError as exc:  # permission denied, a missing folder, a full disk: the path and what to do
+        print(f"ftc: {os_error_text(exc)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     except Exception as exc:  # a bug: one line for the person, the traceback in a file for the report
         print(f"ftc: internal error: {one_line(exc)}; {_crash_log(exc)}", file=sys.stderr)
         return ExitCode.FAILED

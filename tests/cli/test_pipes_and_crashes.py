@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,26 @@ def test_help_for_the_new_flags(capsys: pytest.CaptureFixture[str]) -> None:
             cli.main(argv)
     out = capsys.readouterr().out
     assert "--checkpoint NAME" in out and "--force" in out and "--allow-failing-checks" in out
+
+
+@pytest.mark.parametrize(
+    ("errno_", "expected"),
+    [
+        (28, "no space left on device writing /data/x.h5; free space, then try again"),
+        (13, "/data/x.h5: permission denied; check the file's owner and permissions, then try again"),
+        (2, "/data/x.h5: no such file or folder; check the path, then try again"),
+    ],
+)
+def test_an_os_error_is_one_line_with_the_path_and_the_fix(
+    errno_: int,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def failing(_args: object) -> int:
+        raise OSError(errno_, os.strerror(errno_), "/data/x.h5")
+
+    monkeypatch.setattr(cli, "cmd_ls", failing)
+    assert cli.main(["--sessions-dir", str(tmp_path), "ls"]) == 2
+    assert capsys.readouterr().err == f"ftc: {expected}\n"
