@@ -61,15 +61,27 @@ def _engine_env() -> dict[str, str]:
 
 
 def start_engine(
-    paths: SessionPaths, *, resume: bool = False, checkpoint: str | None = None, wait: bool = True
+    paths: SessionPaths,
+    *,
+    resume: bool = False,
+    checkpoint: str | None = None,
+    force: bool = False,
+    wait: bool = True,
 ) -> int:
     """Start the session's engine detached; with wait, return once it serves its sockets.
 
-    Raises SessionError with the engine log's last line if it dies while starting.
+    A resume of a finished session is refused (nothing is written) unless ``force``: then it runs
+    again from its last (or the named) checkpoint. Raises SessionError with the engine log's last
+    line if it dies while starting.
     """
     state = read_state(paths)
     if live_status(state) in LIVE_STATUSES or _lock_outlives(paths):
         raise SessionError(f"session {paths.id} already has a running engine (pid {state.get('pid')})")
+    if (resume or checkpoint) and state.get("status") == "finished" and not force:
+        raise SessionError(
+            f"session {paths.id} finished at step {state.get('step', 0)}; nothing to resume "
+            "(--force to run it again from its last checkpoint)"
+        )
     write_state(paths, status="starting", pid=None, message="")
     with open(paths.log, "ab") as log:
         os.chmod(paths.log, 0o600)
