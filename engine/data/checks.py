@@ -54,7 +54,10 @@ def rejects_result(
     if count == 0:
         status, advice = "pass", "every row is usable"
     elif share <= 0.01:
-        status, advice = "warn", "a few rows cannot be used: see the rejects file for row numbers and reasons"
+        status, advice = (
+            "warn",
+            "a few rows cannot be used: the rejects file (--rejects PATH) lists each row and its reason",
+        )
     else:
         status, advice = (
             "fail",

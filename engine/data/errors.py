@@ -35,6 +35,15 @@ class EncodingProblem(DataError):
         return EncodingProblem(self.path, self.row, self.offset, self.byte, self.encoding, detected=True)
 
 
+class AllRejected(DataError):
+    """Every row was rejected; ``base`` is the sentence without where the rejects file is."""
+
+    def __init__(self, base: str, rejects: str | None) -> None:
+        self.base, self.rejects = base, rejects
+        where = f"; see {rejects}" if rejects else "; give --rejects PATH to save each row and its reason"
+        super().__init__(f"{base}{where}")
+
+
 def one_line(exc: BaseException) -> str:
     """An underlying library error as one line: HDF5's multi-line back-trace becomes its innermost cause."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 
 from engine.data import shardchecks, textchecks
-from engine.data.errors import DataError
+from engine.data.errors import AllRejected, DataError
 from engine.data.hashindex import HashIndex, text_hashes
+from engine.data.outputs import check_out_folder, new_build, swap_in
 from engine.data.readers import DEFAULT_CHUNK_ROWS, Source, iter_chunks
 from engine.data.scan import Progress, report, scan
 from engine.data.shards import MANIFEST, SHARD_KEY, SPLITS, shard_relpath
 from engine.data.validate import RejectsWriter, validate
-from engine.fsio import atomic_write_json, fsync, replace
+from engine.fsio import atomic_write_json, fault, fsync, replace
 
 # Rows per temporary bucket: a bucket is shuffled in memory, so this bounds memory whatever the file size.
 BUCKET_ROWS = 100_000
@@ -52,6 +53,8 @@ class PrepareOptions:
             sum(self.split.values()), 1.0, abs_tol=1e-6
         ):
             raise DataError(f"split fractions must be >= 0 and sum to 1, got {self.split}")
+        if self.split["train"] <= 0:
+            raise DataError(f"--split: the train fraction must be above 0, got {self.split['train']:g}")
         if self.shard_rows < 1:
             raise DataError(f"shard_rows must be at least 1, got {self.shard_rows}")
 
@@ -88,21 +91,44 @@ def _assignments(label_counts: list[int], fractions: list[float], seed: int) -> 
 
 
 def prepare(src: Source, opts: PrepareOptions, on_chunk: Progress | None = None) -> dict[str, Any]:
-    """Run both passes and the shard checks; write shards, manifest.json, rejects.csv and report.json."""
+    """Run both passes and the shard checks; write shards, manifest.json, rejects.csv and report.json.
+
+    The preparation is built in a hidden sibling of ``opts.out`` and swapped in only when complete:
+    whatever stops it (a bad byte late in the file, a full disk, ctrl+c, kill -9) leaves the
+    previous preparation in ``opts.out`` whole.
+    """
     opts.validate()
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_previous(out)
-    raw = scan(
-        src,
-        rejects_path=out / "rejects.csv",
-        tokenizer=opts.tokenizer,
-        max_length=opts.max_length,
-        workdir=out,
-        chunk_rows=opts.chunk_rows,
-        on_chunk=on_chunk,
-        collect_duplicates=opts.dedupe,
-    )
+    final = check_out_folder(opts.out, [src.path, opts.tokenizer])
+    build = new_build(final)
+    try:
+        done = _prepare_into(build, final, src, opts, on_chunk)
+        fault("prepare.built")
+        swap_in(build, final)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return done
+
+
+def _prepare_into(
+    out: Path, final: Path, src: Source, opts: PrepareOptions, on_chunk: Progress | None
+) -> dict[str, Any]:
+    try:
+        raw = scan(
+            src,
+            rejects_path=out / "rejects.csv",
+            tokenizer=opts.tokenizer,
+            max_length=opts.max_length,
+            workdir=out,
+            chunk_rows=opts.chunk_rows,
+            on_chunk=on_chunk,
+            collect_duplicates=opts.dedupe,
+        )
+    except AllRejected as exc:
+        # The rejects file is in the build folder, which goes; point at the command that keeps one.
+        raise DataError(
+            f"{exc.base}; run ftc check {src.path} --rejects PATH to see each row and its reason"
+        ) from None
     kept = {n: c - raw.duplicate_label_counts.get(n, 0) for n, c in raw.label_counts.items()}
     labels = sorted(n for n, c in kept.items() if c > 0)
     if len(labels) < 2:
@@ -114,6 +140,7 @@ def prepare(src: Source, opts: PrepareOptions, on_chunk: Progress | None = None)
     fractions = [opts.split[s] for s in SPLITS]
     assign = _assignments([kept[n] for n in labels], fractions, opts.seed)
     split_rows = [int(sum(int((a == code).sum()) for a in assign)) for code in range(len(SPLITS))]
+    _refuse_empty_split(src.path, opts.split, split_rows)
     n_buckets = [min(MAX_BUCKETS, max(1, math.ceil(n / BUCKET_ROWS))) for n in split_rows]
     buckets = _Buckets(out / ".buckets", n_buckets)
     drop = raw.duplicate_rows if raw.duplicate_rows is not None else np.zeros(0, np.int64)
@@ -153,28 +180,22 @@ def prepare(src: Source, opts: PrepareOptions, on_chunk: Progress | None = None)
         "data_fingerprint": digest,
     }
     prepared = shardchecks.prepared_results(out, manifest, on_chunk) + leakage
-    doc = report(raw, prepared, prepared_dir=str(out), manifest="manifest.json")
+    doc = report(raw, prepared, prepared_dir=str(final), manifest="manifest.json")
     doc["rejects"] = manifest["rejects"]  # includes rows dropped by --dedupe in pass 2
     atomic_write_json(out / "report.json", doc)
     atomic_write_json(out / MANIFEST, manifest)  # last: its presence means the folder is complete
     return {"manifest": manifest, "report": doc}
 
 
-def _clear_previous(out: Path) -> None:
-    """Remove an earlier preparation's outputs, but never a folder holding anything else."""
-    for split in SPLITS:
-        folder = out / split
-        if not folder.is_dir():
-            continue
-        foreign = [p.name for p in folder.iterdir() if not (p.name.startswith("shard-") and ".h5" in p.name)]
-        if foreign:
+def _refuse_empty_split(path: str, split: dict[str, float], split_rows: list[int]) -> None:
+    """A split asked for (fraction > 0) that gets no row: refuse, naming it and the fractions."""
+    for name, rows in zip(SPLITS, split_rows, strict=True):
+        if rows == 0 and split[name] > 0:
+            asked = ",".join(f"{split[s]:g}" for s in SPLITS)
             raise DataError(
-                f"{folder}: holds files that are not ftc shards ({', '.join(sorted(foreign)[:3])}); "
-                "give --out an empty or ftc-prepared folder"
+                f"{path}: --split {asked} leaves the {name} split empty ({sum(split_rows):,} usable rows); "
+                f"raise its fraction or add rows"
             )
-        shutil.rmtree(folder)
-    shutil.rmtree(out / ".buckets", ignore_errors=True)
-    (out / MANIFEST).unlink(missing_ok=True)
 
 
 class _Buckets:

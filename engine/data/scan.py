@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.data import checks, textchecks
-from engine.data.errors import DataError
+from engine.data.errors import AllRejected, DataError
 from engine.data.hashindex import HashIndex, text_hashes
 from engine.data.readers import DEFAULT_CHUNK_ROWS, Source, iter_chunks
 from engine.data.validate import RejectsWriter, validate
@@ -78,10 +78,10 @@ def scan(
         valid = texts.n
         if valid == 0:
             reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(rejects.by_reason.items()))
-            where = f"; see {rejects.path}" if rejects.path else ""
-            raise DataError(
-                f"{src.path}: all {rows_read:,} rows were rejected ({reasons}){where}; "
-                "check --text-col/--label-col and the file"
+            raise AllRejected(
+                f"{src.path}: all {rows_read:,} rows were rejected ({reasons}); "
+                "check --text-col/--label-col and the file",
+                str(rejects.path) if rejects.path else None,
             )
         names = sorted(label_ids, key=label_ids.__getitem__)
         counts = np.zeros(len(names), dtype=np.int64)

@@ -31,9 +31,37 @@ def prepared_results(
         for s in SPLITS
         if manifest["splits"][s]["rows"]
     ]
+    results.append(labels_in_train_result(manifest))
     results.append(proportions_result(manifest))
     results.append(shard_order_result(out, manifest, len(labels), on_chunk))
     return results
+
+
+def labels_in_train_result(manifest: dict[str, Any]) -> CheckResult:
+    """Every label must have rows in train: a model cannot learn a class it never sees."""
+    splits = manifest["splits"]
+    missing = [lab for lab in manifest["labels"] if not splits["train"]["label_counts"].get(lab, 0)]
+    if not missing:
+        return CheckResult(
+            "labels_in_train",
+            "pass",
+            f"all {len(manifest['labels'])} labels have train rows",
+            0.0,
+            "nothing to do",
+        )
+    where = {
+        lab: ", ".join(f"{s} {splits[s]['label_counts'].get(lab, 0)}" for s in SPLITS[1:]) for lab in missing
+    }
+    figure = "no train rows for " + "; ".join(f"{lab!r} ({where[lab]})" for lab in missing[:5])
+    return CheckResult(
+        "labels_in_train",
+        "fail",
+        figure,
+        float(len(missing)),
+        "the model cannot learn these labels: add rows for them, merge them, or raise the train fraction",
+        [],
+        {"missing": missing},
+    )
 
 
 def proportions_result(manifest: dict[str, Any]) -> CheckResult:

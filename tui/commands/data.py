@@ -49,7 +49,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rejects",
         metavar="PATH",
-        help="where to write rejected rows (default: ./<data name>.rejects.csv, if any)",
+        help="new file to write rejected rows to (its folder must exist; never overwritten); "
+        "default: not saved, only counted",
     )
 
 
@@ -126,11 +127,20 @@ def _refused(command: str, exc: BaseException, where: str, interrupted: str = ""
 
 def check_main(args: argparse.Namespace) -> int:
     """Run the data tests; 0 all pass (warnings allowed), 1 a test failed, 2 bad input."""
+    from engine.data.errors import AllRejected
+    from engine.data.outputs import check_rejects_path
     from engine.data.scan import report, scan
 
     progress = _Progress(sys.stderr)
+    rejects: Path | None = None
+    try:
+        # Before any input is opened: the rejects file must not be (or overwrite) anything that exists.
+        if args.rejects:
+            rejects = check_rejects_path(args.rejects, [args.data, args.tokenizer])
+            open(rejects, "x").close()  # claim it (exclusive create): nothing there is overwritten
+    except (FtcError, OSError) as exc:
+        return _refused("check", exc, args.rejects)
     tmpdir = tempfile.mkdtemp(prefix="ftc-check-")
-    rejects = Path(args.rejects) if args.rejects else Path(tmpdir) / "rejects.csv"
     try:
         src = _open(args)
         result = scan(
@@ -142,11 +152,12 @@ def check_main(args: argparse.Namespace) -> int:
             chunk_rows=args.chunk_rows,
             on_chunk=progress,
         )
-        kept = rejects if args.rejects else _keep_rejects(rejects, Path(src.path), result.rejects["count"])
         doc = report(result)
-        doc["rejects"]["path"] = str(kept) if kept else None
+        doc["rejects"]["path"] = str(rejects) if rejects else None
     except (FtcError, OSError, KeyboardInterrupt) as exc:
         progress.clear()
+        if rejects is not None and not isinstance(exc, AllRejected):
+            rejects.unlink(missing_ok=True)  # ours, and cut short: a partial list would mislead
         return _refused("check", exc, args.data)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -156,20 +167,6 @@ def check_main(args: argparse.Namespace) -> int:
     else:
         print_report(doc)
     return ExitCode.FAILED if doc["status"] == "fail" else ExitCode.OK
-
-
-def _keep_rejects(tmp: Path, data: Path, count: int) -> Path | None:
-    """Move the temporary rejects file next to the user (cwd) when there is something in it."""
-    if not count:
-        return None
-    target = Path.cwd() / f"{data.stem}.rejects.csv"
-    try:
-        shutil.copyfile(tmp, target)
-        return target
-    except OSError:
-        kept = Path(tempfile.gettempdir()) / f"{data.stem}.rejects.csv"
-        shutil.copyfile(tmp, kept)
-        return kept
 
 
 def _parse_split(text: str) -> dict[str, float]:
@@ -186,9 +183,11 @@ def _parse_split(text: str) -> dict[str, float]:
 
 def prepare_main(args: argparse.Namespace) -> int:
     """Prepare shards and a manifest in --out; 0 prepared (test results printed), 2 bad input."""
+    from engine.data.outputs import check_out_folder
     from engine.data.prepare import PrepareOptions, prepare
 
     progress = _Progress(sys.stderr)
+    unchanged = f"; {args.out} is as it was"
     try:
         opts = PrepareOptions(
             out=Path(args.out),
@@ -201,10 +200,19 @@ def prepare_main(args: argparse.Namespace) -> int:
             dedupe=args.dedupe,
         )
         opts.validate()
+        # Before any input is opened: --out must not be, or hold, an input, nor a user's other files.
+        check_out_folder(args.out, [args.data, args.tokenizer])
         done = prepare(_open(args), opts, on_chunk=progress)
-    except (FtcError, OSError, KeyboardInterrupt) as exc:
+    except OSError as exc:
         progress.clear()
-        return _refused("prepare", exc, args.out, "; the output folder is incomplete (no manifest.json)")
+        # The file named by the OSError was in the discarded build folder: name --out instead.
+        why = exc.strerror or one_line(exc)
+        named = f"{exc.filename}: " if exc.filename and os.path.exists(exc.filename) else ""
+        print(f"ftc prepare: error: {named}{why} while preparing into {args.out}{unchanged}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    except (FtcError, KeyboardInterrupt) as exc:
+        progress.clear()
+        return _refused("prepare", exc, args.out, unchanged)
     progress.clear()
     if args.json:
         print(json.dumps(done, indent=2))
@@ -235,7 +243,7 @@ def print_report(doc: dict[str, Any]) -> None:
     console.print(f"rows: {rows['read']:,} read, {rows['valid']:,} valid, {rows['rejected']:,} rejected")
     if doc["rejects"]["count"]:
         reasons = ", ".join(f"{k} {v:,}" for k, v in doc["rejects"]["by_reason"].items())
-        where = doc["rejects"].get("path") or "not saved"
+        where = doc["rejects"].get("path") or "not saved; give --rejects PATH to save them"
         console.print(escape(f"rejects: {reasons} -> {where}"))
     console.print(escape("labels: " + ", ".join(f"{k} {v:,}" for k, v in doc["label_counts"].items())))
     for test in doc["tests"]:
