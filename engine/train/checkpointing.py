@@ -44,15 +44,20 @@ class Checkpointing(Callback):
         Left in place they would be taken for this run's (same step numbers), outlive its
         new checkpoints in pruning and be what "latest" finds; moved, nothing is lost.
         """
+        self.set_aside(trainer, f"resumed from {checkpoint.name}")
+
+    def set_aside(self, trainer: Trainer, why: str) -> None:
+        """Move the checkpoints after the trainer's step, damaged ones too, into an abandoned-<time>/."""
         folder = ck.set_aside(self.root, after_step=trainer.state.step)
         if folder is not None:
             names = ", ".join(p.name for p in sorted(folder.iterdir(), key=ck.step_of))
-            trainer.log(
-                "warning", f"resumed from {checkpoint.name}: later checkpoints {names} moved to {folder}"
-            )
+            trainer.log("warning", f"{why}: later checkpoints {names} moved to {folder}")
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self._last_save = time.monotonic()
+        # What a killed engine left: checkpoints half-pruned (.deleting-*), temp dirs of a write cut short.
+        for path in ck.sweep(self.root):
+            trainer.log("info", f"removed {path.name}, left by an engine that stopped mid-way")
 
     def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
         self.writer.check()  # a failed background write fails the job here

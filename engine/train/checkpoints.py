@@ -13,6 +13,11 @@ prediction (engine/predict/models.py) loads a checkpoint's weights and origin th
 
 ``checkpoints/abandoned-<time>/`` holds the later checkpoints of a run that was resumed from an
 earlier one (set_aside), kept but out of the way.
+
+Pruning renames a checkpoint to ``.deleting-ckpt-<step>`` (and makes the rename durable) before
+deleting its files, so a kill mid-way leaves a leftover that no scan takes for a checkpoint and
+``sweep`` removes at the next start, never a half-deleted ``ckpt-<step>``. A write that fails (a
+full disk) removes its temp folder and raises its OSError with the checkpoint's path.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import shutil
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +43,8 @@ from engine.train.config import semantic_changes
 
 MARKER = "COMPLETE"
 PREFIX = "ckpt-"
+TMP = f".tmp-{PREFIX}"  # a checkpoint being written: .tmp-ckpt-<step>-<pid>
+DELETING = ".deleting-"  # a checkpoint being pruned: .deleting-ckpt-<step>
 # The files that make a folder a checkpoint (complete or not), as opposed to a model folder.
 _REQUIRED = ("weights.npz", "state.json")
 
@@ -59,8 +67,30 @@ def save(
     final = root / f"{PREFIX}{step}"
     if (final / MARKER).is_file():
         return final
-    tmp = root / f".tmp-{PREFIX}{step}-{os.getpid()}"
+    tmp = root / f"{TMP}{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write(tmp, final, step, weights=weights, optimizer=optimizer, rng=rng, state=state)
+    except BaseException as exc:
+        # A full disk (or any failure) leaves no partial checkpoint behind, and says where it was going.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(final)) from exc
+        raise
+    fsync(root)
+    return final
+
+
+def _write(
+    tmp: Path,
+    final: Path,
+    step: int,
+    *,
+    weights: Sequence[np.ndarray],
+    optimizer: Sequence[np.ndarray],
+    rng: Sequence[np.ndarray],
+    state: dict[str, Any],
+) -> None:
     tmp.mkdir()
     arrays = {"weights.npz": weights, "optimizer.npz": optimizer, "rng.npz": rng}
     for name, values in arrays.items():
@@ -74,11 +104,9 @@ def save(
     marker = {"step": step, "time": time.time(), "files": files, "sha256": sha256}
     write_synced(tmp / MARKER, lambda fh: fh.write(json.dumps(marker).encode()))
     fsync(tmp)
-    if final.exists():  # a half-written leftover under the final name (no marker): replace it
-        shutil.rmtree(final)
+    if final.exists():  # a damaged folder under the final name (no marker): replace it
+        _delete(final)
     os.rename(tmp, final)
-    fsync(root)
-    return final
 
 
 def _savez(fh: BinaryIO, values: Sequence[np.ndarray]) -> None:
@@ -155,17 +183,99 @@ def is_complete(path: Path) -> bool:
     return marker is not None and all((path / f).is_file() for f in marker.get("files", []))
 
 
-def complete(root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first; half-written ones and temp dirs are skipped."""
+def folders(root: Path) -> list[Path]:
+    """Every ``ckpt-<step>`` folder, complete, damaged or not, oldest first (never a temp or leftover)."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[5:].isdigit()]
-    return sorted((p for p in found if is_complete(p)), key=step_of)
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and p.name[len(PREFIX) :].isdigit()]
+    return sorted((p for p in found if p.is_dir()), key=step_of)
+
+
+def complete(root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first; half-written ones and temp dirs are skipped."""
+    return [p for p in folders(root) if is_complete(p)]
 
 
 def latest_complete(root: Path) -> Path | None:
     done = complete(root)
     return done[-1] if done else None
+
+
+def damage(path: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (a few words), or None if it is intact.
+
+    Reads every file: each against its sha256 in the marker, or, for a marker from ftc 0.1.0
+    (no checksums), each .npz against the CRCs of its zip members and state.json as JSON, so
+    a truncated or altered file is found before any of it is loaded.
+    """
+    if not path.is_dir():
+        return "no such checkpoint"
+    marker = _marker(path)
+    if marker is None:
+        return f"its {MARKER} marker is missing or unreadable (a write cut short)"
+    files = marker.get("files")
+    sums = marker.get("sha256")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return f"its {MARKER} marker lists no files"
+    names = sorted(set(files) | (set(sums) if isinstance(sums, dict) else set()))
+    missing = [f for f in names if not (path / f).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    if isinstance(sums, dict):
+        bad = [f for f in names if f in sums and _sha256(path / f) != sums[f]]
+        if bad:
+            return f"{', '.join(bad)} differ{'s' if len(bad) == 1 else ''} from the checksums in {MARKER}"
+        return None
+    bad = [f for f in names if not _readable(path / f)]
+    return f"{', '.join(bad)} damaged (truncated or altered)" if bad else None
+
+
+def _readable(path: Path) -> bool:
+    """A checkpoint file without a checksum reads back whole: an .npz's CRCs match, JSON parses."""
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                return archive.testzip() is None
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
+    return True
+
+
+def intact_checkpoints(root: Path) -> list[Path]:
+    """The checkpoints a resume can start from, oldest first: complete and every file verified.
+
+    Reads every file of every checkpoint (see ``damage``); for a listing, ``complete`` is cheap.
+    """
+    return [p for p in folders(root) if damage(p) is None]
+
+
+def resolve(root: Path, name: str) -> Path:
+    """A checkpoint named as ``ftc resume --checkpoint`` takes it: ckpt-<step>, a step, or a path."""
+    if name.isdigit():
+        return root / f"{PREFIX}{int(name)}"
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def verify_named(root: Path, name: str) -> Path:
+    """The intact checkpoint ``name`` names (see ``resolve``); CheckpointError naming it otherwise.
+
+    Imports no TensorFlow: the console calls it before it starts an engine. The one-line
+    error lists the intact checkpoints a resume could use instead.
+    """
+    path = resolve(root, name)
+    problem = damage(path)
+    if problem is None:
+        return path
+    others = [p.name for p in intact_checkpoints(root) if p != path]
+    choice = (
+        f"intact ones: {', '.join(others)}"
+        if others
+        else f"{root} holds no intact checkpoint (without --checkpoint, training starts from step 0)"
+    )
+    raise CheckpointError(f"cannot resume from checkpoint {name} ({path}): {problem}; {choice}")
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -299,12 +409,13 @@ def _changed_files(saved: dict[str, Any], expected: dict[str, Any]) -> str:
 
 
 def set_aside(root: Path, after_step: int) -> Path | None:
-    """Move complete checkpoints later than after_step into root/abandoned-<time>/; returns that folder.
+    """Move checkpoints later than after_step into root/abandoned-<time>/; returns that folder.
 
     For a resume from an earlier checkpoint: the later ones belong to a run that is being
     replaced, and are kept (out of the way of latest_complete and prune) rather than deleted.
+    Damaged ones go too: one left in place would be taken for this run's checkpoint at its step.
     """
-    later = [p for p in complete(root) if step_of(p) > after_step]
+    later = [p for p in folders(root) if step_of(p) > after_step]
     if not later:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -321,15 +432,49 @@ def set_aside(root: Path, after_step: int) -> Path | None:
 
 
 def prune(root: Path, keep_last: int, keep: set[int] = frozenset()) -> list[Path]:  # type: ignore[assignment]
-    """Delete complete checkpoints beyond the last keep_last, except the steps in keep; and temp dirs."""
+    """Delete complete checkpoints beyond the last keep_last, except the steps in keep; and leftovers."""
     done = complete(root)
     removed = []
     for path in done[:-keep_last] if keep_last > 0 else done:
         if step_of(path) not in keep:
-            shutil.rmtree(path, ignore_errors=True)
+            _delete(path)
             removed.append(path)
-    for path in root.glob(f".tmp-{PREFIX}*"):
-        # Only our own process writes here; a temp dir from a dead writer is garbage.
-        if not path.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(path, ignore_errors=True)
+    sweep(root)
     return removed
+
+
+def sweep(root: Path) -> list[Path]:
+    """Remove what a killed process left: checkpoints half-pruned, temp dirs of dead writers."""
+    if not root.is_dir():
+        return []
+    gone = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(DELETING) or (
+            # Only this process writes checkpoints here (the session's lock); another pid's is garbage.
+            path.name.startswith(TMP) and not path.name.endswith(f"-{os.getpid()}")
+        ):
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
+def _delete(path: Path) -> None:
+    """Delete a checkpoint folder so that no kill leaves a half-deleted folder under its name.
+
+    It is renamed aside (durably) first; what a kill leaves is a ``.deleting-`` folder, which no
+    scan takes for a checkpoint and ``sweep`` removes.
+    """
+    aside = path.with_name(f"{DELETING}{path.name}")
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.rename(path, aside)
+    fsync(path.parent)
+    fault("prune_renamed")  # tests kill the engine between the rename and the deletion
+    for i, child in enumerate(sorted(aside.iterdir())):
+        if i == 1:
+            fault("prune_delete")  # ... and half-way through the deletion
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    aside.rmdir()

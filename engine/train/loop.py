@@ -9,6 +9,7 @@ evaluations and early-stopping decisions.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -185,7 +186,9 @@ class Trainer:
                 self.log("info", f"step {self.state.step}: frozen {', '.join(sorted(frozen))}")
 
     def log(self, level: str, text: str) -> None:
-        """A notice or warning for the person watching (an event, from the chief)."""
+        """A notice or warning for the person watching (an event from the chief; engine.log too)."""
+        if level in ("warning", "error"):
+            print(f"ftc engine: {level}: {text}", file=sys.stderr, flush=True)
         self.callbacks.on_log(self, level, text)
 
     # ------------------------------------------------------------ the loop
@@ -327,23 +330,33 @@ class Trainer:
     def _resume(self) -> None:
         path = self._resume_point()
         if path is None:
-            self.log("warning", "no complete checkpoint to resume from; starting from step 0")
+            self.log("warning", "no intact checkpoint to resume from; starting from step 0")
+            if self.checkpointing is not None:
+                self.checkpointing.set_aside(self, "starting from step 0")  # damaged ones, out of the way
             return
         self.restore(path)
         self.callbacks.on_resume(self, path)
 
     def _resume_point(self) -> Path | None:
-        """The checkpoint to resume from: ctx.resume_from (folder name, step or path), else the latest."""
+        """The checkpoint to resume from: ctx.resume_from (folder name, step or path), else the latest intact.
+
+        Every file of the chosen checkpoint is verified first (checksums in its marker), so a
+        damaged one is never half loaded: a named one is refused, naming it and the intact
+        ones; a damaged latest one is skipped with a warning, for the newest intact one.
+        """
         chosen = self.ctx.resume_from
-        if chosen is None:
-            return ck.latest_complete(self.ckpt_dir)
-        if str(chosen).isdigit():
-            path = self.ckpt_dir / f"{ck.PREFIX}{chosen}"
-        else:
-            path = Path(chosen) if Path(chosen).is_absolute() else self.ckpt_dir / chosen
-        if not ck.is_complete(path):
-            raise ck.CheckpointError(f"{path}: not a complete checkpoint; pick one from the checkpoint list")
-        return path
+        if chosen is not None:
+            return ck.verify_named(self.ckpt_dir, str(chosen))
+        for path in reversed(ck.folders(self.ckpt_dir)):
+            problem = ck.damage(path)
+            if problem is None:
+                return path
+            self.log(
+                "warning",
+                f"checkpoint {path.name} is damaged ({problem}): skipped, resuming from the newest "
+                "intact one before it",
+            )
+        return None
 
     # ------------------------------------------------------------ the end
 

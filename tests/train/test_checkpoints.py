@@ -157,3 +157,157 @@ def test_background_writer_runs_one_write_at_a_time_and_reports_failures() -> No
     with pytest.raises(OSError, match="No space"):
         writer.wait()
     writer.wait()  # reported once
+
+
+# ---------------------------------------------------------------- damage, naming, pruning, full disk
+
+FIXTURE_CKPTS = Path(__file__).resolve().parents[1] / "fixtures" / "release-0.1.0" / "checkpoints"
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("harm", "said"),
+    [
+        (lambda p: _truncate(p / "weights.npz"), "weights.npz differs from the checksums in COMPLETE"),
+        (lambda p: _flip(p / "optimizer.npz"), "optimizer.npz differs from the checksums in COMPLETE"),
+        (lambda p: (p / "rng.npz").unlink(), "rng.npz missing"),
+        (lambda p: (p / "state.json").write_text("{}"), "state.json differs"),
+        (lambda p: (p / ck.MARKER).unlink(), "COMPLETE marker is missing or unreadable"),
+        (lambda p: _truncate(p / ck.MARKER), "COMPLETE marker is missing or unreadable"),
+    ],
+    ids=["truncated", "flipped-byte", "missing-file", "replaced-state", "no-marker", "torn-marker"],
+)
+def test_a_damaged_checkpoint_is_found_before_loading_and_named(tmp_path: Path, harm, said: str) -> None:
+    for step in (3, 6):
+        _save(tmp_path, step)
+    assert ck.damage(tmp_path / "ckpt-6") is None
+    harm(tmp_path / "ckpt-6")
+    problem = ck.damage(tmp_path / "ckpt-6")
+    assert problem is not None and said in problem
+    assert ck.intact_checkpoints(tmp_path) == [tmp_path / "ckpt-3"]
+    with pytest.raises(ck.CheckpointError) as err:
+        ck.verify_named(tmp_path, "ckpt-6")
+    text = str(err.value)
+    assert "\n" not in text and "checkpoint ckpt-6" in text and said in text and "intact ones: ckpt-3" in text
+    assert ck.verify_named(tmp_path, "3") == ck.verify_named(tmp_path, "ckpt-3") == tmp_path / "ckpt-3"
+
+
+def test_a_named_checkpoint_that_is_not_there_is_refused_listing_the_intact_ones(tmp_path: Path) -> None:
+    with pytest.raises(
+        ck.CheckpointError, match=r"ckpt-9 .*no such checkpoint; .* holds no intact checkpoint"
+    ):
+        ck.verify_named(tmp_path / "checkpoints", "ckpt-9")
+    for step in (2, 4):
+        _save(tmp_path, step)
+    with pytest.raises(
+        ck.CheckpointError, match=r"ckpt-9 .*no such checkpoint; intact ones: ckpt-2, ckpt-4$"
+    ):
+        ck.verify_named(tmp_path, "ckpt-9")
+
+
+def test_verify_named_imports_no_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from engine.train.checkpoints import verify_named, intact_checkpoints; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', "
+        "'transformers')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_checkpoint_from_0_1_0_without_checksums_is_intact_until_a_file_is_cut(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    shutil.copytree(FIXTURE_CKPTS, root)
+    assert "sha256" not in json.loads((root / "ckpt-12" / ck.MARKER).read_text())
+    assert [p.name for p in ck.intact_checkpoints(root)] == ["ckpt-4", "ckpt-8", "ckpt-12"]
+    _truncate(root / "ckpt-12" / "weights.npz", keep=0.9)
+    _flip(root / "ckpt-8" / "optimizer.npz")  # within a member's data: its zip CRC catches it
+    assert ck.damage(root / "ckpt-12") == "weights.npz damaged (truncated or altered)"
+    assert ck.damage(root / "ckpt-8") == "optimizer.npz damaged (truncated or altered)"
+    assert [p.name for p in ck.intact_checkpoints(root)] == ["ckpt-4"]
+
+
+def test_set_aside_moves_damaged_later_checkpoints_too(tmp_path: Path) -> None:
+    for step in (1, 2, 3):
+        _save(tmp_path, step)
+    (tmp_path / "ckpt-3" / "weights.npz").unlink()
+    aside = ck.set_aside(tmp_path, after_step=1)
+    assert aside is not None and sorted(p.name for p in aside.iterdir()) == ["ckpt-2", "ckpt-3"]
+    assert [p.name for p in ck.folders(tmp_path)] == ["ckpt-1"]
+
+
+def _prune_in_a_process(root: Path, fault: str) -> int:
+    """ck.prune(root, keep_last=1) in a child python killed by FTC_FAULT=fault; its exit status."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom engine.train import checkpoints as ck\nck.prune(ck.Path(sys.argv[1]), 1)"
+    env = {**os.environ, "FTC_FAULT": fault}
+    return subprocess.run([sys.executable, "-c", code, str(root)], env=env, check=False).returncode
+
+
+@pytest.mark.parametrize("fault", ["prune_renamed@1", "prune_delete@1"])
+def test_a_kill_during_pruning_leaves_a_leftover_no_scan_takes_for_a_checkpoint(
+    tmp_path: Path, fault: str
+) -> None:
+    import signal
+
+    for step in (1, 2, 3):
+        _save(tmp_path, step)
+    assert _prune_in_a_process(tmp_path, fault) == -signal.SIGKILL
+    leftover = tmp_path / ".deleting-ckpt-1"
+    assert leftover.is_dir() and not (tmp_path / "ckpt-1").exists()
+    remaining = len(list(leftover.iterdir()))
+    assert remaining == (5 if fault.startswith("prune_renamed") else 4), "killed where the fault says"
+    assert [p.name for p in ck.folders(tmp_path)] == ["ckpt-2", "ckpt-3"]
+    assert [p.name for p in ck.intact_checkpoints(tmp_path)] == ["ckpt-2", "ckpt-3"]
+    assert ck.sweep(tmp_path) == [leftover]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-2", "ckpt-3"]
+    # A later prune deletes whole folders, and another leftover under the same name is no obstacle.
+    leftover.mkdir()
+    (leftover / "weights.npz").write_bytes(b"x")
+    assert ck.prune(tmp_path, keep_last=1) == [tmp_path / "ckpt-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-3"]
+
+
+def test_a_full_disk_during_a_checkpoint_leaves_no_partial_one_and_raises_with_its_path(
+    tmp_path: Path,
+) -> None:
+    import errno
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=False
+    ).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        root = disk / "checkpoints"
+        small = ck.save(root, 1, weights=[np.zeros(1000, np.float32)], optimizer=[], rng=[], state={})
+        before = {p.name: p.read_bytes() for p in small.iterdir()}
+        with pytest.raises(OSError) as err:
+            ck.save(root, 2, weights=[np.ones(200_000, np.float32)], optimizer=[], rng=[], state={})
+        assert err.value.errno == errno.ENOSPC and err.value.filename == str(root / "ckpt-2")
+        assert sorted(p.name for p in root.iterdir()) == ["ckpt-1"], "no temp folder, no ckpt-2"
+        assert {p.name: p.read_bytes() for p in small.iterdir()} == before
+        assert ck.intact_checkpoints(root) == [small]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
