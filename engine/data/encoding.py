@@ -93,6 +93,9 @@ def resolve(path: str, requested: str | None) -> EncodingChoice:
         return EncodingChoice("utf-8", detected=True, note="sample is valid UTF-8")
     except UnicodeDecodeError:
         pass
+    western = _western(data)
+    if western is not None:
+        return western
     from charset_normalizer import from_bytes  # only needed for auto; keeps startup light
 
     for match in from_bytes(data):
@@ -110,11 +113,58 @@ def resolve(path: str, requested: str | None) -> EncodingChoice:
     return EncodingChoice("latin-1", detected=True, note="no confident detection; latin-1 decodes any byte")
 
 
+# Share of letters that may be non-ASCII in Western European text read as cp1252/latin-1 (French,
+# German, Spanish run at 2-8%); Cyrillic or Greek in a single-byte code page is mostly non-ASCII.
+WESTERN_NON_ASCII_LETTERS = 0.3
+
+
+def _western(data: bytes) -> EncodingChoice | None:
+    """cp1252 (or latin-1 when bytes cp1252 leaves undefined occur) for text that reads as Western.
+
+    These are what real non-UTF-8 files use (Excel and Windows exports); a detector's statistics on
+    a short sample otherwise pick rare code pages (cp775, cp437, mac_roman) whose text is garbage.
+    """
+    for name in ("cp1252", "latin-1"):
+        try:
+            text = data.decode(name)
+        except UnicodeDecodeError:
+            continue
+        letters = sum(1 for ch in text if ch.isalpha())
+        wide = sum(1 for ch in text if ch.isalpha() and ord(ch) > 0x7F)
+        if letters and wide / letters <= WESTERN_NON_ASCII_LETTERS:
+            why = "bytes 0x80-0x9f that cp1252 leaves undefined" if name == "latin-1" else "Western text"
+            return EncodingChoice(name, detected=True, note=f"not UTF-8; reads as {why}")
+        return None
+    return None
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """'little-endian' or 'big-endian' when NULs sit on one side of mostly-ASCII byte pairs."""
+    pairs = len(head) // 2
+    if pairs < 8:
+        return None
+    odd = sum(1 for i in range(1, 2 * pairs, 2) if head[i] == 0)
+    even = sum(1 for i in range(0, 2 * pairs, 2) if head[i] == 0)
+    if odd >= 0.8 * pairs and even < 0.1 * pairs:
+        return "little-endian"
+    if even >= 0.8 * pairs and odd < 0.1 * pairs:
+        return "big-endian"
+    return None
+
+
 def sniff_binary(path: str, head: bytes) -> None:
     """Refuse files that are clearly not text (NUL bytes or mostly control bytes) with where it shows."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(
-            f"{path}: file is UTF-16 encoded; convert it to UTF-8 first (iconv -f utf-16 -t utf-8)"
+            f"{path}: file is UTF-16 (with a byte-order mark); convert it to UTF-8 first "
+            "(iconv -f utf-16 -t utf-8)"
+        )
+    order = _utf16_without_bom(head)
+    if order is not None:
+        codec = "utf-16le" if order == "little-endian" else "utf-16be"
+        raise DataError(
+            f"{path}: file is UTF-16 ({order}, no byte-order mark); convert it to UTF-8 first "
+            f"(iconv -f {codec} -t utf-8)"
         )
     nul = head.find(b"\x00")
     if nul >= 0:

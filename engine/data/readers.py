@@ -176,7 +176,7 @@ def pick_columns(src: Source, text_col: str | None, label_col: str | None) -> tu
     label = label_col or next((lower[n] for n in LABEL_NAMES if n in lower and lower[n] != text), None)
     if text is None or label is None:
         sample = [dict(zip(src.columns, values, strict=False)) for _, values in read_page(src, 1, 200).rows]
-        text = text or _longest_text(cols, sample, exclude=label)
+        text = text or _longest_text(src, sample, exclude=label)
         label = label or _fewest_values(cols, sample, exclude=text)
     if text == label:
         raise DataError(
@@ -185,12 +185,41 @@ def pick_columns(src: Source, text_col: str | None, label_col: str | None) -> tu
     return text, label
 
 
-def _longest_text(cols: list[str], sample: list[dict[str, Any]], exclude: str | None) -> str:
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool | int | float):
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value.strip().replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def _longest_text(src: Source, sample: list[dict[str, Any]], exclude: str | None) -> str:
+    """The column with the longest texts, among those that hold words (not numbers) in the sample."""
+
+    def texts(c: str) -> list[str]:
+        return [v for r in sample if isinstance(v := r.get(c), str) and v.strip()]
+
+    def text_like(c: str) -> bool:
+        vals = [v for r in sample if (v := r.get(c)) is not None and str(v).strip()]
+        words = [v for v in vals if not _is_number(v)]
+        return bool(vals) and len(words) / len(vals) >= 0.5
+
+    candidates = [c for c in src.columns if c != exclude and text_like(c)]
+    if not candidates:
+        raise DataError(
+            f"{src.path}: no text column: none of the columns ({', '.join(src.columns)}) holds text "
+            "in the first rows (only numbers or blanks); name it with --text-col"
+        )
+
     def mean_len(c: str) -> float:
-        vals = [v for r in sample if isinstance(v := r.get(c), str)]
+        vals = texts(c)
         return sum(map(len, vals)) / max(1, len(vals))
 
-    return max((c for c in cols if c != exclude), key=mean_len)
+    return max(candidates, key=mean_len)
 
 
 def _fewest_values(cols: list[str], sample: list[dict[str, Any]], exclude: str | None) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.data.errors import DataError
+from engine.data.errors import DataError, one_line
 
 MANIFEST = "manifest.json"
 SHARD_KEY = "rows"
@@ -110,8 +110,33 @@ def read_shard(
     shards = manifest["splits"][split]["shards"]
     if not 0 <= index < len(shards):
         raise IndexError(f"split {split!r} has {len(shards)} shards; no shard {index}")
-    frame = pd.read_hdf(Path(directory) / shards[index]["path"], key=SHARD_KEY, columns=columns)
-    assert isinstance(frame, pd.DataFrame)
+    entry = shards[index]
+    return load_shard(Path(directory) / entry["path"], int(entry["rows"]), columns=columns)
+
+
+SHARD_COLUMNS = ("row", "text", "label")
+
+
+def load_shard(path: Path, rows: int, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """A shard file as a DataFrame; a missing, truncated or damaged one is one DataError: prepare again.
+
+    HDF5's own errors are many lines of back trace; the person needs the file and the fix.
+    """
+    try:
+        frame = pd.read_hdf(path, key=SHARD_KEY, columns=columns)
+    except FileNotFoundError:
+        raise DataError(f"{path}: shard is missing; prepare the data again (ftc prepare ... --out)") from None
+    except Exception as exc:  # PyTables/HDF5 raise many types for a truncated or damaged file
+        raise DataError(
+            f"{path}: shard cannot be read ({one_line(exc)}); the file is truncated or damaged: "
+            "prepare the data again"
+        ) from None
+    if not isinstance(frame, pd.DataFrame) or len(frame) != rows:
+        found = len(frame) if isinstance(frame, pd.DataFrame) else "no"
+        raise DataError(f"{path}: has {found} rows, the manifest says {rows}; prepare the data again")
+    missing = [c for c in (columns or SHARD_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: shard lacks column(s) {', '.join(missing)}; prepare the data again")
     return frame.reset_index(drop=True)
 
 

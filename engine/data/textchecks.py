@@ -15,7 +15,18 @@ from engine.data.hashindex import HashIndex, group_starts
 
 SHORT_CHARS = 3
 # UTF-8 read as cp1252/latin-1 (Ã©, â€™, Â , ðŸ emoji lead-in) or already replaced with U+FFFD.
-MOJIBAKE = re.compile("Ã[\u0080-\u00bf\u0152-\u0192\u02c6-\u02dc\u2013-\u2122]|Â[\u00a0-\u00bf]|â€|ðŸ|ï»¿")
+_UTF8_AS_CP1252 = "Ã[\u0080-\u00bf\u0152-\u0192\u02c6-\u02dc\u2013-\u2122]|Â[\u00a0-\u00bf]|â€|ðŸ|ï»¿"
+# cp1252 (or UTF-8) bytes read as a DOS or Mac code page: the accented letters of Western text turn
+# into box drawing, Greek and math symbols (cp437: cafΘ, Stra▀e, caf├⌐) or into upper-case letters
+# and marks inside lower-case words (mac_roman: cafÈ, ‡ la), which no real text writes.
+_CODE_PAGE_GARBAGE = (
+    "\u2500-\u259f\u2320\u2321\u2261\u2219\u221a\u207f\u2021\u2030\u00b8\u02c6\u02da\u02d9"
+    "\u00f7\u00b1\u2264\u2265\u0393\u0398\u03a3\u03a6\u03a9\u03b1\u03b4\u03b5\u03c0\u03c3\u03c4\u03c6"
+)
+_READ_AS_CODE_PAGE = (
+    f"[A-Za-z][{_CODE_PAGE_GARBAGE}]|[{_CODE_PAGE_GARBAGE}][A-Za-z]|[a-z][\u00c0-\u00d6\u00d8-\u00de]"
+)
+MOJIBAKE = re.compile(f"{_UTF8_AS_CP1252}|{_READ_AS_CODE_PAGE}")
 REPLACEMENT = "\ufffd"
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -33,7 +44,8 @@ class TextAcc:
         self.replacement: list[int] = []
         self.n_mojibake = self.n_replacement = self.n_short = self.n = 0
         self.short: list[int] = []
-        self.length_hist = np.zeros(4097, dtype=np.int64)  # exact up to 4096 chars, the rest in the last bin
+        # Exact: one bin per length, grown to the longest text seen (8 bytes per distinct length).
+        self.length_hist = np.zeros(4097, dtype=np.int64)
         self.sample: list[str] = []
         self._rng = random.Random(seed)
 
@@ -42,7 +54,10 @@ class TextAcc:
     ) -> None:
         self.hashes.add(hashes, rows, ids, split)
         lengths = np.fromiter((len(t.strip()) for t in texts), dtype=np.int64, count=len(texts))
-        self.length_hist += np.bincount(np.minimum(lengths, 4096), minlength=4097)
+        counts = np.bincount(lengths, minlength=len(self.length_hist))
+        if len(counts) > len(self.length_hist):
+            self.length_hist = np.pad(self.length_hist, (0, len(counts) - len(self.length_hist)))
+        self.length_hist += counts
         for i in np.flatnonzero(lengths < SHORT_CHARS):
             self.n_short += 1
             if len(self.short) < MAX_OFFENDING:
@@ -86,7 +101,8 @@ class TextAcc:
         bad = self.n_mojibake + self.n_replacement
         share = bad / max(1, self.n)
         figure = (
-            f"{self.n_mojibake:,} rows with mojibake (e.g. 'Ã©', 'â€™'), {self.n_replacement:,} with U+FFFD"
+            f"{self.n_mojibake:,} rows with mojibake (e.g. 'Ã©', 'â€™', 'cafΘ', 'cafÈ'), "
+            f"{self.n_replacement:,} with U+FFFD"
         )
         status = "pass" if bad == 0 else "warn" if share <= 0.01 else "fail"
         advice = {
@@ -111,12 +127,18 @@ class TextAcc:
         def pct(q: float) -> int:
             return int(np.searchsorted(cum, q * total)) if total else 0
 
-        edges = [0, 8, 16, 32, 64, 128, 256, 512, 1024, 4097]
+        longest = int(np.flatnonzero(self.length_hist).max(initial=0))
+        # Powers of two from 8, as many as the longest text needs: no bin is open-ended.
+        edges = [0, 8, 16, 32, 64, 128, 256, 512, 1024]
+        while edges[-1] <= longest:
+            edges.append(edges[-1] * 2)
         counts = [int(self.length_hist[a:b].sum()) for a, b in itertools.pairwise(edges)]
         return {
             "p50": pct(0.5),
             "p95": pct(0.95),
-            "max_bin": int(np.flatnonzero(self.length_hist).max(initial=0)),
+            "p99": pct(0.99),
+            "max": longest,
+            "max_bin": longest,  # the 0.1 name of "max"
             "edges": edges,
             "counts": counts,
         }
@@ -226,23 +248,72 @@ def duplicate_results(index: HashIndex, n_rows: int, splits: bool = False) -> li
 # ---------------------------------------------------------------- token lengths
 
 
+DEFAULT_MODEL_LIMIT = 512  # what BERT-style encoders take when the tokenizer folder does not say
+
+
+def model_limit(tokenizer_dir: str) -> tuple[int, str]:
+    """The most tokens the model takes, and where that figure came from.
+
+    tokenizer_config.json's model_max_length (when real: unset ones are 1e30), else
+    config.json's max_position_embeddings, else 512.
+    """
+    import json
+    from pathlib import Path
+
+    folder = Path(tokenizer_dir)
+    found: list[tuple[int, str]] = []
+    for name, key in (
+        ("tokenizer_config.json", "model_max_length"),
+        ("config.json", "max_position_embeddings"),
+    ):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int | float) and 0 < value < 1_000_000:
+            found.append((int(value), f"{name} {key}"))
+    return min(found, default=(DEFAULT_MODEL_LIMIT, "the usual encoder limit"))
+
+
 def token_result(sample: list[str], tokenizer_dir: str, max_length: int) -> CheckResult:
-    """Token length distribution and truncation rate on the reservoir sample (lazy tokenizer import)."""
+    """Token length distribution and truncation rate on the reservoir sample (lazy tokenizer import).
+
+    Advice never proposes a max_length beyond the model's limit; past it, it says how much is cut
+    and suggests chunking the long texts.
+    """
     lengths = np.array(_token_lengths(sample, tokenizer_dir), dtype=np.int64)
     if not len(lengths):
         return CheckResult("token_lengths", "pass", "no texts", None, "nothing to tokenize")
-    over = float((lengths > max_length).mean())
+    limit, limit_from = model_limit(tokenizer_dir)
+    usable = min(max_length, limit)
+    over = float((lengths > usable).mean())
+    past_limit = float((lengths > limit).mean())
     p50, p95, p99 = (int(np.percentile(lengths, q)) for q in (50, 95, 99))
-    figure = f"p50 {p50}, p95 {p95}, p99 {p99}, max {lengths.max()} tokens; {over:.1%} over {max_length}"
+    figure = f"p50 {p50}, p95 {p95}, p99 {p99}, max {lengths.max()} tokens; {over:.1%} over {usable}" + (
+        f" (max_length {max_length} is capped at the model's {limit})" if max_length > limit else ""
+    )
+    chunking = (
+        f"{past_limit:.1%} of texts are longer than the model's limit of {limit} tokens ({limit_from}) "
+        "and are cut whatever max_length is: split long texts into chunks of at most "
+        f"{limit} tokens (and pool their predictions)"
+    )
     if over <= 0.01:
-        status, advice = "pass", f"max_length {max_length} fits the texts"
-    elif over <= 0.10:
-        status, advice = "warn", f"some texts are cut: consider max_length {p99}"
-    else:
-        status, advice = (
-            "fail",
-            f"many texts are cut: raise max_length to about {p95}-{p99} or split long texts",
+        status = "pass" if max_length <= limit else "warn"
+        advice = (
+            f"max_length {max_length} fits the texts"
+            if max_length <= limit
+            else f"max_length {max_length} is beyond the model's limit of {limit} ({limit_from}): use {limit}"
         )
+    else:
+        status = "warn" if over <= 0.10 else "fail"
+        cut = "some texts are cut" if status == "warn" else "many texts are cut"
+        if p99 <= limit:
+            target = f"{p99}" if status == "warn" else f"about {p95}-{p99}"
+            advice = f"{cut}: raise max_length to {target}"
+        elif usable < limit:
+            advice = f"{cut}: raise max_length to {limit}, the model's limit; beyond it, {chunking}"
+        else:
+            advice = f"{cut}: {chunking}"
     details = {
         "sample": len(lengths),
         "p50": p50,
@@ -251,6 +322,8 @@ def token_result(sample: list[str], tokenizer_dir: str, max_length: int) -> Chec
         "max": int(lengths.max()),
         "truncated_share": over,
         "max_length": max_length,
+        "model_limit": limit,
+        "beyond_model_limit_share": past_limit,
     }
     return CheckResult("token_lengths", status, figure, round(over, 6), advice, [], details)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from engine.data.shards import load_manifest as read_manifest  # noqa: F401 (the training loop's name)
+from engine.data.shards import load_shard
 from engine.errors import DataError
 
 PAD_MULTIPLE = 8  # padded lengths are multiples of 8: fewer distinct shapes, tensor-core friendly
@@ -45,12 +46,7 @@ class SplitReader:
             self._cache.move_to_end(index)
             return self._cache[index]
         path, rows = self.shards[index]
-        try:
-            frame = pd.read_hdf(path, key="rows")
-        except (OSError, KeyError) as exc:
-            raise DataError(f"{path}: cannot read shard ({exc}); prepare the data again") from None
-        if len(frame) != rows:
-            raise DataError(f"{path}: has {len(frame)} rows, manifest says {rows}; prepare the data again")
+        frame = load_shard(path, rows)
         self._cache[index] = frame
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
