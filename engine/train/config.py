@@ -39,6 +39,10 @@ class DataSection(_Section):
     seed: int | None = None
     shard_rows: int | None = Field(None, ge=1)
     dedupe: bool = False
+    # A failing data test stops the run before step 1 ("fail") or is shown and trained past ("warn").
+    on_fail: Literal["fail", "warn"] = Field(
+        "fail", description="what a failing data test does: stop the run before step 1, or only warn"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSection:
@@ -151,16 +155,26 @@ def _hint(err: Any) -> str:
 
 
 def parse_config(raw: dict[str, Any]) -> TrainConfig:
-    """Validate the [model], [data] and [train] sections; other top-level sections belong to others."""
+    """Validate the [model], [data] and [train] sections (engine.jobs.validate refuses any other section)."""
     sections = {k: raw[k] for k in ("model", "data", "train") if k in raw}
     try:
         return TrainConfig.model_validate(sections)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("literal[", "dict["))]
-        where = f"[{loc[0]}] {'.'.join(loc[1:])}".strip() if loc else "config"
-        msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{where}: {msg}; {_hint(err)}") from None
+        raise ConfigError(validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError, section: str | None = None) -> str:
+    """A pydantic error as one line naming the section and field: '[train] batch_size: ...; fix the value'.
+
+    ``section`` names the table when the model validated is one section rather than the whole file.
+    """
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith(("literal[", "dict["))]
+    if section is not None:
+        loc = [section, *loc]
+    where = f"[{loc[0]}] {'.'.join(loc[1:])}".strip() if loc else "config"
+    msg = " ".join(err["msg"].removeprefix("Value error, ").split())
+    return f"{where}: {msg}; {_hint(err)}"
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -20,7 +20,12 @@ def data_dir(cfg: TrainConfig, ctx: JobContext) -> Path:
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    """Train (or resume training) as the session's config.toml says; returns a summary."""
+    """Train (or resume training) as the session's config.toml says; returns a summary.
+
+    Before step 1 the data tests of the preparation are a gate (engine.train.gate): each one that
+    warns or fails is shown, and a FAIL stops the run unless ``[data] on_fail = "warn"``. A resume
+    from a checkpoint passed that gate when it started, and does not show it again.
+    """
     cfg = parse_config(ctx.config)
     folder = data_dir(cfg, ctx)
     if cfg.data.source is not None and not (folder / "manifest.json").exists():
@@ -30,7 +35,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if cfg.data.tokenizer is None:
             ctx.config["data"]["tokenizer"] = cfg.model.source
         run_prepare(ctx)
+    if not _resuming_from_checkpoint(ctx):
+        from engine.train import gate
+
+        gate.check(folder, cfg.data.on_fail, ctx.emit)
     from engine.train.loop import Trainer  # tensorflow is imported only once the config is known good
 
     trainer = Trainer(cfg, folder, ctx)
     return trainer.run(resume=ctx.resume)
+
+
+def _resuming_from_checkpoint(ctx: JobContext) -> bool:
+    from engine.train import checkpoints
+
+    return ctx.resume and bool(checkpoints.complete(ctx.paths.checkpoints))

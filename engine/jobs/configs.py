@@ -1,0 +1,83 @@
+"""Checks of the configurations of the jobs other than train (selftest, check, prepare, predict).
+
+Each section is strict: an unknown key or a value of the wrong type is one line naming the
+section, the key and the fix. Nothing here imports more than pydantic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigError
+from engine.train.config import validation_message
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class SelftestSection(_Section):
+    steps: int = Field(100, ge=0)
+    step_s: float = Field(0.05, ge=0)
+    fail_at: int = Field(0, ge=0)
+    checkpoint_every: int = Field(0, ge=0)
+
+
+class DataJobSection(_Section):
+    """[data] of a check or prepare job (engine.data.job)."""
+
+    source: str = Field(min_length=1, description="CSV/TSV/JSONL/Parquet/HDF5 file to test or prepare")
+    text_col: str | None = None
+    label_col: str | None = None
+    encoding: str | None = None
+    format: str | None = None
+    key: str | None = None
+    tokenizer: str | None = None
+    max_length: int | None = Field(None, ge=8)
+    split: dict[str, float] | list[float] | None = None
+    seed: int | None = None
+    shard_rows: int | None = Field(None, ge=1)
+    dedupe: bool = False
+
+
+class DataJobTrain(_Section):
+    """[train] of a check or prepare job: only the max_length the token-length test uses."""
+
+    max_length: int = Field(128, ge=8)
+
+
+def _section(model: type[_Section], config: dict[str, Any], name: str) -> None:
+    try:
+        model.model_validate(config.get(name, {}))
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, section=name)) from None
+
+
+def check_selftest(config: dict[str, Any]) -> None:
+    _section(SelftestSection, config, "selftest")
+
+
+def check_data_job(config: dict[str, Any]) -> None:
+    _section(DataJobSection, config, "data")
+    _section(DataJobTrain, config, "train")
+
+
+def check_predict(config: dict[str, Any]) -> None:
+    """[predict]: the keys engine.predict.run.Params takes; model, input and output are required."""
+    import dataclasses
+
+    from engine.predict.run import Params
+
+    known = {f.name for f in dataclasses.fields(Params)}
+    section = config.get("predict", {})
+    for key in section:
+        if key not in known:
+            raise ConfigError(
+                f"[predict] {key}: Extra inputs are not permitted; remove it or check its spelling "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    for need in ("model", "input", "output"):
+        if not section.get(need):
+            raise ConfigError(f"[predict] {need}: Field required; add it")
