@@ -110,7 +110,97 @@ def open_source(
             "a label column (is the delimiter right? try --format)"
         )
     src.text_col, src.label_col = pick_columns(src, text_col, label_col)
+    check_column_values(src)
     return src
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "struct"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, bytes):
+        return "binary"
+    return type(value).__name__
+
+
+def check_column_values(src: Source, sample_rows: int = 200) -> None:
+    """Refuse columns whose first rows cannot be what they are used as (wrong Parquet/HDF5 dtypes too).
+
+    The text column must hold words, not numbers or structs; the label column must hold classes,
+    not fractional numbers (a score), structs or lists.
+    """
+    ti, li = src.columns.index(src.text_col), src.columns.index(src.label_col)
+    raw: dict[str, list[Any]] = {src.text_col: [], src.label_col: []}
+    if src.format in ("parquet", "hdf5"):  # typed values: read them as stored, not as display strings
+        raw = _typed_sample(src, sample_rows)
+    else:
+        records = iter_records(src)
+        try:
+            for _, _, values in records:
+                if isinstance(values, dict):
+                    raw[src.text_col].append(values.get(src.text_col))
+                    raw[src.label_col].append(values.get(src.label_col))
+                elif isinstance(values, list) and len(values) == len(src.columns):
+                    raw[src.text_col].append(values[ti])
+                    raw[src.label_col].append(values[li])
+                if len(raw[src.text_col]) >= sample_rows:
+                    break
+        except DataError:
+            pass  # an undecodable byte or a cut file: the full read reports it with its row
+        finally:
+            getattr(records, "close", lambda: None)()  # a generator: close its file now
+    texts = [v for v in raw[src.text_col] if v is not None and str(v).strip()]
+    labels = [v for v in raw[src.label_col] if v is not None and str(v).strip()]
+    odd = [v for v in texts if not isinstance(v, str)]
+    if texts and len(odd) > len(texts) // 2:
+        raise DataError(
+            f"{src.path}: text column {src.text_col!r} holds {_kind(odd[0])} values (e.g. {_short(odd[0])}), "
+            "not text; name the text column with --text-col"
+        )
+    if texts and sum(_is_number(v) for v in texts) >= 0.9 * len(texts):
+        raise DataError(
+            f"{src.path}: text column {src.text_col!r} holds only numbers (e.g. {_short(texts[0])}), "
+            "not text; name the text column with --text-col"
+        )
+    nested = [v for v in labels if isinstance(v, dict | list | tuple | bytes)]
+    if nested:
+        raise DataError(
+            f"{src.path}: label column {src.label_col!r} holds {_kind(nested[0])} values "
+            f"(e.g. {_short(nested[0])}), not class names; name the label column with --label-col"
+        )
+    fractional = [v for v in labels if _is_fraction(v)]
+    if labels and len(fractional) > len(labels) // 2:
+        raise DataError(
+            f"{src.path}: label column {src.label_col!r} holds fractional numbers "
+            f"(e.g. {_short(fractional[0])}), a score rather than classes; "
+            "name the class column with --label-col"
+        )
+
+
+def _typed_sample(src: Source, n: int) -> dict[str, list[Any]]:
+    cols = [src.text_col, src.label_col]
+    if src.format == "parquet":
+        return columnar.parquet_page(src.path, cols, 1, n)
+    return columnar.hdf_page(src.path, src.hdf_key or "", cols, 1, n)
+
+
+def _is_fraction(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return value == value and not value.is_integer()
+    if isinstance(value, str) and _is_number(value):
+        number = float(value.strip().replace(",", ""))
+        return number == number and not number.is_integer()
+    return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def probe(
