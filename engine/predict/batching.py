@@ -54,6 +54,20 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list
     return ids
 
 
+def count_truncated(
+    tokenizer: Any, texts: Sequence[str], ids: Sequence[Sequence[int]], max_length: int
+) -> int:
+    """How many texts were longer than ``max_length`` tokens (``ids``: their tokens, truncated).
+
+    Only a text cut to exactly max_length can have been longer; those few are encoded again
+    with one token more allowed, so the ids the model sees stay those of ``tokenize``.
+    """
+    full = [texts[i] for i, x in enumerate(ids) if len(x) >= max_length]
+    if not full:
+        return 0
+    return sum(len(x) > max_length for x in tokenize(tokenizer, full, max_length + 1))
+
+
 def padded_length(n: int, multiple: int, max_length: int) -> int:
     """n rounded up to the multiple, never past max_length: at most max_length/multiple lengths exist."""
     return min(-(-n // multiple) * multiple, max_length)

@@ -61,6 +61,149 @@ def _session_model(root: Path, ref: str) -> dict[str, str]:
     raise ModelRefError(f"session {ref!r} has no trained model yet ({model} is empty){hint}")
 
 
+def base_folder(ref: dict[str, str]) -> Path | None:
+    """A checkpoint's base model folder when it is a local one (its tokenizer and config come from there)."""
+    if ref["kind"] != "checkpoint":
+        return None
+    from engine.train import checkpoints as ck
+
+    source = ck.base_source(Path(ref["path"]))
+    if source is None or not Path(source).expanduser().is_dir():
+        return None  # a hub name: the engine fetches and checks it
+    return Path(source).expanduser().resolve()
+
+
+WEIGHT_FILES = ("tf_model.h5", "tf_model.h5.index.json", "model.safetensors", "model.safetensors.index.json")
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def check_loadable(ref: dict[str, str]) -> None:
+    """Refuse, without TensorFlow, a model folder that cannot load: config.json, weights, tokenizer.
+
+    Reads only small files and headers: config.json, the tokenizer files, the first bytes of
+    the weights. A checkpoint's weights are its own (checked when loaded); its base model's
+    config and tokenizer are checked here when the base model is a local folder.
+    """
+    folder = Path(ref["path"])
+    if ref["kind"] == "checkpoint":
+        base = base_folder(ref)
+        if base is None:
+            return
+        folder = base
+    _check_config(folder)
+    if ref["kind"] == "folder" or (folder / "config.json").is_file():
+        _check_weights(folder)
+    _check_tokenizer(folder)
+
+
+def _json_file(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelRefError(f"{path}: is not UTF-8 JSON (binary or damaged); {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ModelRefError(
+            f"{path}: is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}"
+        ) from None
+
+
+_RESTORE = "restore it from where the model came from (save_pretrained writes it)"
+
+
+def _check_config(folder: Path) -> None:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelRefError(f"{folder}: no config.json; give a saved model folder (save_pretrained output)")
+    config = _json_file(path, _RESTORE)
+    if not isinstance(config, dict):
+        raise ModelRefError(f"{path}: is not a model configuration (not a JSON object); {_RESTORE}")
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise ModelRefError(f"{path}: has no model_type, so transformers cannot build the model; {_RESTORE}")
+    labels = config.get("id2label")
+    if labels is not None and not (isinstance(labels, dict) and labels):
+        raise ModelRefError(f"{path}: id2label must map class ids to label names; {_RESTORE}")
+
+
+def _check_weights(folder: Path) -> None:
+    found = [folder / n for n in WEIGHT_FILES if (folder / n).is_file()]
+    if not found:
+        if (folder / "pytorch_model.bin").is_file():
+            raise ModelRefError(
+                f"{folder}: only pytorch_model.bin (a torch pickle); convert it to safetensors "
+                "or give a folder with model.safetensors or tf_model.h5"
+            )
+        raise ModelRefError(
+            f"{folder}: no weights (model.safetensors or tf_model.h5); give the folder save_pretrained wrote"
+        )
+    for path in found:
+        if path.name.endswith(".index.json"):
+            index = _json_file(path, _RESTORE)
+            if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+                raise ModelRefError(f"{path}: has no weight_map; {_RESTORE}")
+            shards = sorted(set(index["weight_map"].values()))
+            missing = [n for n in shards if not (folder / str(n)).is_file()]
+            if missing:
+                raise ModelRefError(
+                    f"{folder / str(missing[0])}: missing (listed in {path.name}); {_RESTORE}"
+                )
+        elif path.suffix == ".h5":
+            with open(path, "rb") as fh:
+                if fh.read(len(_HDF5)) != _HDF5:
+                    raise ModelRefError(f"{path}: is not an HDF5 weights file (empty or damaged); {_RESTORE}")
+        else:
+            _check_safetensors(path)
+
+
+def _check_safetensors(path: Path) -> None:
+    """The header: an 8-byte length, then that much JSON, all inside the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        ok = 0 < n <= size - 8
+        if ok:
+            try:
+                header = json.loads(fh.read(n))
+                ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+                ok = 8 + n + max(ends, default=0) <= size
+            except (ValueError, TypeError, KeyError, IndexError):
+                ok = False
+    if not ok:
+        raise ModelRefError(
+            f"{path}: is not a complete safetensors file (empty, truncated or damaged); {_RESTORE}"
+        )
+
+
+_TOKENIZER_SOURCES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _check_tokenizer(folder: Path) -> None:
+    fix = "save the tokenizer with the model again (tokenizer.save_pretrained)"
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "vocab.json"):
+        if (folder / name).is_file():
+            _json_file(folder / name, fix)
+    tokenizer_json = folder / "tokenizer.json"
+    if tokenizer_json.is_file():
+        from tokenizers import Tokenizer  # the Rust library: fast, no TensorFlow
+
+        try:
+            Tokenizer.from_file(str(tokenizer_json))
+        except Exception as exc:
+            text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            raise ModelRefError(
+                f"{tokenizer_json}: cannot be loaded as a tokenizer ({text}); {fix}"
+            ) from None
+        return
+    present = [n for n in _TOKENIZER_SOURCES if (folder / n).is_file()]
+    if not present:
+        raise ModelRefError(
+            f"{folder}: no tokenizer (tokenizer.json, vocab.txt, vocab.json or a sentencepiece model); {fix}"
+        )
+    for name in present:
+        if (folder / name).stat().st_size == 0:
+            raise ModelRefError(f"{folder / name}: is empty; {fix}")
+
+
 def fingerprint(ref: dict[str, str]) -> str:
     """A cheap identity of the model: config, tokenizer files and the weights' size, head and tail."""
     folder = Path(ref["path"])

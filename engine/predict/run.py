@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,13 @@ from engine.model import position_limit
 from engine.predict import batching, models
 from engine.predict.progress import LAST_ROWS, STAGE, Tracker
 from engine.predict.source import InputChunk, Position, input_fingerprint, iter_input, open_input
-from engine.predict.writer import DamagedOutput, OutputError, PredictionWriter
+from engine.predict.writer import (
+    DamagedOutput,
+    OutputError,
+    PredictionWriter,
+    check_not_an_input,
+    check_same_run,
+)
 
 DEFAULT_CHUNK_ROWS = 8192
 DEFAULT_MAX_LENGTH = 512
@@ -76,6 +83,7 @@ class Prepared:
 
     chunk: InputChunk
     batches: list[batching.Batch] = field(default_factory=list)
+    truncated: int = 0  # texts longer than max_length, cut to it
 
 
 @dataclass
@@ -148,6 +156,8 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         text_col=params.text_col,
         hdf_key=params.hdf_key,
     )
+    # The CLI refused this already; a config written by hand (or an old session) must not slip past.
+    check_not_an_input(output, input_paths(params))
     params.precision = _output_precision(params, output, hooks)
     model, tokenizer, id2label, info = models.load(params.model, params.precision)
     labels = [id2label[i] for i in range(len(id2label))]
@@ -164,6 +174,7 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         "precision": params.precision,
     }
     writer = _open_writer(params, output, labels, meta, hooks)
+    writer.resume_command = resume_command(params)
     if writer.cursor.get("done"):
         _log(hooks, "info", f"{output} is already complete ({writer.rows:,} rows); nothing to do")
         return {"rows": writer.rows, "output": str(output), "already_complete": True}
@@ -176,7 +187,9 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
 
     def prepare(chunk: InputChunk) -> Prepared:
         keep = [i for i, f in enumerate(chunk.flags) if not f]
-        ids = batching.tokenize(tokenizer, [chunk.texts[i] or "" for i in keep], settings["max_length"])
+        kept = [chunk.texts[i] or "" for i in keep]
+        ids = batching.tokenize(tokenizer, kept, settings["max_length"])
+        truncated = batching.count_truncated(tokenizer, kept, ids, settings["max_length"])
         built = list(
             batching.batches(
                 ids,
@@ -188,7 +201,7 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         )
         for b in built:  # batch positions are among the kept texts; make them chunk positions
             b.index = np.asarray(keep, dtype=np.int64)[b.index]
-        return Prepared(chunk, built)
+        return Prepared(chunk, built, truncated)
 
     hooks.update_state(step=writer.rows, total_steps=src.n_rows)
     hooks.emit(protocol.JobStarted(job="predict", step=writer.rows, total_steps=src.n_rows))
@@ -210,7 +223,8 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
                     _report(hooks, tracker, writer, output, extra_done=done_in_chunk)
                     last_report = time.monotonic()
             frame = writer.frame(chunk.rows, probs, probs.argmax(axis=1), chunk.flags)
-            writer.append(frame, Position(chunk.rows[-1], chunk.last_offset).as_dict())
+            position = Position(chunk.rows[-1], chunk.last_offset).as_dict()
+            writer.append(frame, position, truncated=item.truncated)
             tracker.add(n, chunk.bytes_done, 0, 0)
             last_rows = _last_rows(frame, chunk)
             _report(hooks, tracker, writer, output, last=last_rows)
@@ -230,10 +244,40 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         "padding": tracker.padding(),
         "real_tokens": tracker.real_tokens,
     }
-    writer.finish(summary)
+    writer.finish({**summary, "truncated": writer.truncated})
+    _log(hooks, "info", truncation_line(writer.truncated, writer.rows, settings["max_length"]))
     tracker.total = writer.rows
     _report(hooks, tracker, writer, output, last=last_rows)
     return summary
+
+
+def truncation_line(truncated: int, rows: int, max_length: int) -> str:
+    """The one line a finished job prints about texts cut to max_length (also in the output's metadata)."""
+    if not truncated:
+        return f"no text was longer than max_length {max_length} tokens; none truncated"
+    share = truncated / rows if rows else 0.0
+    return (
+        f"{truncated:,} of {rows:,} texts ({share:.1%}) were longer than max_length {max_length} tokens "
+        "and were truncated (recorded as 'truncated' in the output's metadata)"
+    )
+
+
+def input_paths(params: Params) -> list[tuple[str, Path]]:
+    """What the job reads, which its output must never be: the input file and the model's folder(s)."""
+    found: list[tuple[str, Path]] = [("--input", Path(params.input)), ("--model", Path(params.model["path"]))]
+    base = models.base_folder(params.model)
+    if base is not None:
+        found.append(("--model's base model", base))
+    return found
+
+
+def resume_command(params: Params) -> str:
+    """The command that continues this job, for the advice in a failure's one line."""
+    parts = ["ftc", "predict", "--model", params.model["path"], "--input", params.input]
+    parts += ["--output", params.output]
+    if params.text_col:
+        parts += ["--text-col", params.text_col]
+    return shlex.join([*parts, "--resume"])
 
 
 def _max_length(asked: int | None, model: Any, tokenizer: Any, trained: int | None = None) -> int:
@@ -276,8 +320,11 @@ def _open_writer(
     except DamagedOutput as exc:
         writer = PredictionWriter(output, labels, _cursor_or_fail(output))
         aside = writer.set_aside()
-        _log(hooks, "warning", f"{exc}; kept it as {aside.name} and predicting again from the first row")
-    _check_same_run(writer.cursor["meta"], meta, output)
+        kept = f"moved it aside as {aside.name}" if aside is not None else "nothing to keep"
+        _log(hooks, "warning", f"{exc}; {kept} and predicting again from the first row")
+    for note in writer.notes:
+        _log(hooks, "warning", note)
+    check_same_run(writer.cursor["meta"], meta, output)
     changed = [k for k in _PINNED if writer.cursor["meta"]["settings"][k] != meta["settings"][k]]
     if changed:
         _log(
@@ -307,21 +354,6 @@ def _cursor_or_fail(output: Path) -> dict[str, Any]:
     if cursor is None:
         raise OutputError(f"{output}: nothing to resume (no cursor next to it)")
     return cursor
-
-
-def _check_same_run(saved: dict[str, Any], now: dict[str, Any], output: Path) -> None:
-    """A resume must continue the same model on the same input, or the file would mix two runs."""
-    if saved["model"]["fingerprint"] != now["model"]["fingerprint"] or saved["labels"] != now["labels"]:
-        raise OutputError(
-            f"{output}: was started with another model ({saved['model'].get('path')}); "
-            "resume with that model or start again with --overwrite"
-        )
-    same = ("size", "mtime_ns", "format", "text_col")
-    if any(saved["input"].get(k) != now["input"].get(k) for k in same):
-        raise OutputError(
-            f"{output}: was started on another input or text column ({saved['input'].get('path')}, "
-            f"{saved['input'].get('text_col')}) or the file changed since; start again with --overwrite"
-        )
 
 
 def _last_rows(frame: Any, chunk: InputChunk) -> list[protocol.RowWritten]:

@@ -30,6 +30,19 @@ def make_classifier(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def fake_model(folder: Path, **config: Any) -> Path:
+    """A folder that passes the checks made before an engine starts (config, weights' header, tokenizer)
+    without being loadable: for tests that must refuse or accept arguments without TensorFlow."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"model_type": "bert", "max_position_embeddings": 64, "id2label": dict(enumerate(LABELS)), **config}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "tf_model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 56)
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_classifier(tmp_path_factory.mktemp("tiny-classifier"))

@@ -6,17 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.predict.conftest import texts, write_csv
+from tests.predict.conftest import fake_model, texts, write_csv
 from tui.cli import main as ftc
 
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    # Only config.json matters before the engine starts: the folder is recognised, not loaded.
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    return folder
+    # Before the engine starts the folder is checked (config, weights' header, tokenizer), not loaded.
+    return fake_model(tmp_path / "model")
 
 
 def _err(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
@@ -98,13 +95,10 @@ def test_a_max_length_past_the_models_positions_is_refused_before_starting(
     tmp_path: Path, sessions_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = write_csv(tmp_path / "in.csv", texts(5))
-    bert, roberta = tmp_path / "bert", tmp_path / "roberta"
-    bert.mkdir()
-    (bert / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 64}')
-    roberta.mkdir()
+    bert = fake_model(tmp_path / "bert", max_position_embeddings=64)
     # RoBERTa's positions start after its padding index: 514 embeddings take 512 tokens.
-    (roberta / "config.json").write_text(
-        '{"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}'
+    roberta = fake_model(
+        tmp_path / "roberta", model_type="roberta", max_position_embeddings=514, pad_token_id=1
     )
     out = str(tmp_path / "o.h5")
     msg = _err(capsys, ["--model", str(bert), "--input", str(good), "--output", out, "--max-length", "65"])

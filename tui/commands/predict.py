@@ -100,9 +100,14 @@ def predict_main(args: argparse.Namespace) -> int:
         print(f"ftc predict: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     from engine.launcher import create_session, start_engine
+    from engine.predict.request import os_error_line
 
-    paths = create_session(root, config, name=args.name or "predict")
-    start_engine(paths)
+    try:
+        paths = create_session(root, config, name=args.name or "predict")
+        start_engine(paths)
+    except OSError as exc:  # the sessions folder: unwritable, read-only, full
+        print(f"ftc predict: {os_error_line(exc)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     if args.detach:
         print(paths.id)
         return ExitCode.OK
