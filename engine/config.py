@@ -17,8 +17,20 @@ def load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; give the path of a TOML run configuration") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; give the path of a TOML run configuration") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied; make the file readable (chmod u+r)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); check the file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte offset {exc.start}); TOML files are UTF-8: save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file and try again") from None
+        raise ConfigError(
+            f"{path}: not valid TOML ({' '.join(str(exc).split())}); fix the file and try again"
+        ) from None
 
 
 def dump_toml(data: dict[str, Any]) -> str:
