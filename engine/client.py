@@ -11,14 +11,25 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import zmq
 
 from engine import protocol
 from engine.journal import JournalReader
-from engine.session import LIVE_STATUSES, SessionError, SessionPaths, live_status, read_state
+from engine.session import (
+    ENDED_STATUSES,
+    LIVE_STATUSES,
+    SessionError,
+    SessionPaths,
+    live_status,
+    pid_alive,
+    read_state,
+)
 
 REPLY_TIMEOUT_S = 5.0
+# How long a command waits for a deleted socket to be bound again (the engine checks every second).
+SOCKET_BACK_S = 3.0
 
 
 class EngineUnavailable(SessionError):
@@ -51,6 +62,7 @@ def request(
     Raises EngineUnavailable if nothing answers in time, CommandFailed on an error reply.
     """
     endpoint = _endpoints(paths)["commands"]
+    _wait_for_socket(paths, endpoint)
     env = protocol.make(body, paths.id)
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -80,6 +92,22 @@ def request(
     if body_.status == "error":
         raise CommandFailed(f"session {paths.id}: {body_.error_name}: {body_.error_text}")
     return body_.result
+
+
+def _wait_for_socket(paths: SessionPaths, endpoint: str, timeout: float = SOCKET_BACK_S) -> None:
+    """Wait for a deleted command socket to be bound again (within a heartbeat); else say how to go on."""
+    path = Path(endpoint.removeprefix("ipc://"))
+    if not endpoint.startswith("ipc://"):
+        return
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            pid = read_state(paths).get("pid")
+            raise EngineUnavailable(
+                f"session {paths.id}: the engine's command socket {path} is gone and was not recreated; "
+                f"end the engine with 'kill {pid}' (it stops cleanly), then 'ftc resume {paths.id}'"
+            )
+        time.sleep(0.05)
 
 
 def send_raw(endpoint: str, raw: bytes, timeout: float = REPLY_TIMEOUT_S) -> protocol.Envelope:
@@ -142,6 +170,8 @@ class EventFollower:
         """The events that arrived since the last call (waits up to timeout for live ones)."""
         self._connect()
         out = list(self._from_journal())
+        if not self.ended:
+            out.extend(self._until_last_event())
         if self._sub is None:
             if not out and timeout > 0:
                 time.sleep(timeout)  # no engine to wait on: don't spin the caller's loop
@@ -167,6 +197,22 @@ class EventFollower:
                 out.extend(self._from_journal())  # fill the gap; the journal is written first
             if env.seq == self.last_seq + 1:
                 out.extend(self._accept(env))
+        return out
+
+    def _until_last_event(self, timeout: float = 5.0) -> list[protocol.Envelope]:
+        """The engine writes its final state just before its last events: when the state says it ended
+        and the engine still lives, wait (briefly) for them, so nobody takes a clean end for a crash."""
+        state = read_state(self.paths)
+        if state.get("status") not in ENDED_STATUSES:
+            return []
+        out: list[protocol.Envelope] = []
+        deadline = time.monotonic() + timeout
+        while not self.ended and time.monotonic() < deadline:
+            if not pid_alive(state.get("pid"), state.get("pid_start")):
+                out.extend(self._from_journal())
+                break
+            time.sleep(0.02)
+            out.extend(self._from_journal())
         return out
 
     def notices(self) -> list[str]:

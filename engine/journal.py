@@ -8,6 +8,7 @@ line, which is skipped).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -31,7 +32,11 @@ def last_seq(path: Path) -> int:
 
 
 class Journal:
-    """Append-only writer; assigns seq. Thread-safe."""
+    """Append-only writer; assigns seq. Thread-safe.
+
+    A line is written whole or not at all: an append that fails (a full disk) cuts the file
+    back to where the line began and raises OSError naming the journal, and the seq is not used.
+    """
 
     def __init__(self, path: Path, session: str) -> None:
         self.path = path
@@ -39,8 +44,7 @@ class Journal:
         self._lock = threading.Lock()
         self._seq = last_seq(path) if path.exists() else 0
         self._truncate_partial_line()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._fh = os.fdopen(fd, "a", encoding="utf-8")
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._last_sync = 0.0
 
     def _truncate_partial_line(self) -> None:
@@ -56,25 +60,47 @@ class Journal:
     def seq(self) -> int:
         return self._seq
 
-    def append(self, body: protocol._Body, parent: str | None = None) -> Envelope:
-        """Number the event, write it as one line, and return the envelope to publish."""
-        with self._lock:
+    def append(self, body: protocol._Body, parent: str | None = None, *, timeout: float = -1) -> Envelope:
+        """Number the event, write it as one line, and return the envelope to publish.
+
+        With a timeout (seconds), raise TimeoutError instead of waiting longer for another writer.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            raise TimeoutError(f"{self.path}: another writer holds the journal")
+        try:
+            if self._fd is None:
+                raise OSError(f"{self.path}: the journal is closed")
+            env = protocol.make(body, self.session, parent=parent, seq=self._seq + 1)
+            self._write_line(protocol.encode(env) + b"\n", durable=env.type in _DURABLE)
             self._seq += 1
-            env = protocol.make(body, self.session, parent=parent, seq=self._seq)
-            self._fh.write(protocol.encode(env).decode() + "\n")
-            self._fh.flush()
-            now = time.monotonic()
-            if env.type in _DURABLE or now - self._last_sync >= FSYNC_EVERY_S:
-                os.fsync(self._fh.fileno())
-                self._last_sync = now
             return env
+        finally:
+            self._lock.release()
+
+    def _write_line(self, line: bytes, durable: bool) -> None:
+        assert self._fd is not None
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            now = time.monotonic()
+            if durable or now - self._last_sync >= FSYNC_EVERY_S:
+                os.fsync(self._fd)
+                self._last_sync = now
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)  # never leave half a line behind
+            errno_ = exc.errno if exc.errno is not None else 0
+            raise OSError(errno_, exc.strerror or str(exc), str(self.path)) from exc
 
     def close(self) -> None:
         with self._lock:
-            if not self._fh.closed:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
 
 
 class JournalReader:

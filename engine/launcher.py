@@ -21,7 +21,7 @@ from engine.session import (
     SessionError,
     SessionPaths,
     engine_lock_held,
-    ensure_private_dir,
+    ensure_sessions_root,
     live_status,
     new_session_id,
     read_state,
@@ -38,7 +38,7 @@ def create_session(root: Path, config: dict[str, Any], name: str | None = None) 
         validate(kind, config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    ensure_private_dir(root)
+    ensure_sessions_root(root)
     while True:
         paths = SessionPaths(root / new_session_id(name or kind))
         if not paths.root.exists():
@@ -82,6 +82,8 @@ def start_engine(
             f"session {paths.id} finished at step {state.get('step', 0)}; nothing to resume "
             "(--force to run it again from its last checkpoint)"
         )
+    if checkpoint:
+        _check_checkpoint(paths, state, checkpoint)
     write_state(paths, status="starting", pid=None, message="")
     with open(paths.log, "ab") as log:
         os.chmod(paths.log, 0o600)
@@ -118,6 +120,18 @@ def start_engine(
     raise SessionError(
         f"engine for {paths.id} did not come up within {START_TIMEOUT_S:.0f}s; see {paths.log}"
     )
+
+
+def _check_checkpoint(paths: SessionPaths, state: dict[str, Any], name: str) -> None:
+    """Refuse, before anything is written, a --checkpoint that names no intact checkpoint of this session."""
+    job = state.get("job")
+    if job not in ("train", "selftest"):
+        raise SessionError(
+            f"session {paths.id} is a {job} job and has no checkpoints; resume it without --checkpoint"
+        )
+    from engine.train import checkpoints as ck  # numpy, no TensorFlow: only when a checkpoint is named
+
+    ck.verify_named(paths.checkpoints, name)
 
 
 def _lock_outlives(paths: SessionPaths, grace_s: float = 5.0) -> bool:

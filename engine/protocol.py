@@ -380,6 +380,12 @@ def encode(env: Envelope) -> bytes:
     return env.model_dump_json().encode()
 
 
+def clip(value: object, limit: int = 40) -> str:
+    """A value as an error message may quote it: its repr cut to ``limit`` characters (never a huge field)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_version(value: object) -> tuple[int, int] | None:
     """(major, minor) of an envelope's ``v``: "1.1", or 0.1.0's integer 1; None if it is neither."""
     if type(value) is int:  # True and 1.0 equal 1 in Python: only a real integer is the old form
@@ -416,13 +422,16 @@ def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> 
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError("MalformedMessage", f"message is not valid JSON: {exc}") from None
+        raise ProtocolError("MalformedMessage", f"message is not valid JSON: {str(exc)[:120]}") from None
+    except RecursionError:
+        raise ProtocolError("MalformedMessage", "message is nested too deeply to be a message") from None
     if not isinstance(data, dict):
         raise ProtocolError("MalformedMessage", "message must be a JSON object")
-    parent = data.get("id") if isinstance(data.get("id"), str) else None
+    ident = data.get("id")
+    parent = ident if isinstance(ident, str) and len(ident) <= 64 else None
     version = parse_version(data.get("v"))
     if version is None or version[0] != MAJOR:
-        got = data.get("v") if version is None else f"{version[0]}.{version[1]}"
+        got = clip(data.get("v")) if version is None else repr(f"{version[0]}.{version[1]}")
         advice = (
             "upgrade ftc to read it"
             if version is not None and version[0] > MAJOR
@@ -430,7 +439,7 @@ def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> 
         )
         raise ProtocolError(
             "VersionMismatch",
-            f"protocol version {got!r} is not supported (this ftc speaks {PROTOCOL_VERSION}, "
+            f"protocol version {got} is not supported (this ftc speaks {PROTOCOL_VERSION}, "
             f"and reads {MAJOR}.x); {advice}",
             parent,
         )
@@ -441,7 +450,7 @@ def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> 
         origin = f" (from a newer ftc, protocol {version[0]}.{version[1]})" if newer and kind else ""
         raise ProtocolError(
             "UnknownType",
-            f"unknown message type {kind!r}{origin}; expected one of {', '.join(sorted(allowed))}",
+            f"unknown message type {clip(kind)}{origin}; expected one of {', '.join(sorted(allowed))}",
             parent,
             ignorable=newer and isinstance(kind, str),
         )
@@ -456,7 +465,9 @@ def decode(raw: bytes | str, *, kinds: dict[str, type[_Body]] | None = None) -> 
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "message"
-        raise ProtocolError("InvalidMessage", f"{kind}: field {where!r}: {first['msg']}", parent) from None
+        raise ProtocolError(
+            "InvalidMessage", f"{kind}: field {clip(where, 60)}: {first['msg'][:120]}", parent
+        ) from None
     assert isinstance(env, Envelope)
     env._ignored = tuple([*dropped, *(f"body.{name}" for name in ignored)])
     return env

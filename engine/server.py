@@ -2,56 +2,178 @@
 
 Run as ``python -m engine SESSION_DIR [--resume]`` (the launcher does this, detached).
 Threads: the main thread runs the job; one I/O thread owns both ZeroMQ sockets (they are
-not thread-safe), answers commands, publishes events and beats the heartbeat. Commands
-only set flags on ``Control``; the job acts on them between steps.
+not thread-safe), answers commands, publishes events and beats the heartbeat; one thread
+waits for SIGTERM/SIGINT. Commands only set flags on ``Control``; the job acts on them
+between steps.
+
+What a person can rely on:
+
+- state.json is the engine's own: it is held in memory and rewritten whole, so a damaged or
+  deleted file is simply written again at the next heartbeat.
+- Every command gets exactly one reply: ``ok``, an error naming the field, or ``Busy`` (retry)
+  when a client sends faster than it reads. Errors never echo a huge field nor an exception
+  class; the details go to engine.log.
+- A deleted socket folder is recreated (the sockets are bound again) within a heartbeat.
+- A full disk ends the job with one clear record (journal and state): a reserve file, made
+  at start and released on that failure, leaves room for it.
+- state.json says the final status before the last events are published.
+- A stop signal before the job's first step interrupts its start-up; a second one ends the
+  engine at once, state ``stopped``.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
+import errno
 import os
 import queue
+import re
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import zmq
 
 from engine import jobs, protocol
-from engine.config import ConfigError, job_kind, load_toml
-from engine.errors import ExitCode
-from engine.jobs.base import Control, JobContext, StopRequested
+from engine.config import job_kind, load_toml
+from engine.errors import ExitCode, FtcError
+from engine.fsio import atomic_write_json
+from engine.jobs.base import Control, JobContext, StartupInterrupted, StopRequested
 from engine.journal import Journal
 from engine.session import (
+    ENDED_STATUSES,
     SessionPaths,
     acquire_engine_lock,
     ensure_private_dir,
     process_identity,
     read_state,
-    write_state,
 )
 
 HEARTBEAT_S = 1.0
+# Room kept on the session's disk for the final record (journal lines and state.json) after a full disk.
+RESERVE_BYTES = 256 * 1024
+# A command is a few hundred bytes: anything far larger is refused unread.
+MAX_COMMAND_BYTES = 64 * 1024
+# Replies waiting for a client that does not read them; past this, its new commands are answered Busy.
+PENDING_REPLIES_MAX = int(os.environ.get("FTC_ENGINE_PENDING_REPLIES", "10000"))
+# Commands answered per I/O loop turn, so events and heartbeats go on during a burst.
+COMMANDS_PER_TURN = 500
+ERROR_TEXT_MAX = 300
+
+
+def no_space(exc: BaseException) -> str | None:
+    """The path a full disk (or quota) stopped a write to, '' if unknown; None if exc is not that."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(current.filename or "")
+        text = str(current)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            found = re.search(r"(/[^\s'\":,;]+)", text)  # TensorFlow and HDF5 put the path in the text
+            return found.group(1) if found else ""
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def disk_full_text(path: str, session: SessionPaths) -> str:
+    return f"no space left on device writing {path or session.root}; free space, then ftc resume {session.id}"
+
+
+class SpaceReserve:
+    """A file of RESERVE_BYTES in the session folder, released when the disk is full to write the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def hold(self) -> None:
+        """Make (or keep) the reserve; OSError (ENOSPC) if the disk has not even that much room."""
+        if self.path.exists() and self.path.stat().st_size >= RESERVE_BYTES:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                block = b"\0" * RESERVE_BYTES
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.release()
+            raise OSError(exc.errno or 0, exc.strerror or str(exc), str(self.path)) from None
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 class StateStore:
-    """The engine's view of state.json; every write is atomic and serialised."""
+    """The engine's state.json: held in memory and rewritten whole (atomically) on every change.
+
+    The file is never read back, so one damaged or deleted on disk is rewritten at the next
+    update (a heartbeat, within a second) and the job never sees it. After ``close`` (the final
+    status is written) later updates only change the heartbeat in memory.
+    """
 
     def __init__(self, paths: SessionPaths) -> None:
         self.paths = paths
-        self._lock = threading.Lock()
-        self.state: dict[str, Any] = read_state(paths)
+        self._lock = threading.RLock()  # re-entrant: a signal's hurried end may come in on any thread
+        try:
+            self.state: dict[str, Any] = read_state(paths)
+        except FtcError as exc:  # cannot be rebuilt: start over, saying so
+            print(f"ftc engine: warning: {exc}", file=sys.stderr, flush=True)
+            self.state = {"message": str(exc)}
+        self.closed = False
 
     def update(self, **changes: Any) -> dict[str, Any]:
         with self._lock:
+            if self.closed:
+                return dict(self.state)
             self.state.update(changes, heartbeat=time.time())
-            write_state(self.paths, **self.state)
+            self._write()
             return dict(self.state)
+
+    def _write(self) -> None:
+        try:
+            atomic_write_json(self.paths.state, self.state)
+        except OSError as exc:
+            raise OSError(exc.errno or 0, exc.strerror or str(exc), str(self.paths.state)) from exc
+
+    def final(self, **changes: Any) -> bool:
+        """Write the final status once (False if it was already written), then hold the file."""
+        with self._lock:
+            if self.closed:
+                return False
+            self.state.update(changes, heartbeat=time.time())
+            try:
+                self._write()
+            finally:
+                self.closed = True
+            return True
+
+    def hurried(self, status: str, message: str, timeout: float = 2.0) -> None:
+        """The final state from another thread than the job's: waits a little for a write in flight."""
+        got = self._lock.acquire(timeout=timeout)
+        try:
+            if self.closed or self.state.get("status") in ENDED_STATUSES:
+                return
+            self.state.update(status=status, message=message, ended=time.time(), heartbeat=time.time())
+            with contextlib.suppress(OSError):
+                self._write()
+            self.closed = True
+        finally:
+            if got:
+                self._lock.release()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -66,24 +188,47 @@ class Engine:
         self.config = load_toml(paths.config)
         self.kind = job_kind(self.config)
         self.control = Control()
+        self.reserve = SpaceReserve(paths.root / ".space-reserve")
+        self.reserve.hold()
         self.store = StateStore(paths)
         self.journal = Journal(paths.events, paths.id)
         self._outbox: queue.Queue[protocol.Envelope] = queue.Queue()
         self._io_done = threading.Event()
         self._zmq = zmq.Context()
-        sock_dir = ensure_private_dir(paths.socket_dir())
-        self.cmd_path = sock_dir / "cmd.sock"
-        self.pub_path = sock_dir / "events.sock"
-        for stale in (self.cmd_path, self.pub_path):
-            stale.unlink(missing_ok=True)
+        # Replies a client has not read yet (its pipe is full), per client, in order.
+        self._pending: dict[bytes, deque[bytes]] = {}
+        self.sock_dir = paths.socket_dir()
+        self.cmd_path = self.sock_dir / "cmd.sock"
+        self.pub_path = self.sock_dir / "events.sock"
         self.router = self._zmq.socket(zmq.ROUTER)
-        self.router.bind(f"ipc://{self.cmd_path}")
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe says so instead of dropping a reply
+        self.router.setsockopt(zmq.SNDHWM, 20_000)
+        self.router.setsockopt(zmq.LINGER, 0)
         self.pub = self._zmq.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
-        self.pub.bind(f"ipc://{self.pub_path}")
-        for path in (self.cmd_path, self.pub_path):
-            os.chmod(path, 0o600)
+        self._bound = False
+        self._bind()
         self._io = threading.Thread(target=self._serve, name="engine-io", daemon=True)
+        self.finished = threading.Event()  # the final state and events are written
+        self.in_job = False  # the job's function is running (a first stop signal may interrupt its start-up)
+
+    def _bind(self) -> None:
+        """Bind both sockets in a private folder (at start, and again where one was deleted).
+
+        Binding again adds a listener on the same path and keeps the clients already connected
+        (an unbind would drop them, and the replies they wait for).
+        """
+        ensure_private_dir(self.sock_dir)
+        for sock, path in ((self.router, self.cmd_path), (self.pub, self.pub_path)):
+            if path.exists() and self._bound:
+                continue
+            path.unlink(missing_ok=True)
+            sock.bind(f"ipc://{path}")
+            os.chmod(path, 0o600)
+        self._bound = True
+
+    def _sockets_gone(self) -> bool:
+        return not (self.cmd_path.exists() and self.pub_path.exists())
 
     # -------------------------------------------------------------- events
 
@@ -99,16 +244,40 @@ class Engine:
         poller.register(self.router, zmq.POLLIN)
         next_beat = 0.0
         while True:
-            self._flush_outbox()
-            if self._io_done.is_set() and self._outbox.empty():
+            try:
+                self._flush_outbox()
+                self._flush_replies()
+                if self._io_done.is_set() and self._outbox.empty():
+                    return
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + HEARTBEAT_S
+                    self._beat()
+                wait = 5 if self._pending else 50
+                if dict(poller.poll(timeout=wait)).get(self.router):
+                    self._read_commands()
+            except Exception:  # the I/O thread must outlive any bug: log it and go on
+                traceback.print_exc()
+                time.sleep(0.05)
+
+    def _beat(self) -> None:
+        try:
+            self.store.update()
+        except OSError as exc:
+            if no_space(exc) is not None:
+                self.control.fail(exc)  # the job ends with the full disk's record at its next boundary
+            else:
+                traceback.print_exc()
+        if self._sockets_gone():
+            try:
+                self._bind()
+            except (OSError, zmq.ZMQError) as exc:
+                print(f"ftc engine: cannot recreate the sockets in {self.sock_dir}: {exc}", file=sys.stderr)
                 return
-            now = time.monotonic()
-            if now >= next_beat:
-                self.store.update()
-                next_beat = now + HEARTBEAT_S
-            for sock, _ in poller.poll(timeout=50):
-                if sock is self.router:
-                    self._answer(*self.router.recv_multipart())
+            text = f"the socket folder {self.sock_dir} was deleted; recreated it (control works again)"
+            print(f"ftc engine: warning: {text}", file=sys.stderr, flush=True)
+            with contextlib.suppress(OSError):
+                self.emit(protocol.LogRecorded(level="warning", text=text))
 
     def _flush_outbox(self) -> None:
         while True:
@@ -118,25 +287,83 @@ class Engine:
                 return
             self.pub.send(protocol.encode(env))
 
-    def _answer(self, ident: bytes, *frames: bytes) -> None:
-        raw = frames[-1] if frames else b""
-        cmd: protocol.Envelope | None = None
+    def _read_commands(self) -> None:
+        for _ in range(COMMANDS_PER_TURN):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            ident, raw = frames[0], frames[-1] if len(frames) > 1 else b""
+            self._send(ident, self._answer(ident, raw))
+
+    def _send(self, ident: bytes, data: bytes) -> None:
+        """Send a reply, or keep it (in order) for a client whose pipe is full; a gone client's is dropped."""
+        waiting = self._pending.get(ident)
+        if waiting:
+            waiting.append(data)
+            return
         try:
+            self.router.send_multipart([ident, data], zmq.NOBLOCK)
+        except zmq.Again:
+            self._pending.setdefault(ident, deque()).append(data)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:  # the client went away: nobody to answer
+                raise
+
+    def _flush_replies(self) -> None:
+        for ident in list(self._pending):
+            waiting = self._pending[ident]
+            while waiting:
+                try:
+                    self.router.send_multipart([ident, waiting[0]], zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    waiting.clear()
+                    break
+                waiting.popleft()
+            if not waiting:
+                del self._pending[ident]
+
+    def _answer(self, ident: bytes, raw: bytes) -> bytes:
+        """The one reply to one command: ok, a protocol error naming the field, Busy or InternalError."""
+        cmd: protocol.Envelope | None = None
+        parent: str | None = None
+        try:
+            if len(raw) > MAX_COMMAND_BYTES:
+                raise protocol.ProtocolError(
+                    "MessageTooLarge", f"a command of {len(raw)} bytes; the limit is {MAX_COMMAND_BYTES}"
+                )
             cmd = protocol.decode(raw, kinds=protocol.COMMANDS)
+            parent = cmd.id
             if cmd.session != self.paths.id:
                 raise protocol.ProtocolError(
-                    "WrongSession", f"this engine serves session {self.paths.id}, not {cmd.session}", cmd.id
+                    "WrongSession",
+                    f"field 'session': this engine serves session {self.paths.id}, "
+                    f"not {protocol.clip(cmd.session)}",
+                    cmd.id,
+                )
+            if len(self._pending.get(ident, ())) >= PENDING_REPLIES_MAX:
+                raise protocol.ProtocolError(
+                    "Busy",
+                    f"{len(self._pending[ident])} replies wait for this client to read them; "
+                    f"{cmd.type} was not done: read the replies, then retry",
+                    cmd.id,
                 )
             reply = protocol.Reply(status="ok", result=self._execute(cmd))
-            parent: str | None = cmd.id
         except protocol.ProtocolError as exc:
-            reply = protocol.Reply(status="error", error_name=exc.name, error_text=exc.text)
+            reply = protocol.Reply(status="error", error_name=exc.name, error_text=_short(exc.text))
             parent = exc.parent
-        except Exception as exc:  # a bug in a handler must not take the engine down
-            reply = protocol.Reply(status="error", error_name=type(exc).__name__, error_text=str(exc))
-            parent = cmd.id if cmd is not None else None
-        env = protocol.make(reply, self.paths.id, parent=parent)
-        self.router.send_multipart([ident, protocol.encode(env)])
+        except Exception:  # a bug in a handler must not take the engine down, nor show its insides
+            traceback.print_exc()
+            reply = protocol.Reply(
+                status="error",
+                error_name="InternalError",
+                error_text=f"the engine could not carry out this command; see {self.paths.log}",
+            )
+        return protocol.encode(protocol.make(reply, self.paths.id, parent=parent))
 
     def _execute(self, cmd: protocol.Envelope) -> protocol.CommandResult:
         c = self.control
@@ -152,33 +379,35 @@ class Engine:
             c.request_stop("stop command", cmd.id)
         else:  # ping, status
             changed = False
-        state = protocol.EngineState.model_validate(self.store.snapshot())
+        state = protocol.EngineState.model_validate(_known(self.store.snapshot()))
         return protocol.CommandResult(changed=changed, status=state.status, step=state.step, state=state)
 
     # -------------------------------------------------------------- lifecycle
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        self.control.request_stop(f"signal {signal.Signals(signum).name}")
+    def hurry(self, reason: str) -> None:
+        """A second stop signal: record the stop (state, then journal) and end the process at once."""
+        message = f"{reason} again: ended at once, without a checkpoint; ftc resume continues it"
+        if self.store.closed:  # the final record is being written: let it finish
+            self.finished.wait(timeout=2.0)
+        else:
+            self.store.hurried("stopped", message)
+            with contextlib.suppress(Exception):
+                self.journal.append(protocol.EngineStopped(status="stopped", reason=message), timeout=1.0)
+        self.reserve.release()
+        os._exit(ExitCode.INTERRUPTED)
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH session must not end training
         ident = process_identity(os.getpid())
         self.store.update(
             status="running",
             job=self.kind,
             endpoints={"commands": f"ipc://{self.cmd_path}", "events": f"ipc://{self.pub_path}"},
             started=time.time(),
+            ended=None,
             message="",
             **ident,
         )
         self._io.start()
-        self.emit(
-            protocol.EngineStarted(
-                pid=ident["pid"], hostname=ident["hostname"], job=self.kind, resumed=self.resume
-            )
-        )
         ctx = JobContext(
             paths=self.paths,
             config=self.config,
@@ -188,29 +417,66 @@ class Engine:
             update_state=self.store.update,
             resume_from=self.resume_from,
         )
-        step = int(self.store.snapshot().get("step", 0))
         code = 0
+        ending: protocol._Body
+        parent: str | None = None
         try:
-            summary = jobs.load(self.kind)(ctx)
-            step = int(self.store.snapshot().get("step", step))
             self.emit(
-                protocol.JobFinished(step=step, summary=protocol.JobSummary.model_validate(summary or {}))
+                protocol.EngineStarted(
+                    pid=ident["pid"], hostname=ident["hostname"], job=self.kind, resumed=self.resume
+                )
+            )
+            self.in_job = True
+            try:
+                summary = jobs.load(self.kind)(ctx)
+            finally:
+                self.in_job = False
+            step = self._step()
+            ending = protocol.JobFinished(
+                step=step, summary=protocol.JobSummary.model_validate(summary or {})
             )
             status, reason = "finished", "job finished"
-        except StopRequested as stop:
-            step = int(self.store.snapshot().get("step", step))
-            self.emit(protocol.JobStopped(step=step, reason=stop.reason), parent=self.control.stop_id)
-            status, reason = "stopped", stop.reason
+        except (StopRequested, StartupInterrupted) as stop:
+            ending = protocol.JobStopped(step=self._step(), reason=stop.reason)
+            status, reason, parent = "stopped", stop.reason, self.control.stop_id
         except BaseException as exc:  # report every failure in the journal, then exit non-zero
-            traceback.print_exc()
-            step = int(self.store.snapshot().get("step", step))
-            text = str(exc) or type(exc).__name__
-            self.emit(protocol.JobFailed(step=step, error_name=type(exc).__name__, error_text=text))
-            status, reason, code = "failed", f"{type(exc).__name__}: {text}", 1
-        self.emit(protocol.EngineStopped(status=status, reason=reason))  # type: ignore[arg-type]
-        self.store.update(status=status, message=reason, ended=time.time())
+            where = no_space(exc)
+            if where is not None:
+                self.reserve.release()  # room for the record below
+                name, text = "NoSpace", disk_full_text(where, self.paths)
+                print(f"ftc engine: {text}", file=sys.stderr, flush=True)
+            else:
+                traceback.print_exc()
+                name, text = type(exc).__name__, str(exc) or type(exc).__name__
+            ending = protocol.JobFailed(step=self._step(), error_name=name, error_text=text)
+            status, reason, code = "failed", text if where is not None else f"{name}: {text}", 1
+        self._end(status, reason, ending, parent)
         self.shutdown()
         return code
+
+    def _step(self) -> int:
+        return int(self.store.snapshot().get("step", 0) or 0)
+
+    def _end(self, status: str, reason: str, ending: protocol._Body, parent: str | None) -> None:
+        """The final record: state.json first, then the job's last event and engine_stopped.
+
+        Whoever sees those events finds state.json already final. Each part is tried even if
+        another fails (a disk still full): the state, at least, must not say running.
+        """
+        try:
+            self.store.final(status=status, message=reason, ended=time.time())
+        except OSError as exc:
+            print(f"ftc engine: cannot write the final state: {exc}", file=sys.stderr, flush=True)
+        last = protocol.EngineStopped(status=status, reason=reason)  # type: ignore[arg-type]
+        for body, cause in ((ending, parent), (last, None)):
+            try:
+                self.emit(body, parent=cause)
+            except OSError as exc:
+                print(
+                    f"ftc engine: cannot write the journal's last event: {exc}", file=sys.stderr, flush=True
+                )
+                break
+        self.finished.set()
 
     def shutdown(self) -> None:
         self._io_done.set()
@@ -225,6 +491,71 @@ class Engine:
         if self.paths.socket_dir_is_shared():
             with contextlib.suppress(OSError):
                 self.cmd_path.parent.rmdir()
+        self.reserve.release()
+
+
+def _known(state: dict[str, Any]) -> dict[str, Any]:
+    """The fields of state.json that EngineState declares (a newer ftc's extra keys stay on disk)."""
+    return {k: v for k, v in state.items() if k in protocol.EngineState.model_fields}
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
+
+
+class SignalWatcher:
+    """Waits for SIGTERM/SIGINT on its own thread, so a stop never waits on what the job is doing.
+
+    The first signal asks the job to stop at its next step boundary (it checkpoints there); before
+    the job's first step it interrupts the start-up instead (importing TensorFlow, loading a model),
+    where there is nothing to keep. A second signal ends the process at once (``Engine.hurry``).
+    The signals are blocked in every thread before any is started: only this one receives them.
+    """
+
+    SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.paths: SessionPaths | None = None
+        self.reason: str | None = None
+        self.count = 0
+        self._lock = threading.Lock()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a dropped SSH session must not end training
+        signal.signal(signal.SIGINT, self._interrupt_main)  # run in the main thread by interrupt_main
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        threading.Thread(target=self._wait, name="engine-signals", daemon=True).start()
+
+    def _interrupt_main(self, _signum: int, _frame: object) -> None:
+        raise StartupInterrupted(f"{self.reason or 'signal'} during start-up")
+
+    def _wait(self) -> None:
+        while True:
+            signum = signal.sigwait(self.SIGNALS)
+            self.on_signal(signal.Signals(signum).name)
+
+    def attach(self, engine: Engine) -> None:
+        with self._lock:
+            self.engine = engine
+            if self.reason is not None:  # a signal came while the engine was being made
+                engine.control.request_stop(f"signal {self.reason}")
+
+    def on_signal(self, name: str) -> None:
+        with self._lock:
+            self.count += 1
+            engine = self.engine
+            first = self.count == 1
+            if first:
+                self.reason = f"signal {name}"
+        if not first:
+            if engine is not None:
+                engine.hurry(f"signal {name}")
+            _record_start_failure(self.paths, f"stopped by signal {name} twice while starting", "stopped")
+            os._exit(ExitCode.INTERRUPTED)
+        if engine is not None:
+            engine.control.request_stop(f"signal {name}")
+            if engine.control.stepping or not engine.in_job:
+                return  # the job stops (and checkpoints) at its next boundary, or has ended
+        _thread.interrupt_main(signal.SIGINT)  # start-up: nothing to keep, stop what it is doing
 
 
 def _lock_session(paths: SessionPaths, grace_s: float = 1.0) -> bool:
@@ -241,7 +572,18 @@ def _lock_session(paths: SessionPaths, grace_s: float = 1.0) -> bool:
     return True
 
 
+def _record_start_failure(paths: SessionPaths | None, message: str, status: str = "failed") -> None:
+    """state.json says why the engine never ran (failed, stopped) over the launcher's 'starting'."""
+    if paths is None:
+        return
+    with contextlib.suppress(FtcError, OSError):
+        state = read_state(paths)
+        state.update(status=status, pid=None, message=message, ended=time.time())
+        atomic_write_json(paths.state, state)
+
+
 def main(argv: list[str] | None = None) -> int:
+    watcher = SignalWatcher()  # first: before zmq or TensorFlow start threads that could take a signal
     parser = argparse.ArgumentParser(prog="python -m engine", description="Run one ftc session's engine.")
     parser.add_argument("session_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
@@ -251,10 +593,30 @@ def main(argv: list[str] | None = None) -> int:
     if not _lock_session(paths):
         print(f"ftc engine: session {paths.id} is already served by another engine", file=sys.stderr)
         return ExitCode.BUSY
+    watcher.paths = paths
+    try:
+        return _main(paths, args, watcher)
+    except StartupInterrupted as stop:
+        print(f"ftc engine: {stop.reason}; nothing was started", file=sys.stderr)
+        _record_start_failure(paths, f"stopped by {stop.reason}; nothing was started", "stopped")
+        return ExitCode.INTERRUPTED
+
+
+def _main(paths: SessionPaths, args: argparse.Namespace, watcher: SignalWatcher) -> int:
     try:
         engine = Engine(paths, args.resume, args.checkpoint)
-    except (ConfigError, zmq.ZMQError, OSError) as exc:
-        print(f"ftc engine: cannot start session {paths.id}: {exc}", file=sys.stderr)
-        write_state(paths, status="failed", message=f"engine could not start: {exc}", ended=time.time())
+    except (FtcError, zmq.ZMQError, OSError) as exc:
+        where = no_space(exc)
+        text = disk_full_text(where, paths) if where is not None else f"engine could not start: {exc}"
+        print(f"ftc engine: cannot start session {paths.id}: {text}", file=sys.stderr)
+        _record_start_failure(paths, text)
         return ExitCode.BAD_INPUT
-    return engine.run()
+    try:
+        watcher.attach(engine)
+        return engine.run()
+    except StartupInterrupted as stop:  # landed after run's own handlers (rare): still a clean stop
+        engine._end(
+            "stopped", stop.reason, protocol.JobStopped(step=engine._step(), reason=stop.reason), None
+        )
+        engine.shutdown()
+        return ExitCode.INTERRUPTED

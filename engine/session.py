@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.errors import SessionError
-from engine.fsio import atomic_write_json
+from engine.errors import FtcError, SessionError
+from engine.fsio import atomic_write_bytes, atomic_write_json
 
 # A heartbeat older than this, from an engine on another host, counts as crashed.
 STALE_AFTER_S = 30.0
@@ -40,10 +40,24 @@ def sessions_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create a directory readable only by its owner (0700), tightening an existing one."""
+    """Create a directory readable only by its owner (0700), tightening an existing one.
+
+    Only for folders ftc owns (a session and its subfolders, the socket folder); the sessions
+    folder itself may be the user's: see ``ensure_sessions_root``.
+    """
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
+
+
+def ensure_sessions_root(root: Path) -> Path:
+    """The sessions folder: created private (0700) when missing; an existing one keeps its permissions."""
+    try:
+        root.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        if not root.is_dir():
+            raise SessionError(f"{root}: sessions folder is a file; give --sessions-dir a folder") from None
+    return root
 
 
 def private_runtime_dir() -> Path:
@@ -166,16 +180,166 @@ class SessionPaths:
             ensure_private_dir(sub)
 
 
-def read_state(paths: SessionPaths) -> dict[str, Any]:
-    """The session's state.json, or an empty dict if it has none yet."""
+def _load_state(paths: SessionPaths) -> tuple[dict[str, Any] | None, str]:
+    """state.json as a dict, or (None, what is wrong with it); ({}, "") for a session never written."""
     try:
-        return json.loads(paths.state.read_text(encoding="utf-8"))
+        state = json.loads(paths.state.read_bytes())
     except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as exc:
+        # A session whose engine never started has no journal either: nothing to rebuild.
+        return ({}, "") if not paths.events.exists() else (None, "is missing")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"is not valid JSON ({str(exc)[:80]})"
+    except OSError as exc:
         raise SessionError(
-            f"{paths.state}: state file is not valid JSON ({exc}); the session folder is damaged"
+            f"{paths.state}: cannot be read ({exc.strerror}); check its owner and permissions"
         ) from None
+    if not isinstance(state, dict):
+        return None, "is not a JSON object"
+    return state, ""
+
+
+def read_state(paths: SessionPaths) -> dict[str, Any]:
+    """The session's state.json, or an empty dict if it has none yet.
+
+    A damaged or missing state.json is rebuilt from the journal and the checkpoints (see
+    ``recover_state``); one that cannot be rebuilt raises SessionError saying what to delete.
+    """
+    state, problem = _load_state(paths)
+    if state is not None:
+        return state
+    return recover_state(paths, problem)
+
+
+def recover_state(paths: SessionPaths, problem: str) -> dict[str, Any]:
+    """Rebuild a damaged state.json from events.jsonl and checkpoints/, and write it back atomically.
+
+    The damaged file is kept beside it (``state.json.damaged-<time>``). While an engine serves the
+    session (it holds the lock and rewrites state.json from memory within a second) nothing is
+    written: the rebuilt state is only returned. The status of a session whose engine is not alive
+    is never a live one: an engine that started and left no end is ``crashed``.
+    """
+    lock = acquire_engine_lock(paths) if paths.root.is_dir() else None
+    try:
+        if lock is not None:
+            again, problem_now = _load_state(paths)  # another reader may have rebuilt it meanwhile
+            if again is not None:
+                return again
+            problem = problem_now or problem
+        # Whoever holds the lock (an engine, or another reader rebuilding) owns the file: only look.
+        state = rebuild_state(paths, problem, live=lock is None)
+        if lock is not None:
+            note = f"state.json {problem}; rebuilt from the journal and checkpoints"
+            if paths.state.exists():
+                kept = paths.root / f"state.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+                n = 1
+                while kept.exists():
+                    n += 1
+                    kept = kept.with_name(f"{kept.name.split('~')[0]}~{n}")
+                atomic_write_bytes(kept, paths.state.read_bytes())
+                note += f" (the damaged file is kept as {kept.name})"
+            state["message"] = note
+            atomic_write_json(paths.state, state)
+        return state
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _checkpoint_steps(paths: SessionPaths) -> list[int]:
+    """Steps of the complete checkpoints (a COMPLETE marker), oldest first; no TensorFlow, no numpy."""
+    if not paths.checkpoints.is_dir():
+        return []
+    steps = []
+    for p in paths.checkpoints.iterdir():
+        number = p.name[5:]
+        if p.name.startswith("ckpt-") and number.isdigit() and (p / "COMPLETE").is_file():
+            steps.append(int(number))
+    return sorted(steps)
+
+
+def rebuild_state(paths: SessionPaths, problem: str = "is damaged", *, live: bool = False) -> dict[str, Any]:
+    """What state.json said, as far as the journal, config.toml and checkpoints tell (nothing is written).
+
+    Raises SessionError naming what to delete when there is too little left to tell.
+    """
+    from engine import protocol
+    from engine.config import job_kind, load_toml
+    from engine.journal import JournalReader
+
+    events = list(JournalReader(paths.events).read_new())
+    steps = _checkpoint_steps(paths)
+    journal_size = paths.events.stat().st_size if paths.events.exists() else 0
+    if not events and journal_size and not steps:
+        raise SessionError(
+            f"{paths.state} {problem} and {paths.events} holds no readable event, so the session "
+            f"cannot be rebuilt; delete the folder {paths.root} (nothing in it can be resumed)"
+        )
+    state: dict[str, Any] = {"status": "new" if not events else "crashed", "step": 0}
+    try:
+        state["job"] = job_kind(load_toml(paths.config))
+    except (FtcError, OSError):
+        state["job"] = None
+    try:
+        state["created"] = paths.config.stat().st_mtime
+    except OSError:
+        state["created"] = events[0].ts if events else None
+    parts = paths.id.split("-", 2)
+    state["name"] = parts[2].rsplit("-", 1)[0] if len(parts) == 3 and "-" in parts[2] else paths.id
+    ended = False
+    for env in events:
+        body = env.body
+        state["heartbeat"] = env.ts
+        step = getattr(body, "step", None)
+        if isinstance(step, int) and not isinstance(body, protocol.CheckpointSaved):
+            state["step"] = step
+        total = getattr(body, "total_steps", None)
+        if isinstance(total, int):
+            state["total_steps"] = total
+        if isinstance(body, protocol.EngineStarted):
+            ended = False
+            state.update(status="running", pid=body.pid, hostname=body.hostname, started=env.ts, ended=None)
+            state["job"] = state["job"] or body.job
+        elif isinstance(body, protocol.Paused):
+            state["status"] = "paused"
+        elif isinstance(body, protocol.Unpaused):
+            state["status"] = "running"
+        elif isinstance(body, protocol.CheckpointSaved):
+            state.update(last_checkpoint=body.path, last_checkpoint_step=body.step)
+        elif isinstance(body, protocol.JobFinished):
+            state.update(status="finished", message="job finished")
+            if body.summary.best_metric is not None:
+                state.update(
+                    best_metric=body.summary.best_metric, best_metric_name=body.summary.best_metric_name
+                )
+        elif isinstance(body, protocol.JobFailed):
+            state.update(status="failed", message=f"{body.error_name}: {body.error_text}")
+        elif isinstance(body, protocol.JobStopped):
+            state.update(status="stopped", message=body.reason)
+        elif isinstance(body, protocol.EngineStopped):
+            ended = True
+            state.update(status=body.status, message=body.reason, ended=env.ts)
+    if state["job"] is None:
+        raise SessionError(
+            f"{paths.state} {problem} and neither {paths.config.name} nor the journal names the job, so the "
+            f"session cannot be rebuilt; delete the folder {paths.root}"
+        )
+    if steps:
+        last = paths.checkpoints / f"ckpt-{steps[-1]}"
+        state.update(last_checkpoint=str(last), last_checkpoint_step=steps[-1])
+        if not events:  # the journal is gone but the checkpoints are not: a stopped session that resumes
+            state.update(status="stopped", step=steps[-1])
+    pid = state.get("pid")
+    live = live and not ended and pid_alive(pid) and state.get("hostname") in (None, socket.gethostname())
+    if live:
+        state.update(pid_start=_proc_start_time(pid) if pid else None, heartbeat=time.time())
+        sock = paths.socket_dir()
+        state["endpoints"] = {"commands": f"ipc://{sock}/cmd.sock", "events": f"ipc://{sock}/events.sock"}
+        if state["status"] not in LIVE_STATUSES:
+            state["status"] = "running"
+    elif state["status"] in LIVE_STATUSES:
+        state["status"] = "crashed"  # an engine that left no end and is not alive: never "running"
+        state["pid"] = None
+    return state
 
 
 def write_state(paths: SessionPaths, **updates: Any) -> dict[str, Any]:

@@ -25,6 +25,18 @@ class StopRequested(Exception):
         self.reason = reason
 
 
+class StartupInterrupted(BaseException):
+    """Raised in the job's thread by a stop signal that came before the job's first step.
+
+    A BaseException, so that no ``except Exception`` in a job's setup (model loading, imports)
+    takes it for a failure of its own: nothing was done yet that a checkpoint could keep.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Control:
     """Flags the command thread and signal handlers set and the job reads. Thread-safe.
 
@@ -38,6 +50,10 @@ class Control:
         self.paused = False
         self.checkpoint_requested = False
         self.stop_reason: str | None = None
+        # Set at the job's first step boundary: from then on a stop waits for the next boundary.
+        self.stepping = False
+        # An error another thread met (a full disk writing the heartbeat): the job raises it next boundary.
+        self.failure: BaseException | None = None
         self._acting = threading.local()  # per thread: only the job thread's events answer a command
         self.pause_id: str | None = None
         self.unpause_id: str | None = None
@@ -74,6 +90,13 @@ class Control:
             if self.stop_reason is None:
                 self.stop_reason = reason
                 self.stop_id = cmd_id
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        """Make the job raise ``error`` at its next step boundary (the first failure wins)."""
+        with self._cond:
+            if self.failure is None:
+                self.failure = error
             self._cond.notify_all()
 
     def wait(self, timeout: float) -> None:
@@ -119,16 +142,21 @@ class JobContext:
         Raises StopRequested (after saving) when a stop was asked for.
         """
         c = self.control
+        c.stepping = True
+        if c.failure is not None:
+            raise c.failure
         if c.checkpoint_requested:
             self._checkpoint_on_command(save)
         if c.paused and c.stop_reason is None:
             with c.acting_on(c.pause_id):
                 self.update_state(status="paused", step=step)
                 self.emit(protocol.Paused(step=step))
-            while c.paused and c.stop_reason is None:
+            while c.paused and c.stop_reason is None and c.failure is None:
                 c.wait(0.2)
                 if c.checkpoint_requested:
                     self._checkpoint_on_command(save)
+            if c.failure is not None:
+                raise c.failure
             if c.stop_reason is None:
                 with c.acting_on(c.unpause_id):
                     self.update_state(status="running", step=step)

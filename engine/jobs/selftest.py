@@ -1,7 +1,8 @@
 """A small test-only job that behaves like training without TensorFlow.
 
 It counts steps with a short sleep, emits ``step_ended`` with a falling synthetic loss,
-checkpoints its position to ``checkpoints/ckpt-<step>/selftest.json``, resumes from the
+checkpoints its position to ``checkpoints/ckpt-<step>/selftest.json`` (with a COMPLETE marker, as
+training's checkpoints have), resumes from the
 latest (or a chosen) one, and can be told to fail at a step. The engine tests use it to
 prove the engine's hosting (start, progress, pause, checkpoint, stop, fail) without ML code.
 
@@ -10,13 +11,14 @@ Config: ``[selftest] steps = 100, step_s = 0.05, fail_at = 0, checkpoint_every =
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from typing import Any
 
 from engine import protocol
-from engine.fsio import atomic_write_json
+from engine.fsio import atomic_write_bytes, atomic_write_json
 from engine.jobs.base import JobContext
 
 
@@ -28,20 +30,28 @@ def run(ctx: JobContext) -> dict[str, Any]:
     every = int(opts.get("checkpoint_every", 0))
     step = 0
     if ctx.resume:
-        saved = sorted(
-            ctx.paths.checkpoints.glob("ckpt-*/selftest.json"), key=lambda p: int(p.parent.name[5:])
-        )
+        saved = sorted(ctx.paths.checkpoints.glob("ckpt-*/COMPLETE"), key=lambda p: int(p.parent.name[5:]))
         if ctx.resume_from:
-            saved = [p for p in saved if p.parent.name == ctx.resume_from]
+            name = f"ckpt-{int(ctx.resume_from)}" if ctx.resume_from.isdigit() else ctx.resume_from
+            saved = [p for p in saved if p.parent.name == name]
             if not saved:
                 raise ValueError(f"no checkpoint {ctx.resume_from!r} in {ctx.paths.checkpoints}")
         if saved:
-            step = int(json.loads(saved[-1].read_text())["step"])
+            step = int(json.loads((saved[-1].parent / "selftest.json").read_text())["step"])
 
     def save(reason: str) -> None:
+        # The training checkpoints' layout in small: a COMPLETE marker (with checksums) written last.
         folder = ctx.paths.checkpoints / f"ckpt-{step}"
         folder.mkdir(exist_ok=True)
-        atomic_write_json(folder / "selftest.json", {"step": step})
+        data = json.dumps({"step": step}).encode()
+        atomic_write_bytes(folder / "selftest.json", data)
+        marker = {
+            "step": step,
+            "time": time.time(),
+            "files": ["selftest.json"],
+            "sha256": {"selftest.json": hashlib.sha256(data).hexdigest()},
+        }
+        atomic_write_json(folder / "COMPLETE", marker)
         ctx.emit(protocol.CheckpointSaved(step=step, path=str(folder), reason=reason))
 
     ctx.update_state(step=step, total_steps=steps)
@@ -56,6 +66,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             raise RuntimeError(f"selftest failure requested at step {step}")
         elapsed = time.monotonic() - started
         rate = (step - first) / elapsed if elapsed > 0 else None
+        ctx.update_state(step=step)  # the state first: whoever sees the event finds the state there
         ctx.emit(
             protocol.StepEnded(
                 step=step,
@@ -66,7 +77,6 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 eta_s=(steps - step) / rate if rate else None,
             )
         )
-        ctx.update_state(step=step)
         if every and step % every == 0:
             save("periodic")
     save("final")

@@ -35,11 +35,12 @@ def test_reader_waits_for_complete_lines(tmp_path: Path) -> None:
     reader = JournalReader(path)
     assert list(reader.read_new()) == []
     line = protocol.encode(protocol.make(protocol.Paused(step=1), "s", seq=1)).decode()
-    journal._fh.write(line[:20])  # half a line, flushed: not yet an event
-    journal._fh.flush()
-    assert list(reader.read_new()) == []
-    journal._fh.write(line[20:] + "\n")
-    journal._fh.flush()
+    with open(path, "a") as fh:  # as a writer caught half-way would leave it
+        fh.write(line[:20])  # half a line, flushed: not yet an event
+        fh.flush()
+        assert list(reader.read_new()) == []
+        fh.write(line[20:] + "\n")
+        fh.flush()
     assert [e.type for e in reader.read_new()] == ["paused"]
     journal.close()
 
