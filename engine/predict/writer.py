@@ -208,6 +208,18 @@ def check_target(output: Path, *, resume: bool, overwrite: bool) -> None:
         raise OutputError(f"{output}: is a folder; give --output a file name such as {output / 'out.h5'}")
     if not output.parent.is_dir():
         raise OutputError(f"{output.parent}: no such folder for the output; create it first")
+    if not os.access(output.parent, os.W_OK):
+        readonly = bool(os.statvfs(output.parent).f_flag & os.ST_RDONLY)
+        why = "is on a read-only file system" if readonly else "is not writable (permission denied)"
+        raise OutputError(
+            f"{output.parent}: {why}, so --output cannot be written there; choose another folder"
+        )
+    if (resume or overwrite) and output.exists() and not os.access(output, os.W_OK):
+        option = "--resume" if resume else "--overwrite"
+        raise OutputError(
+            f"{output}: is not writable (permission denied), so {option} cannot change it; "
+            "check its permissions (ls -l, lsattr) or choose another --output"
+        )
     if resume:
         if not cursor.exists():
             raise OutputError(
