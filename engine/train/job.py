@@ -35,6 +35,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if cfg.data.tokenizer is None:
             ctx.config["data"]["tokenizer"] = cfg.model.source
         run_prepare(ctx)
+        ctx.update_state(step=0)  # preparation counted its chunks as steps; training has made none yet
     if not _resuming_from_checkpoint(ctx):
         from engine.train import gate
 
