@@ -33,13 +33,15 @@ def parquet_info(path: str) -> tuple[list[str], int]:
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(path).metadata
+        pf = pq.ParquetFile(path)
+        # The top-level columns: the Parquet schema's own names are its leaves (a struct's fields).
+        names, n_rows = list(pf.schema_arrow.names), int(pf.metadata.num_rows)
     except Exception as exc:  # pyarrow raises several types for a damaged footer
         raise DataError(
             f"{path}: Parquet footer cannot be read ({one_line(exc)}); the file looks truncated or damaged: "
             "copy or export it again"
         ) from None
-    return list(meta.schema.names), int(meta.num_rows)
+    return names, n_rows
 
 
 def _unreadable(path: str, what: str, first: int, last: int, exc: Exception) -> DataError:

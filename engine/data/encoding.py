@@ -80,7 +80,8 @@ def resolve(path: str, requested: str | None) -> EncodingChoice:
             canonical = codecs.lookup(name).name
         except LookupError:
             raise DataError(
-                f"unknown encoding {name!r}; use a Python codec name such as utf-8, latin-1 or auto"
+                f"--encoding {name}: unknown encoding; use a Python codec name such as utf-8, cp1252, "
+                "latin-1, or auto to detect it"
             ) from None
         if canonical.startswith(_WIDE):
             raise DataError(

@@ -95,6 +95,10 @@ def check_out_folder(out: str | os.PathLike[str], inputs: Iterable[str | os.Path
                 f"--out {out}: holds the input {given}; replacing that folder would destroy it, "
                 "give a folder outside it"
             )
+    if not folder.parent.is_dir():
+        raise DataError(
+            f"--out {out}: folder {folder.parent} does not exist; create it or choose another place"
+        )
     if folder.exists() and not folder.is_dir():
         raise DataError(f"--out {out}: is a file, not a folder; give a folder for the prepared data")
     if folder.is_dir():
@@ -149,7 +153,6 @@ def sweep(folder: Path) -> None:
 
 def new_build(folder: Path) -> Path:
     """A fresh hidden sibling folder (same filesystem) to build the next preparation in."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
     sweep(folder)
     build = folder.parent / f".{folder.name}{_NEW}{secrets.token_hex(4)}"
     build.mkdir()

@@ -48,15 +48,20 @@ class PrepareOptions:
 
     def validate(self) -> None:
         if set(self.split) != set(SPLITS):
-            raise DataError(f"split must give train, validation and test fractions, got {sorted(self.split)}")
-        if any(v < 0 for v in self.split.values()) or not math.isclose(
+            raise DataError(
+                f"--split: give train, validation and test fractions, got {', '.join(sorted(self.split))}"
+            )
+        asked = ",".join(f"{self.split[s]:g}" for s in SPLITS)
+        if any(not v >= 0 for v in self.split.values()) or not math.isclose(
             sum(self.split.values()), 1.0, abs_tol=1e-6
         ):
-            raise DataError(f"split fractions must be >= 0 and sum to 1, got {self.split}")
+            raise DataError(
+                f"--split {asked}: fractions must be 0 or more and sum to 1, such as 0.7,0.15,0.15"
+            )
         if self.split["train"] <= 0:
             raise DataError(f"--split: the train fraction must be above 0, got {self.split['train']:g}")
         if self.shard_rows < 1:
-            raise DataError(f"shard_rows must be at least 1, got {self.shard_rows}")
+            raise DataError(f"--shard-rows {self.shard_rows}: give at least 1 row per shard")
 
 
 def source_fingerprint(path: str) -> str:

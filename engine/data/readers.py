@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -223,6 +224,8 @@ def probe(
         raise DataError(f"{p}: no such file; check the{as_arg} path")
     if os.path.isdir(p):
         raise DataError(f"{p}: is a directory; give a data file{' as ' + arg if arg else ''}")
+    if not stat.S_ISREG(os.stat(p).st_mode):
+        raise DataError(f"{p}: is not a regular file (a pipe, socket or device); give a data file{as_arg}")
     size = os.path.getsize(p)
     if size == 0:
         raise DataError(f"{p}: file is empty (0 bytes); give a file with a header line and data rows")

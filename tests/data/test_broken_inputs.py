@@ -198,7 +198,7 @@ def test_all_one_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_unknown_encoding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = check(write(tmp_path / "ok.csv", csv_text(good_rows())), capsys, "--encoding", "klingon")
     assert code == 2
-    assert_one_clear_error(err, "unknown encoding 'klingon'")
+    assert_one_clear_error(err, "--encoding klingon: unknown encoding")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

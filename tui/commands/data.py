@@ -112,16 +112,19 @@ class _Progress:
             self.stream.flush()
 
 
-def _refused(command: str, exc: BaseException, where: str, interrupted: str = "") -> int:
-    """Say in one line why ``ftc COMMAND`` stopped, and return its exit code."""
+def _refused(command: str, exc: BaseException, where: str, suffix: str = "", always: bool = False) -> int:
+    """Say in one line why ``ftc COMMAND`` stopped, and return its exit code.
+
+    ``suffix`` ends the line of an interruption (or of any error, with ``always``).
+    """
     if isinstance(exc, KeyboardInterrupt):
-        print(f"ftc {command}: interrupted{interrupted}", file=sys.stderr)
+        print(f"ftc {command}: interrupted{suffix}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     if isinstance(exc, OSError):
         message = f"{exc.filename or where}: {exc.strerror or one_line(exc)}"
     else:
         message = str(exc)
-    print(f"ftc {command}: error: {message}", file=sys.stderr)
+    print(f"ftc {command}: error: {message}{suffix if always else ''}", file=sys.stderr)
     return ExitCode.BAD_INPUT
 
 
@@ -187,7 +190,9 @@ def prepare_main(args: argparse.Namespace) -> int:
     from engine.data.prepare import PrepareOptions, prepare
 
     progress = _Progress(sys.stderr)
-    unchanged = f"; {args.out} is as it was"
+    # Whatever stops a preparation leaves an earlier one in --out as it was: say so when there is one.
+    earlier = os.path.isfile(os.path.join(args.out, "manifest.json"))
+    unchanged = f"; {args.out} is as it was" if earlier else f"; nothing was written to {args.out}"
     try:
         opts = PrepareOptions(
             out=Path(args.out),
@@ -212,7 +217,7 @@ def prepare_main(args: argparse.Namespace) -> int:
         return ExitCode.BAD_INPUT
     except (FtcError, KeyboardInterrupt) as exc:
         progress.clear()
-        return _refused("prepare", exc, args.out, unchanged)
+        return _refused("prepare", exc, args.out, unchanged, always=earlier)
     progress.clear()
     if args.json:
         print(json.dumps(done, indent=2))
