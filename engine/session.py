@@ -271,8 +271,8 @@ def rebuild_state(paths: SessionPaths, problem: str = "is damaged", *, live: boo
     journal_size = paths.events.stat().st_size if paths.events.exists() else 0
     if not events and journal_size and not steps:
         raise SessionError(
-            f"{paths.state} {problem} and {paths.events} holds no readable event, so the session "
-            f"cannot be rebuilt; delete the folder {paths.root} (nothing in it can be resumed)"
+            f"session {paths.id}: state.json {problem} and events.jsonl holds no readable event, so the "
+            f"state cannot be rebuilt; delete the folder {paths.root} (nothing in it can be resumed)"
         )
     state: dict[str, Any] = {"status": "new" if not events else "crashed", "step": 0}
     try:
@@ -320,8 +320,8 @@ def rebuild_state(paths: SessionPaths, problem: str = "is damaged", *, live: boo
             state.update(status=body.status, message=body.reason, ended=env.ts)
     if state["job"] is None:
         raise SessionError(
-            f"{paths.state} {problem} and neither {paths.config.name} nor the journal names the job, so the "
-            f"session cannot be rebuilt; delete the folder {paths.root}"
+            f"session {paths.id}: state.json {problem} and neither config.toml nor the journal names the "
+            f"job, so the state cannot be rebuilt; delete the folder {paths.root}"
         )
     if steps:
         last = paths.checkpoints / f"ckpt-{steps[-1]}"
@@ -464,12 +464,20 @@ def list_sessions(root: Path) -> list[SessionInfo]:
 
 def resolve(root: Path, ref: str) -> SessionPaths:
     """Find a session by id, unique id prefix or path; raise SessionError with what to do otherwise."""
+    if not ref.strip() or ref.strip() in (".", ".."):
+        raise SessionError(f"no session given ({ref!r}); give a session id or a unique prefix from 'ftc ls'")
     as_path = Path(ref).expanduser()
     if as_path.is_dir() and (as_path / "config.toml").exists():
         return SessionPaths(as_path.resolve())
     exact = root / ref
     if exact.is_dir() and (exact / "config.toml").exists():
         return SessionPaths(exact)
+    for folder in (exact, as_path):
+        if folder.is_dir() and ((folder / "state.json").exists() or (folder / "events.jsonl").exists()):
+            raise SessionError(
+                f"{folder}: has no config.toml, so it cannot be used as a session; restore config.toml "
+                "from a copy, or delete the folder"
+            )
     matches = [s for s in list_sessions(root) if s.id.startswith(ref) or s.id.endswith(ref)]
     if len(matches) == 1:
         return SessionPaths(matches[0].path)
