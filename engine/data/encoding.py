@@ -134,7 +134,7 @@ def _western(data: bytes) -> EncodingChoice | None:
         wide = sum(1 for ch in text if ch.isalpha() and ord(ch) > 0x7F)
         if letters and wide / letters <= WESTERN_NON_ASCII_LETTERS:
             why = "bytes 0x80-0x9f that cp1252 leaves undefined" if name == "latin-1" else "Western text"
-            return EncodingChoice(name, detected=True, note=f"not UTF-8; reads as {why}")
+            return EncodingChoice(codecs.lookup(name).name, detected=True, note=f"not UTF-8; reads as {why}")
         return None
     return None
 

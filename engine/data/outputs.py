@@ -12,7 +12,9 @@ killed swap are swept (or put back) by the next ``prepare`` of that folder.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable
@@ -25,6 +27,26 @@ from engine.fsio import fault, fsync
 # What a preparation folder may hold: anything else is a user's file and is never deleted.
 PREPARED_FILES = frozenset({MANIFEST, "report.json", "rejects.csv"})
 _NEW, _OLD = ".ftc-new-", ".ftc-old-"
+
+
+_FREE_FLOOR = 256 * 1024  # below this, a write error on the build folder is taken as a full disk
+
+
+def disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a writing error means the disk is full (HDF5 and Arrow do not always say ENOSPC)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    if (
+        "No space left" in text
+        or "Disk quota exceeded" in text
+        or re.search(r"\d+ requested and \d+ written", text)
+    ):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _FREE_FLOOR
+    except OSError:
+        return False
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -17,7 +17,7 @@ import pandas as pd
 from engine.data import shardchecks, textchecks
 from engine.data.errors import AllRejected, DataError
 from engine.data.hashindex import HashIndex, text_hashes
-from engine.data.outputs import check_out_folder, new_build, swap_in
+from engine.data.outputs import check_out_folder, disk_full, new_build, swap_in
 from engine.data.readers import DEFAULT_CHUNK_ROWS, Source, iter_chunks
 from engine.data.scan import Progress, report, scan
 from engine.data.shards import MANIFEST, SHARD_KEY, SPLITS, shard_relpath
@@ -109,6 +109,15 @@ def prepare(src: Source, opts: PrepareOptions, on_chunk: Progress | None = None)
         done = _prepare_into(build, final, src, opts, on_chunk)
         fault("prepare.built")
         swap_in(build, final)
+    except Exception as exc:
+        full = disk_full(exc, build)  # before the build folder goes and frees its space
+        shutil.rmtree(build, ignore_errors=True)
+        if full:
+            raise DataError(
+                f"no space left on device while preparing into {final}; free space there "
+                "(the build needs room for the old and the new preparation at once), then prepare again"
+            ) from None
+        raise
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

@@ -186,10 +186,14 @@ def _parse_split(text: str) -> dict[str, float]:
 
 def prepare_main(args: argparse.Namespace) -> int:
     """Prepare shards and a manifest in --out; 0 prepared (test results printed), 2 bad input."""
-    from engine.data.outputs import check_out_folder
+    from engine.data.outputs import check_out_folder, sweep
     from engine.data.prepare import PrepareOptions, prepare
 
     progress = _Progress(sys.stderr)
+    try:
+        sweep(Path(args.out))  # a killed swap: put the earlier preparation back before anything else
+    except OSError:
+        pass  # the checks below say what is wrong with --out
     # Whatever stops a preparation leaves an earlier one in --out as it was: say so when there is one.
     earlier = os.path.isfile(os.path.join(args.out, "manifest.json"))
     unchanged = f"; {args.out} is as it was" if earlier else f"; nothing was written to {args.out}"
