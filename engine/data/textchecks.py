@@ -14,6 +14,7 @@ from engine.data.checks import MAX_OFFENDING, CheckResult, cap_rows
 from engine.data.hashindex import HashIndex, group_starts
 
 SHORT_CHARS = 3
+DENSE_LENGTHS = 1 << 16  # lengths below this are counted in an array; longer ones in a Counter
 # UTF-8 read as cp1252/latin-1 (Ã©, â€™, Â , ðŸ emoji lead-in) or already replaced with U+FFFD.
 _UTF8_AS_CP1252 = "Ã[\u0080-\u00bf\u0152-\u0192\u02c6-\u02dc\u2013-\u2122]|Â[\u00a0-\u00bf]|â€|ðŸ|ï»¿"
 # cp1252 (or UTF-8) bytes read as a DOS or Mac code page: the accented letters of Western text turn
@@ -44,8 +45,9 @@ class TextAcc:
         self.replacement: list[int] = []
         self.n_mojibake = self.n_replacement = self.n_short = self.n = 0
         self.short: list[int] = []
-        # Exact: one bin per length, grown to the longest text seen (8 bytes per distinct length).
-        self.length_hist = np.zeros(4097, dtype=np.int64)
+        # Exact: one bin per length up to DENSE_LENGTHS, and a count per distinct longer length.
+        self.length_hist = np.zeros(DENSE_LENGTHS, dtype=np.int64)
+        self.long_lengths: Counter[int] = Counter()
         self.sample: list[str] = []
         self._rng = random.Random(seed)
 
@@ -54,10 +56,10 @@ class TextAcc:
     ) -> None:
         self.hashes.add(hashes, rows, ids, split)
         lengths = np.fromiter((len(t.strip()) for t in texts), dtype=np.int64, count=len(texts))
-        counts = np.bincount(lengths, minlength=len(self.length_hist))
-        if len(counts) > len(self.length_hist):
-            self.length_hist = np.pad(self.length_hist, (0, len(counts) - len(self.length_hist)))
-        self.length_hist += counts
+        dense = lengths < DENSE_LENGTHS
+        self.length_hist += np.bincount(lengths[dense], minlength=DENSE_LENGTHS)
+        if not dense.all():
+            self.long_lengths.update(int(n) for n in lengths[~dense])
         for i in np.flatnonzero(lengths < SHORT_CHARS):
             self.n_short += 1
             if len(self.short) < MAX_OFFENDING:
@@ -121,18 +123,28 @@ class TextAcc:
         )
 
     def length_summary(self) -> dict[str, Any]:
-        cum = np.cumsum(self.length_hist)
+        # The histogram over every distinct length (long ones are few), so percentiles are exact.
+        values = np.concatenate(
+            [np.flatnonzero(self.length_hist), np.array(sorted(self.long_lengths), dtype=np.int64)]
+        )
+        weights = np.concatenate(
+            [
+                self.length_hist[self.length_hist > 0],
+                np.array([self.long_lengths[v] for v in sorted(self.long_lengths)], dtype=np.int64),
+            ]
+        )
+        cum = np.cumsum(weights)
         total = int(cum[-1]) if len(cum) else 0
 
         def pct(q: float) -> int:
-            return int(np.searchsorted(cum, q * total)) if total else 0
+            return int(values[min(int(np.searchsorted(cum, q * total)), len(values) - 1)]) if total else 0
 
-        longest = int(np.flatnonzero(self.length_hist).max(initial=0))
+        longest = int(values.max(initial=0))
         # Powers of two from 8, as many as the longest text needs: no bin is open-ended.
         edges = [0, 8, 16, 32, 64, 128, 256, 512, 1024]
         while edges[-1] <= longest:
             edges.append(edges[-1] * 2)
-        counts = [int(self.length_hist[a:b].sum()) for a, b in itertools.pairwise(edges)]
+        counts = [int(weights[(values >= a) & (values < b)].sum()) for a, b in itertools.pairwise(edges)]
         return {
             "p50": pct(0.5),
             "p95": pct(0.95),
