@@ -61,7 +61,9 @@ HEARTBEAT_S = 1.0
 RESERVE_BYTES = 256 * 1024
 # A command is a few hundred bytes: anything far larger is refused unread.
 MAX_COMMAND_BYTES = 64 * 1024
-# Replies waiting for a client that does not read them; past this, its new commands are answered Busy.
+# Replies queued in ZeroMQ for one client before the engine keeps them itself (the tests lower both).
+REPLY_HWM = int(os.environ.get("FTC_ENGINE_REPLY_HWM", "20000"))
+# Replies the engine keeps for a client that does not read them; past this, its commands are answered Busy.
 PENDING_REPLIES_MAX = int(os.environ.get("FTC_ENGINE_PENDING_REPLIES", "10000"))
 # Commands answered per I/O loop turn, so events and heartbeats go on during a burst.
 COMMANDS_PER_TURN = 500
@@ -202,7 +204,7 @@ class Engine:
         self.pub_path = self.sock_dir / "events.sock"
         self.router = self._zmq.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe says so instead of dropping a reply
-        self.router.setsockopt(zmq.SNDHWM, 20_000)
+        self.router.setsockopt(zmq.SNDHWM, REPLY_HWM)
         self.router.setsockopt(zmq.LINGER, 0)
         self.pub = self._zmq.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
@@ -337,6 +339,10 @@ class Engine:
                     "MessageTooLarge", f"a command of {len(raw)} bytes; the limit is {MAX_COMMAND_BYTES}"
                 )
             cmd = protocol.decode(raw, kinds=protocol.COMMANDS)
+            if len(cmd.id) > 64:
+                raise protocol.ProtocolError(
+                    "InvalidMessage", f"field 'id': {len(cmd.id)} characters; at most 64"
+                )
             parent = cmd.id
             if cmd.session != self.paths.id:
                 raise protocol.ProtocolError(

@@ -7,6 +7,7 @@ latest (or a chosen) one, and can be told to fail at a step. The engine tests us
 prove the engine's hosting (start, progress, pause, checkpoint, stop, fail) without ML code.
 
 Config: ``[selftest] steps = 100, step_s = 0.05, fail_at = 0, checkpoint_every = 0``.
+``FTC_SELFTEST_START_S`` makes its start-up (before the first step) last that many seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from typing import Any
 
@@ -28,6 +30,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
     step_s = float(opts.get("step_s", 0.05))
     fail_at = int(opts.get("fail_at", 0))
     every = int(opts.get("checkpoint_every", 0))
+    # A slow start-up (as importing TensorFlow and loading a model are), before the first step; an
+    # environment variable, as the tests of stop signals set it (the [selftest] keys are checked).
+    start_until = time.monotonic() + float(os.environ.get("FTC_SELFTEST_START_S") or 0)
+    while time.monotonic() < start_until:
+        time.sleep(0.02)
     step = 0
     if ctx.resume:
         saved = sorted(ctx.paths.checkpoints.glob("ckpt-*/COMPLETE"), key=lambda p: int(p.parent.name[5:]))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -71,3 +73,34 @@ def test_reader_says_once_what_a_newer_ftc_added_and_what_was_damaged(tmp_path: 
     assert any("gpu_sampled" in n and "line 5" in n for n in notices)
     assert any("line 7" in n and "'step'" in n for n in notices)
     assert reader.notices.take() == []
+
+
+def test_a_failed_append_leaves_no_half_line_and_no_gap_in_seq(tmp_path: Path, monkeypatch) -> None:
+    """A full disk part-way through a line: the file is cut back to the last whole line, the seq not used."""
+    path = tmp_path / "events.jsonl"
+    journal = Journal(path, "s")
+    journal.append(protocol.StepEnded(step=1))
+    before = path.read_bytes()
+    real_write = os.write
+    calls = []
+
+    def full_disk(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[:10])  # the disk takes 10 bytes...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ...and then no more
+
+    monkeypatch.setattr("engine.journal.os.write", full_disk)
+    try:
+        journal.append(protocol.StepEnded(step=2))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC and exc.filename == str(path)
+    else:
+        raise AssertionError("the append should have failed")
+    monkeypatch.undo()
+    assert calls == [calls[0], calls[0] - 10], "the rest of the line was tried once"
+    assert path.read_bytes() == before, "cut back to the last whole line"
+    env = journal.append(protocol.StepEnded(step=2))
+    journal.close()
+    assert env.seq == 2
+    assert [e.seq for e in read_all(path)] == [1, 2]
