@@ -102,6 +102,12 @@ def validate(chunk: Chunk, rejects: RejectsWriter) -> ValidRows:
         if text is None or not text.strip():
             rejects.add(row, "empty_text", "", label)
             continue
+        if "\x00" in text:
+            # Binary data or a damaged file; HDF5 shards would also cut the text at the NUL.
+            rejects.add(
+                row, "nul_byte", "the text holds a NUL byte (binary data?)", text.replace("\x00", "\\0")
+            )
+            continue
         name = norm_label(label)
         if name is None:
             rejects.add(row, "missing_label", "", text)

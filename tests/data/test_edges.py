@@ -257,3 +257,16 @@ def test_check_names_the_rejects_file_it_kept(tmp_path: Path, capsys: pytest.Cap
     assert check_main(check_args(path, "--rejects", str(rejects))) == 2
     err = capsys.readouterr().err
     assert f"see {rejects}" in err and len(pd.read_csv(rejects)) == 30  # named, so it must exist
+
+
+def test_a_nul_byte_late_in_a_text_rejects_that_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Past the binary sniff (first 8 KiB) a NUL is one damaged row: rejected, never cut short in a shard."""
+    raw = data_csv(tmp_path / "nul.csv", n=2000).read_bytes()
+    at = raw.index(b"number 1500 ")
+    (tmp_path / "nul.csv").write_bytes(raw[:at] + b"\x00" + raw[at:])
+    rejects = tmp_path / "r.csv"
+    assert check_main(check_args(tmp_path / "nul.csv", "--rejects", str(rejects))) == 0
+    assert "nul_byte 1" in capsys.readouterr().out
+    assert pd.read_csv(rejects)["row"].tolist() == [1501]
