@@ -142,7 +142,7 @@ def _events(sessions: Path) -> tuple[SessionPaths, list[Any]]:
     return paths, read_all(paths.events)
 
 
-def test_a_failing_data_test_stops_the_run_before_step_1(tiny_tf: Path, tmp_path: Path) -> None:
+async def test_a_failing_data_test_stops_the_run_before_step_1(tiny_tf: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, tiny_tf, _conflicting_csv(tmp_path / "reviews.csv"))
     sessions = tmp_path / "sessions"
     out = ftc("--sessions-dir", str(sessions), "train", str(config))
@@ -160,6 +160,30 @@ def test_a_failing_data_test_stops_the_run_before_step_1(tiny_tf: Path, tmp_path
     assert any(t.startswith("data test conflicting_labels FAIL") for t in errors), errors
     assert "error: data test conflicting_labels FAIL: 12 texts" in out.out  # what `ftc train` printed
     assert read_state(paths)["status"] == "failed"
+    await _the_monitor_shows(sessions, paths, "data test conflicting_labels FAIL")
+
+
+async def _the_monitor_shows(sessions: Path, paths: SessionPaths, needle: str) -> None:
+    """The console's event log has the line, in red: an error a person should not miss."""
+    from textual.widgets import RichLog
+
+    from tui.app import FtcApp
+    from tui.screens.monitor import MonitorScreen
+
+    app = FtcApp(sessions, attach=paths.id)
+    async with app.run_test(size=(160, 40)) as pilot:
+        for _ in range(150):
+            screen = app.screen
+            if isinstance(screen, MonitorScreen) and screen.feed.events_seen == len(read_all(paths.events)):
+                break
+            await pilot.pause(0.1)
+        assert isinstance(app.screen, MonitorScreen)
+        log = app.screen.query_one("#event-log", RichLog)
+        await pilot.pause(0.2)
+        lines = [line for line in log.lines if needle in line.text]
+        assert lines, [line.text for line in log.lines]
+        styles = {str(seg.style) for seg in lines[0] if seg.style is not None}
+        assert any("red" in style for style in styles), styles
 
 
 def test_allow_failing_checks_trains_past_a_failing_data_test(tiny_tf: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from engine.protocol import (
     Envelope,
     EvaluationEnded,
     JobStarted,
+    LogRecorded,
     SchedulePlanned,
     StepEnded,
 )
@@ -33,6 +34,8 @@ from tui.widgets.tables import CheckpointTable, EvaluationView
 PLOT_EVERY_S = 0.5
 LOG_LINES = 1000
 LOG_EVERY_N_STEPS = 10  # every step is in the panels; the log shows every Nth
+# Warnings and errors stand out in the event log (a failing data test, a checkpoint skipped as damaged).
+LEVEL_STYLES = {"warning": "yellow", "error": "bold red"}
 TABS = ("events", "evaluation", "checkpoints")
 
 
@@ -129,7 +132,10 @@ class MonitorScreen(Screen[None]):
             return  # the learning-rate panel draws it
         if isinstance(env.body, StepEnded) and env.body.step % LOG_EVERY_N_STEPS:
             return
-        self.query_one("#event-log", RichLog).write(log_line(env))
+        line = log_line(env)
+        if isinstance(env.body, LogRecorded) and env.body.level in LEVEL_STYLES:
+            line.stylize(LEVEL_STYLES[env.body.level])
+        self.query_one("#event-log", RichLog).write(line)
 
     # ---------------------------------------------------------------- display
 
