@@ -286,8 +286,15 @@ def read_state(path: Path) -> dict[str, Any]:
 def load_arrays(path: Path, name: str) -> list[np.ndarray]:
     """The arrays of one of the checkpoint's .npz files, in order, after checking the file's sha256."""
     _verify(path, name)
-    with np.load(path / name) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
+    try:
+        with np.load(path / name) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # A marker without checksums (ftc 0.1.0) proves no content: a cut or unreadable file shows here.
+        why = str(exc).splitlines()[0] if str(exc) else "damaged"
+        raise CheckpointError(
+            f"{path / name}: cannot be read ({why}); resume from another checkpoint"
+        ) from None
 
 
 def _verify(path: Path, name: str) -> None:

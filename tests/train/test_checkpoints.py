@@ -311,3 +311,13 @@ def test_a_full_disk_during_a_checkpoint_leaves_no_partial_one_and_raises_with_i
         assert ck.intact_checkpoints(root) == [small]
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_cut_file_under_a_marker_without_checksums_is_refused_in_one_line_on_load(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    shutil.copytree(FIXTURE_CKPTS / "ckpt-4", root / "ckpt-4")
+    _truncate(root / "ckpt-4" / "weights.npz", keep=0.5)
+    with pytest.raises(
+        ck.CheckpointError, match=r"ckpt-4/weights\.npz: cannot be read \(.+\); resume from another"
+    ):
+        ck.load_arrays(root / "ckpt-4", "weights.npz")
