@@ -123,6 +123,9 @@ def check_out_folder(out: str | os.PathLike[str], inputs: Iterable[str | os.Path
         )
     if folder.exists() and not folder.is_dir():
         raise DataError(f"--out {out}: is a file, not a folder; give a folder for the prepared data")
+    if folder.is_symlink():
+        # Replace what the link points at (the link stays as the user made it), never the link itself.
+        folder = folder.resolve()
     if folder.is_dir():
         foreign = _foreign(folder)
         if foreign:

@@ -270,3 +270,14 @@ def test_a_nul_byte_late_in_a_text_rejects_that_row(
     assert check_main(check_args(tmp_path / "nul.csv", "--rejects", str(rejects))) == 0
     assert "nul_byte 1" in capsys.readouterr().out
     assert pd.read_csv(rejects)["row"].tolist() == [1501]
+
+
+def test_reprepare_through_a_symlinked_out_replaces_its_target(
+    old_prep: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, out = old_prep
+    (tmp_path / "latest").symlink_to(out)
+    done = ftc("prepare", str(data), "--out", str(tmp_path / "latest"), "--seed", "5", "--json")
+    assert done.code == 0, done.err
+    assert (tmp_path / "latest").is_symlink() and json.loads((out / "manifest.json").read_text())["seed"] == 5
+    assert hidden(tmp_path) == []
