@@ -34,6 +34,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # partly filled chunk, grows its B-tree and writes the cursor beside it. Below that, stop cleanly
 # rather than let HDF5 meet a full disk (it loses such writes without reporting them).
 RESERVE_BYTES = 1 << 20
+# A chunk that did not read back on a disk with less than this free was lost to the full disk.
+FULL_BELOW = 256 << 10
 RESUME_HINT = "ftc predict --resume with the same --model, --input and --output"
 
 
@@ -501,7 +503,7 @@ class PredictionWriter:
 
     def _disk_nearly_full(self) -> bool:
         try:
-            return shutil.disk_usage(self.output.parent).free < RESERVE_BYTES
+            return shutil.disk_usage(self.output.parent).free < FULL_BELOW
         except OSError:
             return False
 
