@@ -60,8 +60,15 @@ def check_selftest(config: dict[str, Any]) -> None:
 
 
 def check_data_job(config: dict[str, Any]) -> None:
+    """[data] of check and prepare; the source (and tokenizer) are checked and made absolute, as for train."""
+    from engine.train.precheck import data_source, model_source
+
     _section(DataJobSection, config, "data")
     _section(DataJobTrain, config, "train")
+    data = config["data"]
+    data["source"] = data_source(data["source"], data)
+    if data.get("tokenizer") is not None:
+        data["tokenizer"] = model_source(data["tokenizer"], field="[data] tokenizer", tokenizer_only=True)
 
 
 def check_predict(config: dict[str, Any]) -> None:

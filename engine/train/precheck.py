@@ -32,20 +32,20 @@ _JSON_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.json")
 def check_train(config: dict[str, Any]) -> TrainConfig:
     """Validate a train configuration and what it names; relative paths become absolute in ``config``."""
     cfg = parse_config(config)
-    model = _model_source(cfg.model.source)
+    model = model_source(cfg.model.source)
     config["model"]["source"] = model
     data = config.setdefault("data", {})
     if cfg.data.dir is not None:
         data["dir"] = _data_dir(cfg.data.dir)
     elif cfg.data.source is not None:
-        data["source"] = _data_source(cfg, cfg.data.source)
+        data["source"] = data_source(cfg.data.source, data)
     else:
         raise ConfigError(
             '[data]: no data given; set source = "labelled.csv" (a raw file to prepare) '
             'or dir = "prepared/" (a folder made by ftc prepare)'
         )
     if cfg.data.tokenizer is not None:
-        data["tokenizer"] = _model_source(cfg.data.tokenizer, field="[data] tokenizer", tokenizer_only=True)
+        data["tokenizer"] = model_source(cfg.data.tokenizer, field="[data] tokenizer", tokenizer_only=True)
     if Path(model).is_dir():
         _check_max_length(cfg.train.max_length, Path(model))
     return parse_config(config)
@@ -67,7 +67,7 @@ def is_hub_name(value: str) -> bool:
     return bool(_HUB_NAME.match(value)) and "--" not in value and ".." not in value
 
 
-def _model_source(value: str, field: str = "[model] source", *, tokenizer_only: bool = False) -> str:
+def model_source(value: str, field: str = "[model] source", *, tokenizer_only: bool = False) -> str:
     """The absolute folder for a local model, or the hub name as given; ModelError otherwise."""
     path = Path(value).expanduser()
     if path.exists():
@@ -201,20 +201,19 @@ def _data_dir(value: str) -> str:
     return str(path.resolve())
 
 
-def _data_source(cfg: TrainConfig, value: str) -> str:
-    """[data] source: a data file whose header reads and which holds the named columns."""
+def data_source(value: str, options: dict[str, Any]) -> str:
+    """[data] source: a data file whose header reads and which holds the named columns; its absolute path."""
     from engine.data.readers import open_source
 
     path = Path(value).expanduser()
-    d = cfg.data
     try:
         open_source(
             path,
-            fmt=d.format,
-            encoding=d.encoding,
-            text_col=d.text_col,
-            label_col=d.label_col,
-            hdf_key=d.key,
+            fmt=options.get("format"),
+            encoding=options.get("encoding"),
+            text_col=options.get("text_col"),
+            label_col=options.get("label_col"),
+            hdf_key=options.get("key"),
         )
     except FtcError as exc:
         raise DataError(f"[data] source: {_config_words(str(exc))}") from None

@@ -118,7 +118,11 @@ def prepared(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("kind", "config", "needle"),
     [
-        ("selftest", {"selftest": {}, "train": {}}, "[train]: unknown section; a selftest job takes [job], [selftest]"),
+        (
+            "selftest",
+            {"selftest": {}, "train": {}},
+            "[train]: unknown section; a selftest job takes [job], [selftest]",
+        ),
         (
             "predict",
             {"predict": {}, "data": {}},
@@ -148,8 +152,11 @@ def test_every_job_kind_has_strict_sections_and_keys(kind: str, config: dict, ne
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-def test_the_other_kinds_accept_what_their_jobs_read() -> None:
+def test_the_other_kinds_accept_what_their_jobs_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.jobs import validate
+
+    (tmp_path / "x.csv").write_text("text,label\ngreat,pos\nawful,neg\n")
+    monkeypatch.chdir(tmp_path)
 
     validate("selftest", {"job": {"kind": "selftest"}, "selftest": {"steps": 3, "step_s": 0.0, "fail_at": 2}})
     validate(
@@ -160,7 +167,11 @@ def test_the_other_kinds_accept_what_their_jobs_read() -> None:
             "train": {"max_length": 64},
         },
     )
-    validate("prepare", {"data": {"source": "x.csv", "split": [0.8, 0.1, 0.1], "seed": 3, "dedupe": True}})
+    prepare = {"data": {"source": "x.csv", "split": [0.8, 0.1, 0.1], "seed": 3, "dedupe": True}}
+    validate("prepare", prepare)
+    assert prepare["data"]["source"] == str(tmp_path / "x.csv")  # the engine runs in the session folder
+    with pytest.raises(ValueError, match=r"\[data\] source: y.csv: no such file"):
+        validate("check", {"data": {"source": "y.csv"}})
     validate(
         "predict",
         {"job": {"kind": "predict"}, "predict": {"model": "m", "input": "i", "output": "o", "resume": True}},
