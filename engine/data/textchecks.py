@@ -28,6 +28,17 @@ _READ_AS_CODE_PAGE = (
     f"[A-Za-z][{_CODE_PAGE_GARBAGE}]|[{_CODE_PAGE_GARBAGE}][A-Za-z]|[a-z][\u00c0-\u00d6\u00d8-\u00de]"
 )
 MOJIBAKE = re.compile(f"{_UTF8_AS_CP1252}|{_READ_AS_CODE_PAGE}")
+# A character every MOJIBAKE match holds: one scan for it is ~10x cheaper than the full pattern.
+_MOJIBAKE_CHAR = re.compile(f"[{_CODE_PAGE_GARBAGE}\u00c0-\u00d6\u00d8-\u00de\u00e2\u00f0\u00ef]")
+
+
+def has_mojibake(text: str) -> bool:
+    """Whether a text shows encoding damage (ASCII text cannot; most text has no suspect character)."""
+    return (
+        not text.isascii() and _MOJIBAKE_CHAR.search(text) is not None and MOJIBAKE.search(text) is not None
+    )
+
+
 REPLACEMENT = "\ufffd"
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -64,9 +75,10 @@ class TextAcc:
             self.n_short += 1
             if len(self.short) < MAX_OFFENDING:
                 self.short.append(rows[i])
-        search = MOJIBAKE.search
         for row, text in zip(rows, texts, strict=True):
-            if search(text):
+            if text.isascii():
+                continue  # both tests need a non-ASCII character
+            if has_mojibake(text):
                 self.n_mojibake += 1
                 if len(self.mojibake) < MAX_OFFENDING:
                     self.mojibake.append(row)
