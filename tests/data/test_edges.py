@@ -281,3 +281,18 @@ def test_reprepare_through_a_symlinked_out_replaces_its_target(
     assert done.code == 0, done.err
     assert (tmp_path / "latest").is_symlink() and json.loads((out / "manifest.json").read_text())["seed"] == 5
     assert hidden(tmp_path) == []
+
+
+def test_disk_full_during_check_names_the_scratch_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    data = data_csv(tmp_path / "big.csv", n=40_000)
+    with small_tmpfs(tmp_path / "tmp", "64k") as scratch:
+        monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+        before = Files(tmp_path)
+        full = ftc("check", str(data))
+        assert full.code == 2 and len(full.err_lines) == 1, full.err
+        assert f"no space left on device in {scratch}" in full.err and "TMPDIR" in full.err
+        before.assert_unchanged(no_new_files=True)

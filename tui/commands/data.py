@@ -159,8 +159,12 @@ def check_main(args: argparse.Namespace) -> int:
         doc["rejects"]["path"] = str(rejects) if rejects else None
     except (FtcError, OSError, KeyboardInterrupt) as exc:
         progress.clear()
+        full = isinstance(exc, OSError) and _full_where(exc, rejects, Path(tmpdir))
         if rejects is not None and not isinstance(exc, AllRejected):
             rejects.unlink(missing_ok=True)  # ours, and cut short: a partial list would mislead
+        if full:
+            print(f"ftc check: error: no space left on device {full}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
         return _refused("check", exc, args.data)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -170,6 +174,20 @@ def check_main(args: argparse.Namespace) -> int:
     else:
         print_report(doc)
     return ExitCode.FAILED if doc["status"] == "fail" else ExitCode.OK
+
+
+def _full_where(exc: OSError, rejects: Path | None, scratch: Path) -> str:
+    """Where a full disk stopped ``ftc check`` and what to do, or "" when the error is something else."""
+    from engine.data.outputs import disk_full
+
+    if rejects is not None and disk_full(exc, rejects.parent):
+        return f"writing --rejects {rejects}; free space there or choose another folder"
+    if disk_full(exc, scratch):
+        return (
+            f"in {scratch.parent} (scratch space for the duplicate tests); free space there "
+            "or set TMPDIR to a folder with room"
+        )
+    return ""
 
 
 def _parse_split(text: str) -> dict[str, float]:
