@@ -14,7 +14,7 @@ from engine.journal import Journal
 from engine.predict.progress import rows_line
 from engine.session import LIVE_STATUSES, SessionPaths, live_status, read_state, write_state
 from tests.conftest import wait_for
-from tests.predict.conftest import texts, write_csv
+from tests.predict.conftest import fake_model, texts, write_csv
 from tui.cli import main as ftc
 from tui.commands.follow import follow_plain as follow
 
@@ -94,9 +94,8 @@ def test_the_terminal_path_returns_the_jobs_outcome(
     """On a TTY the screen shows the job; once it closes, the exit code is the job's, as without a TTY."""
     import tui.screens.predict as screen
 
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")  # recognised as a model folder, fails to load in the engine
+    # Passes the checks made before the engine starts (config, weights' header, tokenizer), fails to load in it.
+    model = fake_model(tmp_path / "model")
     inp = write_csv(tmp_path / "in.csv", texts(5))
     ended: list[str] = []
 
