@@ -14,6 +14,7 @@ a sorted source file cannot reach training, so its FAIL is shown as a warning th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,41 @@ def read_report(folder: Path) -> dict[str, Any] | None:
     return doc
 
 
-def _line(test: dict[str, Any], verdict: str) -> str:
+# The data code advises in the command line's words; a run configuration's are these.
+_FLAG = re.compile(
+    r"(?:ftc prepare )?--(text-col|label-col|encoding|format|key|dedupe|split|shard-rows)\b(?: ([\w.,-]+))?"
+)
+
+
+def config_words(text: str) -> str:
+    """Command-line advice ('--encoding latin-1', 'ftc prepare --dedupe') as config.toml's [data] keys."""
+
+    def field(m: re.Match[str]) -> str:
+        key = "[data] " + m.group(1).replace("-", "_")
+        if m.group(1) == "dedupe":
+            return f"{key} = true"
+        if m.group(1) == "split" and m.group(2):
+            return f"{key} = [{', '.join(m.group(2).split(','))}]"
+        return f'{key} = "{m.group(2)}"' if m.group(2) else key
+
+    return _FLAG.sub(field, text)
+
+
+def _line(test: dict[str, Any], verdict: str, in_config: bool = False) -> str:
     figure = " ".join(str(test.get("figure", "")).split())
     advice = " ".join(str(test.get("advice", "")).split())
+    if in_config:
+        figure, advice = config_words(figure), config_words(advice)
     return f"data test {test.get('name', '?')} {verdict}: {figure}" + (f"; {advice}" if advice else "")
 
 
-def check(folder: Path, on_fail: str, emit: Callable[[protocol._Body], Any]) -> list[str]:
+def check(
+    folder: Path, on_fail: str, emit: Callable[[protocol._Body], Any], *, in_config: bool = False
+) -> list[str]:
     """Show each test of the folder's report that warns or fails; DataError for a FAIL unless on_fail is warn.
 
-    Returns the names of the failing tests (trained past when ``on_fail == "warn"``).
+    Returns the names of the failing tests (trained past when ``on_fail == "warn"``). With
+    ``in_config`` (the run prepared ``[data] source`` itself) the advice names config.toml's keys.
     """
     doc = read_report(folder)
     if doc is None:
@@ -70,15 +96,15 @@ def check(folder: Path, on_fail: str, emit: Callable[[protocol._Body], Any]) -> 
     for test in tests:
         name, result = str(test.get("name")), str(test.get("status"))
         if result == "warn":
-            emit(protocol.LogRecorded(level="warning", text=_line(test, "WARN")))
+            emit(protocol.LogRecorded(level="warning", text=_line(test, "WARN", in_config)))
         elif result == "fail" and status.get(SETTLED_BY_PREPARATION.get(name, ""), "") == "pass":
             settled = SETTLED_BY_PREPARATION[name]
-            text = _line(test, "FAIL in the source file") + (
+            text = _line(test, "FAIL in the source file", in_config) + (
                 f"; the preparation shuffled the rows and {settled} passes, so training is not affected"
             )
             emit(protocol.LogRecorded(level="warning", text=text))
         elif result == "fail":
-            emit(protocol.LogRecorded(level="error", text=_line(test, "FAIL")))
+            emit(protocol.LogRecorded(level="error", text=_line(test, "FAIL", in_config)))
             failing.append(test)
     names = [str(t.get("name")) for t in failing]
     if not failing:
@@ -94,4 +120,6 @@ def check(folder: Path, on_fail: str, emit: Callable[[protocol._Body], Any]) -> 
         return names
     first = failing[0]
     more = f" (and {len(names) - 1} more: {', '.join(names[1:])})" if len(names) > 1 else ""
-    raise DataError(f"{_line(first, 'failed')}{more}; fix the data and prepare again, or {OVERRIDE}")
+    raise DataError(
+        f"{_line(first, 'failed', in_config)}{more}; fix the data and prepare again, or {OVERRIDE}"
+    )

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.errors import ConfigError, DataError, FtcError, ModelError
 from engine.train.config import TrainConfig, parse_config
+from engine.train.gate import config_words
 
 # A hub repository id: "name" or "org/name" (letters, digits, '-', '_', '.'; no '--' or '..').
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
@@ -216,24 +217,10 @@ def data_source(value: str, options: dict[str, Any]) -> str:
             hdf_key=options.get("key"),
         )
     except FtcError as exc:
-        raise DataError(f"[data] source: {_config_words(str(exc))}") from None
+        raise DataError(f"[data] source: {config_words(str(exc))}") from None
     except OSError as exc:
         raise DataError(f"[data] source {path}: cannot be read ({exc.strerror})") from None
     except Exception as exc:  # a parser's own error (pyarrow, tables) on a damaged file
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise DataError(f"[data] source {path}: cannot be read as data ({reason}); check the file") from None
     return str(path.resolve())
-
-
-_FLAG = re.compile(r"--(text-col|label-col|encoding|format|key)\b(?: ([\w.-]+))?")
-
-
-def _config_words(text: str) -> str:
-    """A data error's command-line advice (--encoding latin-1) in a config file's words ([data] encoding)."""
-
-    def field(m: re.Match[str]) -> str:
-        key = "[data] " + m.group(1).replace("-", "_")
-        value = m.group(2)
-        return f'{key} = "{value}"' if value else key
-
-    return _FLAG.sub(field, text)

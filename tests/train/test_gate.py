@@ -198,3 +198,23 @@ def test_allow_failing_checks_trains_past_a_failing_data_test(tiny_tf: Path, tmp
     assert any("training anyway" in t for _, t in logs), logs
     assert [e.body.step for e in events if e.type == "step_ended"] == [1, 2]
     assert "warning: " in out.out and read_state(paths)["status"] == "finished"
+
+
+def test_advice_for_a_source_the_run_prepared_names_config_keys_not_flags(tmp_path: Path) -> None:
+    folder = _report(
+        tmp_path,
+        _test(
+            "leakage",
+            "fail",
+            "9 test rows also occur in train",
+            "deduplicate before splitting (ftc prepare --dedupe)",
+        ),
+        _test("encoding_artifacts", "warn", "3 rows with mojibake", "try another --encoding (now utf-8)"),
+    )
+    events: list[Any] = []
+    with pytest.raises(DataError, match=r"deduplicate before splitting \(\[data\] dedupe = true\)"):
+        gate.check(folder, "fail", events.append, in_config=True)
+    assert any("try another [data] encoding (now utf-8)" in text for _, text in _logs(events))
+    events.clear()
+    with pytest.raises(DataError, match=r"\(ftc prepare --dedupe\)"):  # a folder ftc prepare made: its words
+        gate.check(folder, "fail", events.append)
