@@ -138,6 +138,8 @@ def check_not_an_input(output: Path, inputs: list[tuple[str, Path]]) -> None:
     ids = {i for t in targets if (i := _identity(t)) is not None}
     for what, path in inputs:
         real = path.expanduser().resolve()
+        if real.is_dir() and what == "--input":
+            continue  # not a data file: the input's own check says so
         if real.is_dir():
             if any(r == real or r.is_relative_to(real) for r in resolved):
                 raise OutputError(
@@ -237,6 +239,11 @@ def check_target(output: Path, *, resume: bool, overwrite: bool) -> None:
                 "written; start again with --overwrite, or put the file back"
             )
         return
+    if cursor.exists() and not output.exists() and not overwrite:
+        raise OutputError(
+            f"{cursor}: an earlier run's cursor is there (its {output.name} is not); "
+            "pass --resume to continue it or --overwrite to start again"
+        )
     if (output.exists() or cursor.exists()) and not overwrite:
         hint = " or --resume to continue it" if cursor.exists() else ""
         raise OutputError(f"{output}: already exists; pass --overwrite to replace it{hint}")

@@ -130,6 +130,12 @@ def output_exists_without_overwrite(s: Setup) -> Case:
     return Case(s.argv(), (s.out.name, "--overwrite"))
 
 
+def only_an_earlier_runs_cursor_is_there(s: Setup) -> Case:
+    _ftc_output(s)
+    s.out.unlink()
+    return Case(s.argv(), (f"{s.out.name}.cursor.json", "--resume", "--overwrite"))
+
+
 def output_folder_missing(s: Setup) -> Case:
     return Case(s.argv(out=s.root / "no-such-dir" / "out.h5"), ("no-such-dir", "create it first"))
 
@@ -324,6 +330,7 @@ CASES: list[Callable[[Setup], Case]] = [
     overwrite_onto_a_file_that_is_not_an_ftc_output,
     overwrite_onto_someone_elses_hdf5,
     output_exists_without_overwrite,
+    only_an_earlier_runs_cursor_is_there,
     output_folder_missing,
     output_is_a_folder,
     resume_and_overwrite_together,
