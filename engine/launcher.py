@@ -7,6 +7,7 @@ nor a dropped SSH connection reaches it.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -84,7 +85,14 @@ def start_engine(
         )
     if checkpoint:
         _check_checkpoint(paths, state, checkpoint)
-    write_state(paths, status="starting", pid=None, message="")
+    try:
+        write_state(paths, status="starting", pid=None, message="")
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise SessionError(
+            f"no space left on device writing {paths.state}; free space, then ftc resume {paths.id}"
+        ) from None
     with open(paths.log, "ab") as log:
         os.chmod(paths.log, 0o600)
         proc = subprocess.Popen(

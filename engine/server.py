@@ -86,6 +86,17 @@ def no_space(exc: BaseException) -> str | None:
     return None
 
 
+def log(text: str) -> None:
+    """A line for engine.log; a full disk there must not turn into a second failure."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"ftc engine: {text}", file=sys.stderr, flush=True)
+
+
+def log_traceback() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        traceback.print_exc()
+
+
 def disk_full_text(path: str, session: SessionPaths) -> str:
     return f"no space left on device writing {path or session.root}; free space, then ftc resume {session.id}"
 
@@ -133,7 +144,7 @@ class StateStore:
         try:
             self.state: dict[str, Any] = read_state(paths)
         except FtcError as exc:  # cannot be rebuilt: start over, saying so
-            print(f"ftc engine: warning: {exc}", file=sys.stderr, flush=True)
+            log(f"warning: {exc}")
             self.state = {"message": str(exc)}
         self.closed = False
 
@@ -259,7 +270,7 @@ class Engine:
                 if dict(poller.poll(timeout=wait)).get(self.router):
                     self._read_commands()
             except Exception:  # the I/O thread must outlive any bug: log it and go on
-                traceback.print_exc()
+                log_traceback()
                 time.sleep(0.05)
 
     def _beat(self) -> None:
@@ -269,15 +280,15 @@ class Engine:
             if no_space(exc) is not None:
                 self.control.fail(exc)  # the job ends with the full disk's record at its next boundary
             else:
-                traceback.print_exc()
+                log_traceback()
         if self._sockets_gone():
             try:
                 self._bind()
             except (OSError, zmq.ZMQError) as exc:
-                print(f"ftc engine: cannot recreate the sockets in {self.sock_dir}: {exc}", file=sys.stderr)
+                log(f"cannot recreate the sockets in {self.sock_dir}: {exc}")
                 return
             text = f"the socket folder {self.sock_dir} was deleted; recreated it (control works again)"
-            print(f"ftc engine: warning: {text}", file=sys.stderr, flush=True)
+            log(f"warning: {text}")
             with contextlib.suppress(OSError):
                 self.emit(protocol.LogRecorded(level="warning", text=text))
 
@@ -363,7 +374,7 @@ class Engine:
             reply = protocol.Reply(status="error", error_name=exc.name, error_text=_short(exc.text))
             parent = exc.parent
         except Exception:  # a bug in a handler must not take the engine down, nor show its insides
-            traceback.print_exc()
+            log_traceback()
             reply = protocol.Reply(
                 status="error",
                 error_name="InternalError",
@@ -389,6 +400,19 @@ class Engine:
         return protocol.CommandResult(changed=changed, status=state.status, step=state.step, state=state)
 
     # -------------------------------------------------------------- lifecycle
+
+    def stop_noted(self, signal_name: str) -> None:
+        """Say that a stop signal was taken (state 'stopping', a journal note), and what a second one does."""
+        if self.finished.is_set() or self.store.closed:
+            return
+        text = (
+            f"signal {signal_name}: stopping at the next step boundary after a checkpoint; "
+            f"a second {signal_name} ends the engine at once"
+        )
+        log(text)
+        with contextlib.suppress(OSError):
+            self.store.update(status="stopping")
+            self.emit(protocol.LogRecorded(level="warning", text=text))
 
     def hurry(self, reason: str) -> None:
         """A second stop signal: record the stop (state, then journal) and end the process at once."""
@@ -450,9 +474,9 @@ class Engine:
             if where is not None:
                 self.reserve.release()  # room for the record below
                 name, text = "NoSpace", disk_full_text(where, self.paths)
-                print(f"ftc engine: {text}", file=sys.stderr, flush=True)
+                log(text)
             else:
-                traceback.print_exc()
+                log_traceback()
                 name, text = type(exc).__name__, str(exc) or type(exc).__name__
             ending = protocol.JobFailed(step=self._step(), error_name=name, error_text=text)
             status, reason, code = "failed", text if where is not None else f"{name}: {text}", 1
@@ -472,15 +496,13 @@ class Engine:
         try:
             self.store.final(status=status, message=reason, ended=time.time())
         except OSError as exc:
-            print(f"ftc engine: cannot write the final state: {exc}", file=sys.stderr, flush=True)
+            log(f"cannot write the final state: {exc}")
         last = protocol.EngineStopped(status=status, reason=reason)  # type: ignore[arg-type]
         for body, cause in ((ending, parent), (last, None)):
             try:
                 self.emit(body, parent=cause)
             except OSError as exc:
-                print(
-                    f"ftc engine: cannot write the journal's last event: {exc}", file=sys.stderr, flush=True
-                )
+                log(f"cannot write the journal's last event: {exc}")
                 break
         self.finished.set()
 
@@ -560,7 +582,8 @@ class SignalWatcher:
         if engine is not None:
             engine.control.request_stop(f"signal {name}")
             if engine.control.stepping or not engine.in_job:
-                return  # the job stops (and checkpoints) at its next boundary, or has ended
+                engine.stop_noted(name)  # the job stops (and checkpoints) at its next boundary
+                return
         _thread.interrupt_main(signal.SIGINT)  # start-up: nothing to keep, stop what it is doing
 
 
@@ -603,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(paths, args, watcher)
     except StartupInterrupted as stop:
-        print(f"ftc engine: {stop.reason}; nothing was started", file=sys.stderr)
+        log(f"{stop.reason}; nothing was started")
         _record_start_failure(paths, f"stopped by {stop.reason}; nothing was started", "stopped")
         return ExitCode.INTERRUPTED
 
@@ -614,7 +637,7 @@ def _main(paths: SessionPaths, args: argparse.Namespace, watcher: SignalWatcher)
     except (FtcError, zmq.ZMQError, OSError) as exc:
         where = no_space(exc)
         text = disk_full_text(where, paths) if where is not None else f"engine could not start: {exc}"
-        print(f"ftc engine: cannot start session {paths.id}: {text}", file=sys.stderr)
+        log(f"cannot start session {paths.id}: {text}")
         _record_start_failure(paths, text)
         return ExitCode.BAD_INPUT
     try:
