@@ -91,11 +91,11 @@ def _watch(args: argparse.Namespace, paths: Any, announce: bool = True) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from engine.config import load_toml
+    from engine.config import job_kind, load_toml
     from engine.launcher import create_session, start_engine
 
     config = load_toml(Path(args.config))
-    if args.allow_failing_checks:  # recorded in the session's config.toml, so a resume keeps it
+    if args.allow_failing_checks and job_kind(config) == "train":  # in config.toml: a resume keeps it
         data = config.setdefault("data", {})
         if isinstance(data, dict):
             data["on_fail"] = "warn"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import shutil
 from pathlib import Path
@@ -65,9 +66,12 @@ def test_old_session_resumes_to_the_weights_of_an_uninterrupted_run(
     assert read_state(paths)["step"] == TOTAL
 
     # The same configuration, from scratch, in one go under this release.
-    fresh = create_session(sessions_root, CONFIG, name="fresh")
-    shutil.copytree(TRAIN_FIXTURE / "model-src", fresh.root / "model-src")
-    shutil.copy2(TRAIN_FIXTURE / "raw.csv", fresh.root / "raw.csv")
+    # 0.1.0 took these paths relative to the session; this release takes them from the current
+    # directory at 'ftc train' time (and checks them then), so the fresh run names them in full.
+    config = copy.deepcopy(CONFIG)
+    config["model"]["source"] = str(TRAIN_FIXTURE / "model-src")
+    config["data"]["source"] = str(TRAIN_FIXTURE / "raw.csv")
+    fresh = create_session(sessions_root, config, name="fresh")
     start_engine(fresh)
     _finish(fresh)
 
