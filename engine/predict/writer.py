@@ -63,12 +63,18 @@ def no_space(exc: BaseException) -> bool:
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's first meaningful line (HDF5 errors carry a whole back trace), for one-line messages."""
-    for line in str(exc).splitlines():
-        line = line.strip()
-        if line and line != "HDF5 error back trace":
-            return line[:200]
-    return type(exc).__name__
+    """One line for an exception: for HDF5's back traces the innermost cause, else the first line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if lines and lines[0] == "HDF5 error back trace":
+        inside = (
+            lines[1 : lines.index("End of HDF5 error back trace")]
+            if "End of HDF5 error back trace" in lines
+            else lines[1:]
+        )
+        causes = [ln for ln in inside if not ln.startswith("File ")]
+        if causes:
+            return causes[-1][:200]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def cursor_path(output: Path) -> Path:
