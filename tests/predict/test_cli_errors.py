@@ -138,3 +138,46 @@ def test_precision_is_an_option_recorded_in_the_job(
     assert build_config(args, sessions_root)["predict"]["precision"] == "bfloat16"
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--precision", "float16"])
+
+
+def test_overwrite_and_resume_accept_ftcs_own_outputs_even_damaged(
+    model_dir: Path, tmp_path: Path, sessions_root: Path
+) -> None:
+    """The checks that refuse foreign files must not refuse ftc's own output, whole or cut short by a kill."""
+    import argparse
+
+    import numpy as np
+
+    from engine.predict.models import fingerprint
+    from engine.predict.source import Position, input_fingerprint, open_input
+    from engine.predict.writer import PredictionWriter
+    from tests.predict.conftest import LABELS
+    from tui.commands.predict import add_predict_arguments, build_config
+
+    good = write_csv(tmp_path / "in.csv", texts(8))
+    out = tmp_path / "o.h5"
+    meta = {
+        "labels": LABELS,
+        "model": {
+            "kind": "folder",
+            "path": str(model_dir),
+            "fingerprint": fingerprint({"kind": "folder", "path": str(model_dir)}),
+        },
+        "input": input_fingerprint(open_input(good)),
+        "settings": {"chunk_rows": 4, "token_budget": 64, "max_length": 16, "multiple": 2},
+    }
+    writer = PredictionWriter.create(out, LABELS, meta, overwrite=False)
+    probs = np.full((4, 3), 1 / 3, dtype=np.float32)
+    writer.append(
+        writer.frame([1, 2, 3, 4], probs, probs.argmax(axis=1), [""] * 4), Position(4, 40).as_dict()
+    )
+    parser = argparse.ArgumentParser()
+    add_predict_arguments(parser)
+    base = ["--model", str(model_dir), "--input", str(good), "--output", str(out)]
+    for option in ("--overwrite", "--resume"):
+        assert build_config(parser.parse_args([*base, option]), sessions_root)["predict"][option[2:]] is True
+    whole = out.read_bytes()
+    out.write_bytes(whole[: len(whole) // 2])  # cut short: no longer opens, but its cursor names it
+    for option in ("--overwrite", "--resume"):
+        assert build_config(parser.parse_args([*base, option]), sessions_root)["predict"][option[2:]] is True
+    assert out.read_bytes() == whole[: len(whole) // 2], "the checks only look"
