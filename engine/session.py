@@ -218,7 +218,9 @@ def recover_state(paths: SessionPaths, problem: str) -> dict[str, Any]:
     written: the rebuilt state is only returned. The status of a session whose engine is not alive
     is never a live one: an engine that started and left no end is ``crashed``.
     """
-    lock = acquire_engine_lock(paths) if paths.root.is_dir() else None
+    lock = _lock_or_repaired(paths) if paths.root.is_dir() else None
+    if isinstance(lock, dict):
+        return lock  # the engine rewrote state.json meanwhile
     try:
         if lock is not None:
             again, problem_now = _load_state(paths)  # another reader may have rebuilt it meanwhile
@@ -228,21 +230,47 @@ def recover_state(paths: SessionPaths, problem: str) -> dict[str, Any]:
         # Whoever holds the lock (an engine, or another reader rebuilding) owns the file: only look.
         state = rebuild_state(paths, problem, live=lock is None)
         if lock is not None:
-            note = f"state.json {problem}; rebuilt from the journal and checkpoints"
-            if paths.state.exists():
-                kept = paths.root / f"state.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-                n = 1
-                while kept.exists():
-                    n += 1
-                    kept = kept.with_name(f"{kept.name.split('~')[0]}~{n}")
-                atomic_write_bytes(kept, paths.state.read_bytes())
-                note += f" (the damaged file is kept as {kept.name})"
-            state["message"] = note
-            atomic_write_json(paths.state, state)
+            state["message"] = f"state.json {problem}; rebuilt from the journal and checkpoints"
+            try:
+                _write_rebuilt(paths, state)
+            except OSError as exc:  # a full or read-only disk: the rebuilt view still serves this reader
+                state["message"] += f" (not written back: {exc.strerror or exc})"
         return state
     finally:
         if lock is not None:
             os.close(lock)
+
+
+def _lock_or_repaired(paths: SessionPaths, grace_s: float = 2.0) -> int | dict[str, Any] | None:
+    """The session's lock, or the state an engine wrote meanwhile, or None (a live engine holds the lock).
+
+    A serving engine rewrites state.json within a heartbeat; an engine that just ended keeps its
+    lock a moment longer while its threads wind down: both are worth a short wait.
+    """
+    deadline = time.monotonic() + grace_s
+    while True:
+        fd = acquire_engine_lock(paths)
+        if fd is not None:
+            return fd
+        state, _ = _load_state(paths)
+        if state is not None:
+            return state
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def _write_rebuilt(paths: SessionPaths, state: dict[str, Any]) -> None:
+    """Keep the damaged file beside (``state.json.damaged-<time>``), then write the rebuilt one atomically."""
+    if paths.state.exists():
+        kept = paths.root / f"state.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 1
+        while kept.exists():
+            n += 1
+            kept = kept.with_name(f"{kept.name.split('~')[0]}~{n}")
+        atomic_write_bytes(kept, paths.state.read_bytes())
+        state["message"] += f" (the damaged file is kept as {kept.name})"
+    atomic_write_json(paths.state, state)
 
 
 def _checkpoint_steps(paths: SessionPaths) -> list[int]:

@@ -14,17 +14,22 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine import client, protocol
 from engine.journal import read_all
 from engine.launcher import create_session, start_engine
-from engine.session import SessionError, SessionPaths, live_status, pid_alive, read_state
+from engine.session import SessionError, SessionPaths, engine_lock_held, live_status, pid_alive, read_state
 from tests.conftest import selftest_config, wait_for
 from tests.robustness.harness import ftc
+from tests.train.conftest import tiny_data, tiny_tf
+
+__all__ = ["tiny_data", "tiny_tf"]  # the tiny model and data fixtures, shared with tests/train
 
 DISK_FULL = re.compile(r"no space left on device writing (/\S+); free space, then ftc resume")
 
@@ -244,3 +249,90 @@ def test_disk_full_reasons_name_a_path() -> None:
     tf_like = Exception("/s/tensorboard/events.out; No space left on device [Op:WriteSummary]")
     assert no_space(tf_like) == "/s/tensorboard/events.out"
     assert no_space(OSError(errno.EACCES, "Permission denied", "/s/x")) is None
+
+
+# ------------------------------------------------------------------ the real training engine
+
+# One epoch of 10 steps of a tiny BERT, a checkpoint every 2 steps (as test_checkpoint_faults.py).
+TRAIN_RUN = {"epochs": 1, "batch_size": 16, "checkpoint_every_steps": 2, "keep_last": 2}
+TRAIN_TOTAL = 10
+
+
+def _train(root: Path, model: Path, data: Path) -> SessionPaths:
+    from tests.train.conftest import train_config
+
+    paths = create_session(root, train_config(model, data, **TRAIN_RUN), name="train-fault")
+    start_engine(paths)
+    return paths
+
+
+def _final_weights(paths: SessionPaths) -> list[Any]:
+    from engine.train import checkpoints as ck
+
+    return ck.load_arrays(paths.checkpoints / f"ckpt-{TRAIN_TOTAL}", "weights.npz")
+
+
+def _assert_same_weights(paths: SessionPaths, reference: list[Any]) -> None:
+    import numpy as np
+
+    for got, want in zip(_final_weights(paths), reference, strict=True):
+        np.testing.assert_array_equal(got, want)  # bit-identical, not merely close
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_tf: Path, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    paths = _train(tmp_path_factory.mktemp("ref") / "sessions", tiny_tf, tiny_data)
+    assert _end(paths, 300) == "finished", paths.log.read_text()[-3000:]
+    return _final_weights(paths)
+
+
+def test_training_on_a_full_disk_fails_clearly_and_resumes_to_the_same_weights(
+    reference: list[Any], tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Disk full during training (a damaged state.json too, while it runs and after): resume ends exactly."""
+    with small_disk(tmp_path / "small", "64m") as disk:
+        root = disk / "sessions"
+        monkeypatch.setenv("FTC_SESSIONS_DIR", str(root))
+        paths = _train(root, tiny_tf, tiny_data)
+        wait_for(lambda: read_state(paths).get("step", 0) >= 1, 300, "the first step")
+        paths.state.write_text("{")  # damaged while training: the engine rewrites it, training goes on
+        client.request(paths, protocol.Pause())
+        wait_for(lambda: read_state(paths).get("status") == "paused", 60, "paused")
+        paused_at = read_state(paths)["step"]
+        assert paused_at < TRAIN_TOTAL - 2, "the pause must land before the last checkpoints"
+        filler = fill(disk, leave=48 * 1024)  # room for a few journal lines and states, not a checkpoint
+        try:
+            client.request(paths, protocol.Unpause())
+            assert _end(paths, 120) == "failed", paths.log.read_text()[-3000:]
+            events = _assert_disk_full_record(paths)
+            steps = [e.body.step for e in events if e.type == "step_ended"]  # type: ignore[union-attr]
+            assert max(steps) < TRAIN_TOTAL
+            wait_for(lambda: not engine_lock_held(paths), what="the engine's exit")
+            paths.state.write_bytes(b"\x00" * 100)  # and damaged after the crash: rebuilt from the journal
+            out = ftc("ls", "--json")
+            row = json.loads(out.out)[0]
+            assert row["status"] == "failed" and "rebuilt" in row["message"], row
+        finally:
+            filler.unlink()
+        start_engine(paths, resume=True)
+        assert _end(paths, 300) == "finished", paths.log.read_text()[-3000:]
+        _journal_is_whole(paths)
+        _assert_same_weights(paths, reference)
+
+
+def test_sigterm_while_training_starts_stops_within_seconds_and_resumes_exactly(
+    reference: list[Any], tiny_tf: Path, tiny_data: Path, sessions_root: Path
+) -> None:
+    paths = _train(sessions_root, tiny_tf, tiny_data)  # returns once the sockets serve: TF is loading
+    pid = read_state(paths)["pid"]
+    signalled = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(pid), timeout=15, what="the engine to stop while starting")
+    print(f"stopped {time.monotonic() - signalled:.1f}s after SIGTERM during start-up")
+    state = read_state(paths)
+    assert state["status"] == "stopped", state
+    events = _journal_is_whole(paths)
+    assert events[-1].type == "engine_stopped" and events[-1].body.status == "stopped"  # type: ignore[union-attr]
+    start_engine(paths, resume=True)
+    assert _end(paths, 300) == "finished", paths.log.read_text()[-3000:]
+    _assert_same_weights(paths, reference)
