@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from engine.session import pid_alive, read_state, resolve
+from engine.session import engine_lock_held, pid_alive, read_state, resolve
 from tests.conftest import REPO, wait_for
 
 
@@ -125,3 +126,40 @@ def test_a_bad_training_config_is_refused_before_any_engine_starts(
     assert out.returncode == 2
     assert "[train] learning_rate" in out.stderr and "Traceback" not in out.stderr
     assert not sessions_root.exists() or not any(sessions_root.iterdir()), "no session is left behind"
+
+
+def test_train_keeps_the_permissions_of_an_existing_sessions_folder(
+    tmp_path: Path, sessions_root: Path
+) -> None:
+    sessions_root.mkdir()
+    os.chmod(sessions_root, 0o755)  # a shared folder the user made readable on purpose
+    out = ftc("train", str(_config(tmp_path)), "--detach", root=sessions_root)
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(sessions_root.stat().st_mode) == 0o755, "ftc must not tighten the user's folder"
+    session = resolve(sessions_root, out.stdout.strip()).root
+    assert stat.S_IMODE(session.stat().st_mode) == 0o700, "its own session folder is private"
+    fresh = tmp_path / "new" / "sessions"
+    out = ftc("train", str(_config(tmp_path)), "--detach", root=fresh)
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700, "a sessions folder ftc creates is private"
+
+
+def test_resume_of_a_finished_session_changes_nothing_unless_forced(
+    tmp_path: Path, sessions_root: Path
+) -> None:
+    out = ftc("train", str(_config(tmp_path, steps=5)), root=sessions_root)
+    assert out.returncode == 0, out.stderr
+    paths = resolve(sessions_root, out.stdout.splitlines()[0])
+    wait_for(lambda: not engine_lock_held(paths), what="the engine's exit")
+    before = {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()}
+    out = ftc("resume", paths.id, root=sessions_root)
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"ftc: session {paths.id} finished at step 5; nothing to resume "
+        "(--force to run it again from its last checkpoint)"
+    ), out.stderr
+    after = {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()}
+    assert after == before, "a refused resume writes nothing (state.json and the journal byte-identical)"
+    out = ftc("resume", paths.id, "--force", root=sessions_root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.rstrip().endswith("engine stopped: finished (job finished)")
+    assert read_state(paths)["status"] == "finished" and read_state(paths)["step"] == 5
