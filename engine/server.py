@@ -36,6 +36,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,7 @@ class Engine:
         self._io = threading.Thread(target=self._serve, name="engine-io", daemon=True)
         self.finished = threading.Event()  # the final state and events are written
         self.in_job = False  # the job's function is running (a first stop signal may interrupt its start-up)
+        self.interrupt: Callable[[str], None] | None = None  # stops the job's start-up (SignalWatcher)
 
     def _bind(self) -> None:
         """Bind both sockets in a private folder (at start, and again where one was deleted).
@@ -394,6 +396,8 @@ class Engine:
         elif cmd.type == "stop":
             changed = c.stop_reason is None
             c.request_stop("stop command", cmd.id)
+            if changed and self.in_job and not c.stepping and self.interrupt is not None:
+                self.interrupt("stop command")  # still starting up: nothing to checkpoint, stop now
         else:  # ping, status
             changed = False
         state = protocol.EngineState.model_validate(_known(self.store.snapshot()))
@@ -556,6 +560,12 @@ class SignalWatcher:
     def _interrupt_main(self, _signum: int, _frame: object) -> None:
         raise StartupInterrupted(f"{self.reason or 'signal'} during start-up")
 
+    def interrupt(self, reason: str) -> None:
+        """Stop the main thread where it is (StartupInterrupted), for a stop before the job's first step."""
+        with self._lock:
+            self.reason = self.reason or reason
+        _thread.interrupt_main(signal.SIGINT)
+
     def _wait(self) -> None:
         while True:
             signum = signal.sigwait(self.SIGNALS)
@@ -564,6 +574,7 @@ class SignalWatcher:
     def attach(self, engine: Engine) -> None:
         with self._lock:
             self.engine = engine
+            engine.interrupt = self.interrupt
             if self.reason is not None:  # a signal came while the engine was being made
                 engine.control.request_stop(f"signal {self.reason}")
 

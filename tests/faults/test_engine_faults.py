@@ -220,6 +220,19 @@ def test_sigterm_during_start_up_stops_within_seconds(sessions_root: Path, monke
     assert not [e for e in events if e.type == "step_ended"]
 
 
+def test_ftc_stop_during_start_up_stops_within_seconds(sessions_root: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FTC_SELFTEST_START_S", "120")
+    paths = _start(sessions_root, steps=10)
+    pid = read_state(paths)["pid"]
+    out = ftc("stop", paths.id)
+    assert out.code == 0, out.err
+    wait_for(lambda: not pid_alive(pid), timeout=10, what="the engine to stop during its start-up")
+    state = read_state(paths)
+    assert state["status"] == "stopped" and state["message"] == "stop command during start-up", state
+    events = _journal_is_whole(paths)
+    assert [e.type for e in events][-2:] == ["job_stopped", "engine_stopped"]
+
+
 def test_a_second_sigterm_ends_the_engine_at_once(sessions_root: Path) -> None:
     paths = _start(sessions_root, steps=3, step_s=300)  # the first step takes minutes: a stop waits for it
     wait_for(lambda: any(e.type == "job_started" for e in read_all(paths.events)), what="job started")
