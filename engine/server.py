@@ -432,15 +432,6 @@ class Engine:
 
     def run(self) -> int:
         ident = process_identity(os.getpid())
-        self.store.update(
-            status="running",
-            job=self.kind,
-            endpoints={"commands": f"ipc://{self.cmd_path}", "events": f"ipc://{self.pub_path}"},
-            started=time.time(),
-            ended=None,
-            message="",
-            **ident,
-        )
         self._io.start()
         ctx = JobContext(
             paths=self.paths,
@@ -455,6 +446,15 @@ class Engine:
         ending: protocol._Body
         parent: str | None = None
         try:
+            self.store.update(
+                status="running",
+                job=self.kind,
+                endpoints={"commands": f"ipc://{self.cmd_path}", "events": f"ipc://{self.pub_path}"},
+                started=time.time(),
+                ended=None,
+                message="",
+                **ident,
+            )
             self.emit(
                 protocol.EngineStarted(
                     pid=ident["pid"], hostname=ident["hostname"], job=self.kind, resumed=self.resume
