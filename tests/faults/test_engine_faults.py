@@ -204,6 +204,27 @@ def test_disk_full_ends_the_job_with_one_clear_record_and_resume_finishes(
         assert read_state(paths)["step"] == 400
 
 
+def test_disk_full_writing_the_state_of_a_paused_job_ends_it_clearly(tmp_path: Path, monkeypatch) -> None:
+    """Paused, only the heartbeat writes (state.json): its full disk still ends the job with the record."""
+    with small_disk(tmp_path / "small", "2m") as disk:
+        root = disk / "sessions"
+        monkeypatch.setenv("FTC_SESSIONS_DIR", str(root))
+        paths = _start(root, steps=400, step_s=0.005, checkpoint_every=20)
+        wait_for(lambda: read_state(paths).get("step", 0) >= 25, what="steps past a checkpoint")
+        client.request(paths, protocol.Pause())
+        wait_for(lambda: read_state(paths).get("status") == "paused", what="paused")
+        filler = fill(disk)
+        try:
+            assert _end(paths) == "failed", paths.log.read_text()[-2000:]
+            _assert_disk_full_record(paths)
+            assert DISK_FULL.search(read_state(paths)["message"]).group(1) == str(paths.state)  # type: ignore[union-attr]
+        finally:
+            filler.unlink()
+        start_engine(paths, resume=True)
+        assert _end(paths) == "finished", paths.log.read_text()[-2000:]
+        _journal_is_whole(paths)
+
+
 # ------------------------------------------------------------------ stop signals
 
 
