@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError
 
-MAJOR, MINOR = 1, 1
+MAJOR, MINOR = 1, 2  # 1.2: JobSummary.truncated
 PROTOCOL_VERSION = f"{MAJOR}.{MINOR}"
 
 
@@ -290,6 +290,7 @@ class JobSummary(_Part):
     padding: float | None = None
     real_tokens: int | None = None
     already_complete: bool | None = None
+    truncated: int | None = None  # predict: texts longer than max_length, cut to it (since 1.2)
 
 
 class JobFinished(_Body):

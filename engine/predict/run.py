@@ -243,8 +243,9 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         "rows_per_s": round((writer.rows - tracker.start_done) / elapsed, 1) if elapsed > 0 else None,
         "padding": tracker.padding(),
         "real_tokens": tracker.real_tokens,
+        "truncated": writer.truncated,
     }
-    writer.finish({**summary, "truncated": writer.truncated})
+    writer.finish(summary)
     _log(hooks, "info", truncation_line(writer.truncated, writer.rows, settings["max_length"]))
     tracker.total = writer.rows
     _report(hooks, tracker, writer, output, last=last_rows)
