@@ -94,7 +94,7 @@ def test_the_terminal_path_returns_the_jobs_outcome(
     """On a TTY the screen shows the job; once it closes, the exit code is the job's, as without a TTY."""
     import tui.screens.predict as screen
 
-    # Passes the checks made before the engine starts (config, weights' header, tokenizer), fails to load in it.
+    # Passes the checks made before the engine starts (config, weights, tokenizer), fails to load in it.
     model = fake_model(tmp_path / "model")
     inp = write_csv(tmp_path / "in.csv", texts(5))
     ended: list[str] = []
