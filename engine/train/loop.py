@@ -148,13 +148,11 @@ class Trainer:
         return CallbackList(
             [
                 *audit,
-                # state.json first: what an event announces (a checkpoint, a best metric) is
-                # already in the state a reader of 'ftc ls' sees when the event arrives.
-                SessionStatus(self.ctx.update_state),
                 Events(self.ctx.emit),
                 TensorBoard(paths.tensorboard),
                 *shared,
                 ModelExport(paths.model),
+                SessionStatus(self.ctx.update_state),
                 self.checkpointing,
                 *self._extra_callbacks,
             ]

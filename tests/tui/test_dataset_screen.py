@@ -30,6 +30,15 @@ def frame(tweets: Path) -> pd.DataFrame:
     return pd.read_csv(tweets, encoding="latin-1", keep_default_na=False)
 
 
+@pytest.fixture(scope="module")
+def tweets_with_topic(frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tweets with a second class column to switch to ('confidence' is a score: refused as a label)."""
+    path = tmp_path_factory.mktemp("topic") / "tweets_topic.csv"
+    topics = pd.Series((["cars", "phones", "food"] * (len(frame) // 3 + 1))[: len(frame)])
+    frame.assign(topic=topics.to_numpy()).to_csv(path, index=False, encoding="latin-1")
+    return path
+
+
 class DatasetApp(App[None]):
     def __init__(self, screen: DatasetScreen) -> None:
         super().__init__()
@@ -119,18 +128,21 @@ async def test_strict_utf8_error_is_shown_and_e_switches_encoding(tweets: Path) 
         assert "(detected)" in screen_text(app) and "FAIL" in screen_text(app)
 
 
-async def test_changing_the_label_column_reruns_the_tests(tweets: Path, tmp_path: Path) -> None:
-    screen = DatasetScreen(tweets, encoding="latin-1", index_dir=tmp_path)
+async def test_changing_the_label_column_reruns_the_tests(tweets_with_topic: Path, tmp_path: Path) -> None:
+    screen = DatasetScreen(tweets_with_topic, encoding="latin-1", index_dir=tmp_path)
     app = DatasetApp(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: screen.report is not None)
         await pilot.pause()
         first = screen.report
-        screen.query_one("#ds-label", Select).value = "confidence"  # what picking it in the list does
+        screen.query_one("#ds-label", Select).value = "topic"  # what picking it in the list does
         await wait_until(pilot, lambda: screen.report is not first and screen.report is not None)
         await pilot.pause()
-        assert screen.report is not None and screen.report["source"]["label_col"] == "confidence"
-        assert re.search(r"\blabel\W+confidence\b", screen_text(app))
+        assert screen.report is not None and screen.report["source"]["label_col"] == "topic"
+        assert re.search(r"\blabel\W+topic\b", screen_text(app))
+        # A score column is no label: the screen says why in one line instead of testing it.
+        screen.query_one("#ds-label", Select).value = "confidence"
+        await wait_until(pilot, lambda: "fractional numbers" in screen_text(app))
 
 
 @pytest.fixture
@@ -164,18 +176,18 @@ SCANNING = re.compile(r"running data tests… [\d,]+ rows")
 
 
 async def test_remapping_stops_the_old_scan_and_shows_only_the_new_report(
-    tweets: Path, tmp_path: Path, slow_scans: list[tuple[str, int]]
+    tweets_with_topic: Path, tmp_path: Path, slow_scans: list[tuple[str, int]]
 ) -> None:
-    screen = DatasetScreen(tweets, encoding="latin-1", index_dir=tmp_path)
+    screen = DatasetScreen(tweets_with_topic, encoding="latin-1", index_dir=tmp_path)
     app = DatasetApp(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: SCANNING.search(screen_text(app)) is not None)
-        screen.query_one("#ds-label", Select).value = "confidence"
+        screen.query_one("#ds-label", Select).value = "topic"
         await wait_until(pilot, lambda: len(slow_scans) == 2, timeout=60)
         await pilot.pause(0.2)
         assert slow_scans[0][0] == "sentiment" and slow_scans[0][1] < ALL_CHUNKS // 2  # stopped early
-        assert slow_scans[1] == ("confidence", ALL_CHUNKS)
-        assert screen.report is not None and screen.report["source"]["label_col"] == "confidence"
+        assert slow_scans[1] == ("topic", ALL_CHUNKS)
+        assert screen.report is not None and screen.report["source"]["label_col"] == "topic"
 
 
 async def test_escape_stops_the_scan(tweets: Path, tmp_path: Path, slow_scans: list[tuple[str, int]]) -> None:
