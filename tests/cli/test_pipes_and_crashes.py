@@ -26,7 +26,9 @@ def _many_sessions(root: Path, n: int) -> None:
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path, argv: list[str]) -> None:
     """``ftc ls | head -c 200``: the listing is far longer than the pipe takes; ftc exits quietly."""
     root = tmp_path / "sessions"
-    _many_sessions(root, 400)
+    # ~150 KB of listing: more than a pipe holds (64 KiB on Linux), so ftc is still writing
+    # when the reader goes away, however fast or slow the machine.
+    _many_sessions(root, 1500)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui", "--sessions-dir", str(root), *argv],
         cwd=REPO,

