@@ -75,3 +75,9 @@ def os_error_text(exc: OSError, then: str = "try again") -> str:
         return f"{where}: read-only file system; choose a writable location"
     reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
     return f"{where}: {reason}; {then}"
+
+
+def brief(text: object, limit: int = 160) -> str:
+    """A library's message as a short single line: whitespace collapsed, clipped with an ellipsis."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

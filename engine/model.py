@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelError
+from engine.errors import ModelError, brief
 
 # transformers' TF classes need Keras 2; set before anything imports tensorflow.keras.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -43,7 +43,8 @@ def load_tokenizer(source: str | os.PathLike[str]) -> Any:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:
         raise ModelError(
-            f"{folder}: cannot load a tokenizer ({exc}); the folder needs tokenizer files"
+            f"{folder}: cannot load a tokenizer ({brief(exc) or type(exc).__name__}); "
+            "the folder needs intact tokenizer files (tokenizer.json or vocab.txt): copy them again"
         ) from None
 
 
@@ -267,7 +268,10 @@ def load_model(
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"{folder}: cannot load the model ({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"{folder}: cannot load the model ({brief(exc) or type(exc).__name__}); "
+            "check that its weights and config.json belong together, or copy the folder again"
+        ) from None
     model.ftc_loading_info = info
     init_dropout_generators(model)
     return model

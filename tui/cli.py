@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DataError, ExitCode, FtcError, os_error_text
+from engine.errors import DataError, ExitCode, FtcError, brief, os_error_text
 from tui.commands import data, predict
 
 
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
         return code
     except FtcError as exc:  # session, config, data ... errors: one sentence, the error's exit code
-        print(f"ftc: {exc}", file=sys.stderr)
+        print(f"ftc: {brief(exc, 1000)}", file=sys.stderr)  # one line, whatever a library put in it
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

@@ -114,3 +114,32 @@ def test_an_os_error_is_one_line_with_the_path_and_the_fix(
     monkeypatch.setattr(cli, "cmd_ls", failing)
     assert cli.main(["--sessions-dir", str(tmp_path), "ls"]) == 2
     assert capsys.readouterr().err == f"ftc: {expected}\n"
+
+
+def test_a_multi_line_error_from_a_library_is_printed_as_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.errors import ModelError
+
+    def failing(_args: object) -> int:
+        raise ModelError("model/: cannot load a tokenizer (line one\n  line two\n\nline three); copy it")
+
+    monkeypatch.setattr(cli, "cmd_ls", failing)
+    assert cli.main(["--sessions-dir", str(tmp_path), "ls"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ftc: model/: cannot load a tokenizer (line one line two line three); copy it\n"
+
+
+def test_a_tokenizer_that_transformers_cannot_load_is_one_line(tmp_path: Path) -> None:
+    """Past the pre-checks (a tokenizer.json that parses) but refused by transformers: one short line."""
+    from engine.errors import ModelError
+    from engine.model import load_tokenizer
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (folder / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "Nonsense"}}))
+    with pytest.raises(ModelError) as caught:
+        load_tokenizer(folder)
+    text = str(caught.value)
+    assert "\n" not in text and len(text) < 400 and "cannot load a tokenizer" in text and str(folder) in text
