@@ -36,7 +36,14 @@ def test_minilm_on_tweet_sample_learns(tmp_path: Path) -> None:
     config = {
         "job": {"kind": "train"},
         "model": {"source": str(MINILM)},
-        "data": {"source": str(raw), "encoding": "latin-1", "text_col": "text", "label_col": "sentiment"},
+        "data": {
+            "source": str(raw),
+            "encoding": "latin-1",
+            "text_col": "text",
+            "label_col": "sentiment",
+            # Real tweets fail real data tests (texts labelled two ways, mojibake): shown, trained anyway.
+            "on_fail": "warn",
+        },
         "train": {
             "seed": 42,
             "max_steps": STEPS,
@@ -52,6 +59,8 @@ def test_minilm_on_tweet_sample_learns(tmp_path: Path) -> None:
     summary = run_job(ctx)
 
     assert summary["steps"] == STEPS
+    shown = [e.text for e in rec.of("LogRecorded") if e.level in ("warning", "error")]
+    assert any("conflicting_labels" in text for text in shown), shown
     losses = [e.loss for e in rec.of("StepEnded")]
     assert len(losses) == STEPS
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
