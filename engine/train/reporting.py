@@ -153,12 +153,76 @@ class BatchAudit(Callback):
 
 
 class ModelExport(Callback):
-    """At the end, saves the model (best weights if restored, else final) and tokenizer in model/."""
+    """At the end, saves the model (best weights if restored, else final), tokenizer and model card in model/.
+
+    At the start it journals the hardware (a ``hardware: ...`` line, engine/export/card.py reads it),
+    so a card written later, by ``ftc export``, says what the model was trained on too.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        from engine.export.card import HARDWARE_PREFIX
+
+        trainer.log("info", HARDWARE_PREFIX + hardware_text(trainer))
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         trainer.model.save_pretrained(str(self.folder))
         trainer.tokenizer.save_pretrained(str(self.folder))
+        try:
+            self.write_card(trainer)
+        except Exception as exc:  # the card describes the model: its absence must not fail the training
+            from engine.errors import brief
+
+            trainer.log("warning", f"model card {self.folder / 'README.md'} not written: {brief(exc)}")
+
+    def write_card(self, trainer: Trainer) -> None:
+        """README.md in model/: the weights model/ holds, as the journal and the session describe them."""
+        from engine.export.card import Weights, gather, model_card
+        from engine.fsio import atomic_write_text
+
+        s, es = trainer.state, trainer.t.early_stopping
+        if es.restore_best and s.best_step is not None and s.best_step != s.step:
+            weights = Weights(
+                "model/",
+                s.best_step,
+                f"the best weights by {es.metric}, restored at the end of training (step {s.best_step} "
+                f"of {s.step})",
+                True,
+            )
+        else:
+            weights = Weights("model/", s.step, f"the final weights (step {s.step})", True)
+        atomic_write_text(
+            self.folder / "README.md", model_card(gather(self.folder.parent, weights)), mode=0o644
+        )
+
+
+def hardware_text(trainer: Trainer) -> str:
+    """What the run computes on: devices, replicas and precision, in a few words."""
+    import os
+    import platform
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            try:
+                names.append(tf.config.experimental.get_device_details(gpu).get("device_name") or gpu.name)
+            except Exception:
+                names.append(gpu.name)
+        devices = ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
+    else:
+        cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+        except OSError:
+            pass
+        devices = f"CPU only ({cpu}, {os.cpu_count()} cores)"
+    replicas = getattr(getattr(trainer, "strategy", None), "num_replicas_in_sync", 1)
+    precision = getattr(trainer, "precision", "float32")
+    return f"{devices}; {replicas} replica(s); precision {precision}; TensorFlow {tf.__version__}"
