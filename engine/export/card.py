@@ -23,6 +23,7 @@ against the recorded precision); for more it does not, and the card says it is n
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,6 @@ HUB_METRICS: dict[str, tuple[str, str, dict[str, str]]] = {
     "macro_precision": ("precision", "Macro precision", {"average": "macro"}),
     "macro_recall": ("recall", "Macro recall", {"average": "macro"}),
     "roc_auc": ("roc_auc", "ROC AUC (one-vs-rest, macro)", {"average": "macro", "multi_class": "ovr"}),
-    "loss": ("loss", "Cross-entropy loss", {}),
 }
 SPLITS = ("train", "validation", "test")
 _TRAIN_KEYS = (
@@ -93,6 +93,7 @@ class Facts:
     train: dict[str, Any]
     weights: Weights
     total_steps: int | None = None
+    steps_run: int | None = None  # the last step training reached (the weights may be from an earlier one)
     epoch: float | None = None
     seconds: float | None = None
     hardware: str | None = None
@@ -218,8 +219,9 @@ def gather(root: Path, weights: Weights) -> Facts:
             started, last = env.ts, None
             facts.total_steps = body.total_steps or facts.total_steps
         elif isinstance(body, protocol.StepEnded) and started is not None:
+            last = env.ts
+            facts.steps_run = body.step
             if step is None or body.step <= step:
-                last = env.ts
                 facts.epoch = body.epoch if body.epoch is not None else facts.epoch
         elif isinstance(body, protocol.EvaluationEnded):
             ev = Evaluation(
@@ -253,8 +255,13 @@ def gather(root: Path, weights: Weights) -> Facts:
 def _scalar(value: Any) -> str:
     """A YAML scalar: JSON's form of it (strings quoted and escaped), which YAML reads as the same value."""
     if isinstance(value, float):
-        return repr(round(value, 6))
+        return repr(value)  # the shortest text that reads back as the same float
     return json.dumps(value, ensure_ascii=False)
+
+
+def _key(key: str) -> str:
+    """A mapping key: plain when it is a simple name (as hub cards write them), else quoted."""
+    return key if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key) else _scalar(key)
 
 
 def _yaml(value: Any, indent: int = 0) -> list[str]:
@@ -264,10 +271,10 @@ def _yaml(value: Any, indent: int = 0) -> list[str]:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, dict | list) and item:
-                lines.append(f"{pad}{_scalar(str(key))}:")
+                lines.append(f"{pad}{_key(str(key))}:")
                 lines.extend(_yaml(item, indent + 2))
             else:
-                lines.append(f"{pad}{_scalar(str(key))}: {_scalar(item) if item != {} else '{}'}")
+                lines.append(f"{pad}{_key(str(key))}: {_scalar(item) if item != {} else '{}'}")
     elif isinstance(value, list):
         for item in value:
             if isinstance(item, dict | list) and item:
@@ -445,12 +452,16 @@ def _training_section(facts: Facts) -> list[str]:
         )
     lines.append("")
     step = facts.weights.step
-    done = f"{step:,}" if step is not None else "unknown"
-    total = f" of {facts.total_steps:,} planned" if facts.total_steps else ""
-    lines.append(f"- steps: {done}{total}" + (f" (epoch {facts.epoch:.2f})" if facts.epoch else ""))
+    done = f"step {step:,}" if step is not None else "an unrecorded step"
+    epoch = f" (epoch {facts.epoch:.2f})" if facts.epoch else ""
+    lines.append(f"- weights from {done}{epoch}")
+    if facts.steps_run is not None:
+        total = f" of {facts.total_steps:,} planned" if facts.total_steps else ""
+        lines.append(f"- training ran {facts.steps_run:,} steps{total}")
     if facts.stopped_early:
         lines.append("- stopped early (no improvement within the patience)")
-    lines.append(f"- training time: {_duration(facts.seconds) if facts.seconds else 'not recorded'}")
+    spent = f"{_duration(facts.seconds)} (the whole run)" if facts.seconds else "not recorded"
+    lines.append(f"- training time: {spent}")
     lines.append(f"- hardware: {facts.hardware or 'not recorded'}")
     return [*lines, ""]
 

@@ -79,15 +79,17 @@ def plan(
     if fmt not in FORMATS:
         raise OutputError(f"--format {fmt!r} is not an export format; give {' or '.join(FORMATS)}")
     paths = resolve(sessions_root, session)
-    target = _check_out(paths, out, overwrite)
+    target = _check_out(paths, out, overwrite, recover=True)
     source, weights, notes = pick_weights(paths, checkpoint)
     return Plan(paths, source, weights, fmt, target, target.exists(), notes)
 
 
-def _check_out(paths: SessionPaths, out: str, overwrite: bool) -> Path:
+def _check_out(paths: SessionPaths, out: str, overwrite: bool, *, recover: bool = False) -> Path:
     if not out.strip():
         raise OutputError("--out is empty; give the folder to write the export to")
     target = Path(os.path.abspath(Path(out).expanduser()))
+    if recover and target.parent.is_dir():
+        _recover(target)
     real = target.resolve()
     session = paths.root.resolve()
     if real == session or session in real.parents:
@@ -118,6 +120,36 @@ def _check_out(paths: SessionPaths, out: str, overwrite: bool) -> Path:
     if not os.access(parent, os.W_OK):
         raise OutputError(f"--out {out}: its folder {parent} is not writable; choose a writable location")
     return target
+
+
+def _pid_of(path: Path) -> int | None:
+    tail = path.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _dead(pid: int | None) -> bool:
+    from engine.session import pid_alive
+
+    return pid is not None and pid != os.getpid() and not pid_alive(pid)
+
+
+def _recover(out: Path) -> None:
+    """Undo what a killed export left beside ``out``: its temp folder, or the old export moved aside.
+
+    A kill between moving the old export aside and renaming the new one into place leaves
+    ``out`` missing and the old export under ``.ftc-replaced-<name>-<pid>``: it is put back.
+    """
+    for path in sorted(out.parent.glob(f"{_OLD}{out.name}-*")):
+        if not _dead(_pid_of(path)):
+            continue
+        if not out.exists():
+            os.rename(path, out)
+            fsio.fsync(out.parent)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    for path in out.parent.glob(f"{_TMP}{out.name}-*"):
+        if _dead(_pid_of(path)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def is_export(folder: Path) -> bool:
