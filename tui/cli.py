@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DataError, ExitCode, FtcError, brief, os_error_text
-from tui.commands import data, predict
+from tui.commands import data, export, predict
 
 
 def _sessions_root(args: argparse.Namespace) -> Path:
@@ -229,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label a text file with a model, streaming results to HDF5")
     predict.add_predict_arguments(p)
     p.set_defaults(func=predict.predict_main)
+
+    p = sub.add_parser(
+        "export", help="export a session's model (hf safetensors or TF SavedModel) with a model card"
+    )
+    export.add_export_arguments(p)
+    p.set_defaults(func=export.export_main)
     return parser
 
 
