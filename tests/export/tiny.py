@@ -27,12 +27,14 @@ def labels(n: int) -> dict[int, str]:
     return {i: name for i, name in enumerate(["neg", "pos", "mid", "other"][:n])}
 
 
-def build(model_type: str, seed: int = 0) -> Any:
+def build(model_type: str, seed: int = 0, vocab_size: int | None = None) -> Any:
     """A TF ...ForSequenceClassification of ``model_type`` with random weights and labelled classes."""
     import tensorflow as tf
     from transformers import AutoConfig, TFAutoModelForSequenceClassification
 
     kwargs = dict(ARCHS[model_type])
+    if vocab_size is not None:
+        kwargs["vocab_size"] = vocab_size
     id2label = labels(kwargs["num_labels"])
     config = AutoConfig.for_model(
         model_type, **kwargs, id2label=id2label, label2id={v: k for k, v in id2label.items()}
@@ -43,7 +45,7 @@ def build(model_type: str, seed: int = 0) -> Any:
     return model
 
 
-def tf_logits(model: Any, tokenizer: Any, texts: list[str]) -> Any:
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="np")
+def tf_logits(model: Any, tokenizer: Any, texts: list[str], max_length: int = 64) -> Any:
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     return model(inputs, training=False).logits.numpy()
