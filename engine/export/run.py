@@ -81,7 +81,22 @@ def plan(
     paths = resolve(sessions_root, session)
     target = _check_out(paths, out, overwrite, recover=True)
     source, weights, notes = pick_weights(paths, checkpoint)
+    if fmt == "hf":
+        _check_architecture(source)
     return Plan(paths, source, weights, fmt, target, target.exists(), notes)
+
+
+def _check_architecture(source: Path) -> None:
+    """Refuse, before loading anything, a model whose architecture the hf export does not support."""
+    from engine.export.hf import architecture
+    from engine.predict.models import model_config
+    from engine.train import checkpoints as ck
+
+    kind = "checkpoint" if ck.is_checkpoint(source) else "folder"
+    config = model_config({"kind": kind, "path": str(source)})
+    model_type = (config or {}).get("model_type")
+    if isinstance(model_type, str):
+        architecture(model_type)  # a one-line ModelError naming what is supported
 
 
 def _check_out(paths: SessionPaths, out: str, overwrite: bool, *, recover: bool = False) -> Path:

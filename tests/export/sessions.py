@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.launcher import create_session, start_engine
-from engine.session import SessionPaths, live_status, read_state
+from engine.session import SessionPaths, engine_lock_held, live_status, read_state
 from tests.conftest import wait_for
 from tests.support.tiny import make_tiny_model, synthetic_texts
 
@@ -66,6 +66,8 @@ def trained_session(factory: pytest.TempPathFactory) -> SessionPaths:
     status = wait_for(ended, timeout=300, what="the tiny training session to end")
     log = paths.log.read_text(errors="replace")[-3000:] if paths.log.exists() else ""
     assert status == "finished", f"training ended {status}: {log}"
+    # The engine writes its last records and removes its own files (.space-reserve) after "finished".
+    wait_for(lambda: not engine_lock_held(paths), timeout=60, what="the engine to exit")
     _BUILT["session"] = paths
     return paths
 
