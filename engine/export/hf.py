@@ -82,7 +82,8 @@ def pt_config(model: Any) -> dict[str, Any]:
     data["architectures"] = [architecture(str(config.model_type))]
     data["id2label"] = {str(int(k)): str(v) for k, v in config.id2label.items()}
     data["label2id"] = {str(k): int(v) for k, v in config.label2id.items()}
-    data.setdefault("torch_dtype", "float32")
+    data.pop("torch_dtype", None)
+    data["dtype"] = "float32"  # the weights are written as float32 (transformers >= 4.56 and v5 read "dtype")
     return data
 
 

@@ -107,6 +107,8 @@ def test_transformers_v5_reproduces_ftc_logits(interop_python: Path, tmp_path: P
         got = np.load(tmp_path / f"{name}.npz")
         report = json.loads(str(got["report"]))
         assert report["transformers"].split(".")[0] >= "5", report["transformers"]
+        assert report["dtype"] == "torch.float32"
+        assert report["id2label"] == {str(k): v for k, v in models[name][0].config.id2label.items()}
         assert report["loading"].get("missing_keys") == [], report["loading"]
         assert report["loading"].get("unexpected_keys") == [], report["loading"]
         assert report["loading"].get("mismatched_keys", []) == [], report["loading"]
