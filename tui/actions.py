@@ -52,6 +52,61 @@ def send_control(node: Widget, root: Path, session: str, command: str, checkpoin
     node.run_worker(send, thread=True, group="control")
 
 
+EXPORT_FORMAT = "hf"
+EXPORT_TIMEOUT_S = 3600.0
+
+
+def export_folder(root: Path, session: str) -> Path:
+    """Where the console exports a session: ``exports/<id>-hf`` beside the sessions folder."""
+    return root.parent / "exports" / f"{session}-{EXPORT_FORMAT}"
+
+
+def export_session(root: Path, session: str) -> tuple[bool, str]:
+    """``ftc export SESSION --format hf`` to ``export_folder`` in a child process; (ok, one line).
+
+    A child process: exporting loads TensorFlow, which the console never imports. ``--overwrite``
+    replaces only an earlier export (ftc refuses any other folder), so the key can be pressed again.
+    """
+    import subprocess
+    import sys
+
+    try:
+        paths = resolve(root, session)
+    except SessionError as exc:
+        return False, str(exc)
+    out = export_folder(root, paths.id)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from engine.errors import os_error_text
+
+        return False, f"{paths.id}: export not started: {os_error_text(exc, 'try again')}"
+    argv = [sys.executable, "-m", "tui", "--sessions-dir", str(root), "export", paths.id]
+    argv += ["--format", EXPORT_FORMAT, "--out", str(out), "--overwrite"]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"{paths.id}: export failed: {' '.join(str(exc).split())}"
+    if proc.returncode == 0:
+        return True, f"{paths.id}: exported to {out}"
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    reason = next((ln for ln in reversed(lines) if ln.startswith("ftc")), lines[-1] if lines else "")
+    return False, reason or f"{paths.id}: export failed (exit {proc.returncode})"
+
+
+def send_export(node: Widget, root: Path, session: str) -> None:
+    """Export without blocking the screen; the result line comes back to ``node`` as CommandAnswered."""
+    node.notify(f"{session}: exporting ({EXPORT_FORMAT}) to {export_folder(root, session)}", timeout=4)
+
+    def run() -> None:
+        ok, text = export_session(root, session)
+        node.post_message(CommandAnswered(session, "export", ok, text))
+
+    node.run_worker(run, thread=True, group="export")
+
+
 def notify_answer(node: Widget, message: CommandAnswered) -> None:
     """Show an answer as a notification: red when the command failed."""
     node.notify(message.text, severity="information" if message.ok else "error", timeout=6)

@@ -80,6 +80,16 @@ ACTIONS: tuple[Action, ...] = (
         CONTROL_SCREENS,
     ),
     Action(
+        "export",
+        "e",
+        "export",
+        "Export",
+        "export the session's model with its model card as a Hugging Face folder (transformers v5, "
+        "PyTorch) to exports/<session>-hf beside the sessions folder (ftc export for other formats)",
+        (SESSIONS, MONITOR),
+        footer=False,  # the footers are full at 80 columns: the help and the palette offer it
+    ),
+    Action(
         "open_dataset",
         "d",
         "open_dataset",

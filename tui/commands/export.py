@@ -14,7 +14,7 @@ from engine.errors import ExitCode, FtcError, brief, os_error_text
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``ftc export SESSION [--checkpoint NAME|best|last] --format F --out DIR [--overwrite]``."""
+    """Arguments of ``ftc export SESSION [--checkpoint NAME] --format F --out DIR [--overwrite]``."""
     parser.add_argument("session", metavar="SESSION", help="session id, unique prefix or folder")
     parser.add_argument(
         "--checkpoint",

@@ -24,7 +24,7 @@ from engine.protocol import (
     SchedulePlanned,
     StepEnded,
 )
-from tui import keymap
+from tui import actions, keymap
 from tui.feed import SessionFeed, log_line, notice_line
 from tui.format import duration
 from tui.status import status_text
@@ -173,6 +173,9 @@ class MonitorScreen(Screen[None]):
 
     def action_control(self, command: str) -> None:
         self.feed.control(command)
+
+    def action_export(self) -> None:
+        actions.send_export(self.feed, self.feed.root, self.session_id)
 
     @on(DataTable.RowSelected, "#ckpt-table")
     def checkpoint_selected(self, _event: DataTable.RowSelected) -> None:

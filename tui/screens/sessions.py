@@ -115,6 +115,13 @@ class SessionsScreen(Screen[None]):
             return
         actions.send_control(self, self.root, session, command)
 
+    def action_export(self) -> None:
+        session = self.selected_id()
+        if session is None:
+            self.notify("No session selected", severity="warning")
+            return
+        actions.send_export(self, self.root, session)
+
     @on(CommandAnswered)
     def command_answered(self, message: CommandAnswered) -> None:
         actions.notify_answer(self, message)
