@@ -9,6 +9,7 @@ the tokenizer files come from ``tokenizer.save_pretrained``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,8 @@ def write_hf(model: Any, tokenizer: Any, out: Path) -> dict[str, Any]:
     fsio.fsync(out / WEIGHTS)
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     fsio.write_synced(out / CONFIG, lambda fh: fh.write(text.encode("utf-8")))
+    # safetensors creates its file 0600; an export is for sharing: the mode (umask) of the other files.
+    os.chmod(out / WEIGHTS, (out / CONFIG).stat().st_mode & 0o777)
     tokenizer_files = [Path(p).name for p in tokenizer.save_pretrained(str(out))]
     for name in set(tokenizer_files):
         if (out / name).is_file():

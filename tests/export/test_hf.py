@@ -50,6 +50,7 @@ def test_bert_export_matches_numpy_reference(tiny_bert: tuple[Any, Any], tmp_pat
     assert info["architecture"] == "BertForSequenceClassification"
     assert {"model.safetensors", "config.json", "tokenizer_config.json", "vocab.txt"} <= set(info["files"])
     assert all((out / name).is_file() for name in info["files"])
+    assert (out / "model.safetensors").stat().st_mode == (out / "config.json").stat().st_mode
     with safe_open(str(out / "model.safetensors"), framework="np") as fh:
         assert fh.metadata() == {"format": "pt"}
     state = load_file(str(out / "model.safetensors"))
