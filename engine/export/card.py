@@ -146,8 +146,8 @@ def model_weights(root: Path) -> Weights:
         return Weights(
             "model/",
             summary.best_step,
-            f"the best weights by {name}, restored at the end of training (step {summary.best_step} "
-            f"of {summary.steps})",
+            f"the best weights by {name} (step {summary.best_step} of {summary.steps}), restored at the "
+            "end of training",
             True,
         )
     return Weights("model/", summary.steps, f"the final weights (step {summary.steps})", True)

@@ -308,6 +308,10 @@ def run(p: Plan, echo: Callable[[str], object] = print) -> Result:
 
     for note in p.notes:
         echo(f"note: {note}")
+    # TensorFlow loads in this process (the engine's launcher quiets it the same way): its start-up
+    # chatter and transformers' deprecation notice would bury the export's own lines.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     ref = resolve_model(str(p.source), p.session.root.parent)
     check_loadable(ref)
     model, tokenizer, id2label, _info = load(ref)
@@ -370,7 +374,7 @@ _GROUPS = (
 
 def file_groups(folder: Path) -> dict[str, list[str]]:
     """The export's files by what they are: weights, config, tokenizer, assets, card."""
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[str]] = {name: [] for name in ("weights", "config", "tokenizer", "assets", "card")}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         group = next(
@@ -381,8 +385,8 @@ def file_groups(folder: Path) -> dict[str, list[str]]:
             ),
             "tokenizer",
         )
-        groups.setdefault(group, []).append(rel)
-    return groups
+        groups[group].append(rel)
+    return {name: names for name, names in groups.items() if names}
 
 
 def size_text(folder: Path, names: list[str]) -> str:

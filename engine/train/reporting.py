@@ -188,8 +188,8 @@ class ModelExport(Callback):
             weights = Weights(
                 "model/",
                 s.best_step,
-                f"the best weights by {es.metric}, restored at the end of training (step {s.best_step} "
-                f"of {s.step})",
+                f"the best weights by {es.metric} (step {s.best_step} of {s.step}), restored at the "
+                "end of training",
                 True,
             )
         else:
