@@ -49,3 +49,22 @@ def tf_logits(model: Any, tokenizer: Any, texts: list[str], max_length: int = 64
     batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     return model(inputs, training=False).logits.numpy()
+
+
+def make_bpe_tokenizer(folder: Path, texts: list[str], vocab_size: int = 1000) -> Any:
+    """A byte-level BPE tokenizer trained on the texts, saved as a RobertaTokenizerFast (pad id 1)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=1, special_tokens=special, show_progress=False
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(folder))  # vocab.json, merges.txt
+    tok = RobertaTokenizerFast(
+        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"), model_max_length=64
+    )
+    tok.save_pretrained(str(folder))
+    return tok

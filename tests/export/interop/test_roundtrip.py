@@ -3,7 +3,8 @@
 Slow (run with ``-m slow``, or ``make test-interop``): the first run builds the venv
 (tests/export/interop/venv.py, ~1 min with a local CPU torch wheel; reused afterwards). It skips,
 saying why, when pip reaches no index offering torch and transformers>=5. For the real MiniLM
-(briefly fine-tuned on tweets) and a tiny random DistilBERT, ELECTRA and RoBERTa, the logits
+(briefly fine-tuned on tweets) and a tiny random DistilBERT, ELECTRA and RoBERTa (with a
+byte-level BPE tokenizer), the logits
 transformers v5 computes from the export on 64 real tweets equal ftc's TF model's: max abs diff
 < 1e-4, the same argmax, the same token ids and labels, and from_pretrained reports no missing,
 unexpected or mismatched key.
@@ -68,9 +69,11 @@ def test_transformers_v5_reproduces_ftc_logits(interop_python: Path, tmp_path: P
     texts, _ = tweets(64)
     train_texts, train_labels = tweets(128, skip=64)
     models = {"minilm": _minilm(train_texts, train_labels)}
-    tokenizer = load_tokenizer(MINILM)  # the tiny models use MiniLM's vocabulary too
+    tokenizer = load_tokenizer(MINILM)  # DistilBERT and ELECTRA use MiniLM's WordPiece vocabulary
+    bpe = tiny.make_bpe_tokenizer(tmp_path / "bpe", train_texts)  # RoBERTa its own byte-level BPE
     for model_type in sorted(set(SUPPORTED) - {"bert"}):
-        models[model_type] = (tiny.build(model_type, vocab_size=len(tokenizer)), tokenizer)
+        tok = bpe if model_type == "roberta" else tokenizer
+        models[model_type] = (tiny.build(model_type, vocab_size=len(tok)), tok)
     exports = {}
     for name, (model, tok) in models.items():
         (tmp_path / name).mkdir()
