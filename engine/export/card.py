@@ -77,6 +77,8 @@ class Evaluation:
     step: int
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
+    # [true][predicted] counts, when the evaluation event records them (a later protocol minor may)
+    confusion: list[list[int]] | None = None
 
 
 @dataclass
@@ -327,7 +329,11 @@ def front_matter(facts: Facts) -> dict[str, Any]:
 
 
 def confusion_matrix(ev: Evaluation, labels: list[str]) -> list[list[int]] | None:
-    """The binary confusion matrix [true][predicted] from recall and support; None if it cannot be exact."""
+    """The confusion matrix [true][predicted]: recorded, or for two classes derived from recall and support;
+    None if it cannot be exact."""
+    n = len(labels)
+    if ev.confusion is not None and len(ev.confusion) == n and all(len(row) == n for row in ev.confusion):
+        return [[int(v) for v in row] for row in ev.confusion]
     if len(labels) != 2 or any(name not in ev.per_class for name in labels):
         return None
     fig = [ev.per_class[name] for name in labels]
@@ -442,6 +448,8 @@ def _report_section(facts: Facts) -> list[str]:
 def _training_section(facts: Facts) -> list[str]:
     lines = ["## Training", "", "| setting | value |", "|---|---|"]
     for key in _TRAIN_KEYS:
+        if key == "epochs" and facts.train.get("max_steps"):
+            continue  # max_steps decides the run's length
         if key in facts.train and facts.train[key] is not None:
             lines.append(f"| {key} | {_cell(_fmt(facts.train[key]))} |")
     es = facts.early_stopping
@@ -484,6 +492,12 @@ def _evaluation_section(facts: Facts) -> list[str]:
             )
         lines.append("")
         matrix = confusion_matrix(ev, facts.labels)
+        how = (
+            "as recorded by the evaluation"
+            if ev.confusion is not None
+            else "derived exactly from the recorded per-class recall and support, and checked against the "
+            "precision"
+        )
         if matrix is None:
             lines.append(
                 "Confusion matrix: not recorded (ftc's evaluation events keep per-class precision, recall, "
@@ -491,8 +505,7 @@ def _evaluation_section(facts: Facts) -> list[str]:
             )
         else:
             lines += [
-                "Confusion matrix (rows: true label, columns: predicted; derived exactly from the "
-                "recorded per-class recall and support, and checked against the precision):",
+                f"Confusion matrix (rows: true label, columns: predicted; {how}):",
                 "",
                 "| true \\ predicted | " + " | ".join(_cell(x) for x in facts.labels) + " |",
                 "|---|" + "---|" * len(facts.labels),

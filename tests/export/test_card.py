@@ -150,6 +150,8 @@ def test_the_binary_confusion_matrix_follows_from_recall_and_support() -> None:
     assert confusion_matrix(wrong, ["neg", "pos"]) is None, "figures that disagree give no matrix"
     three = {n: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3.0} for n in ("a", "b", "c")}
     assert confusion_matrix(evaluation(three), ["a", "b", "c"]) is None
+    recorded = Evaluation("test", 1, {}, three, [[3, 0, 0], [0, 3, 0], [0, 0, 3]])
+    assert confusion_matrix(recorded, ["a", "b", "c"]) == [[3, 0, 0], [0, 3, 0], [0, 0, 3]]
 
 
 def test_odd_names_survive_the_yaml_and_missing_facts_are_said_not_invented(tmp_path: Path) -> None:
