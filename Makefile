@@ -5,13 +5,18 @@ BIN    := $(VENV)/bin
 ASSETS := .cache/assets
 SRC    := engine tui tests bench
 
-.PHONY: demo test lint assets venv clean-venv bench
+.PHONY: demo test test-interop lint assets venv clean-venv bench
 
 demo: $(VENV)/.installed assets  ## fine-tune the real small model on real tweets and open the console
 	$(BIN)/ftc demo
 
 test: $(VENV)/.installed assets lint  ## lint, type-check and run the test suite (what CI runs)
 	$(BIN)/pytest
+
+# transformers v5 + CPU PyTorch, in their own venv (never this one), load each hf export; logits must equal ftc's.
+# FTC_INTEROP_VENV moves that venv (default /tmp/ftc-interop-venv); skipped with the reason when pip reaches no index.
+test-interop: $(VENV)/.installed assets
+	$(BIN)/pytest -m slow -s tests/export/interop
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check $(wildcard $(SRC))
