@@ -341,6 +341,16 @@ def run(p: Plan, echo: Callable[[str], object] = print) -> Result:
         _place(tmp, p.out)
     except OSError as exc:
         raise OutputError(os_error_text(exc, "export again")) from None
+    except Exception as exc:
+        # Libraries that write in native code (safetensors) report a full disk as their own error.
+        text = str(exc)
+        if "No space left on device" in text or "os error 28" in text:
+            raise OutputError(
+                f"no space left on device writing {p.out}; free space, then export again"
+            ) from None
+        if "Disk quota exceeded" in text or "os error 122" in text:
+            raise OutputError(f"disk quota exceeded writing {p.out}; free space, then export again") from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Result(p.out, file_groups(p.out), info)

@@ -152,7 +152,7 @@ def test_an_export_killed_before_its_rename_leaves_the_old_one_whole(
     )
 
 
-def test_exporting_needs_no_gpu_and_the_command_module_loads_no_tensorflow() -> None:
+def test_the_command_module_loads_no_tensorflow() -> None:
     import subprocess
     import sys
 
@@ -167,3 +167,30 @@ def test_exporting_needs_no_gpu_and_the_command_module_loads_no_tensorflow() -> 
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_a_full_disk_fails_in_one_line_and_keeps_the_earlier_export(
+    session: SessionPaths, tmp_path: Path
+) -> None:
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "small"
+    disk.mkdir()
+    # Room for one hf export of the tiny model (about 130 KB) but not for a second beside it.
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = disk / "hf"
+        code, _, stderr = export(session, "--format", "hf", "--out", str(out))
+        assert code == 0, stderr
+        before = Files(disk)
+        code, _, stderr = export(session, "--format", "hf", "--out", str(out), "--overwrite")
+        lines = [ln for ln in stderr.splitlines() if ln.strip() and ln.startswith("ftc")]
+        assert code == 2 and len(lines) == 1, stderr[-2000:]
+        assert "no space left on device" in lines[0] and "export again" in lines[0]
+        before.assert_unchanged(no_new_files=True)
+        assert sorted(p.name for p in disk.iterdir()) == ["hf"], "the temp folder is removed"
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
