@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError
 
-MAJOR, MINOR = 1, 2  # 1.2: JobSummary.truncated
+MAJOR, MINOR = 1, 3  # 1.2: JobSummary.truncated; 1.3: EvaluationEnded.confusion
 PROTOCOL_VERSION = f"{MAJOR}.{MINOR}"
 
 
@@ -190,6 +190,8 @@ class EvaluationEnded(_Body):
     split: str = "validation"
     metrics: dict[str, float] = Field(default_factory=dict)
     per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # [true][predicted] counts in per_class's label order (since 1.3; empty: not recorded)
+    confusion: list[list[int]] = Field(default_factory=list)
 
 
 class CheckpointSaved(_Body):

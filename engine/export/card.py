@@ -15,9 +15,10 @@ Which evaluations belong to which weights:
   event carries the final step, so the test figures are shown for ``model/`` and for the
   checkpoint at the step those weights come from, and for no other checkpoint.
 
-The confusion matrix: the journal keeps per-class precision, recall, F1 and support, not the
-matrix. For two classes the matrix follows exactly from recall and support (and is checked
-against the recorded precision); for more it does not, and the card says it is not recorded.
+The confusion matrix: evaluation events carry it since protocol 1.3. Older journals keep
+per-class precision, recall, F1 and support only: for two classes the matrix follows exactly
+from recall and support (and is checked against the recorded precision); for more it does not,
+and the card says it is not recorded.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Evaluation:
     step: int
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
-    # [true][predicted] counts, when the evaluation event records them (a later protocol minor may)
+    # [true][predicted] counts, as the evaluation event records them (protocol 1.3 and later)
     confusion: list[list[int]] | None = None
 
 
@@ -227,7 +228,11 @@ def gather(root: Path, weights: Weights) -> Facts:
                 facts.epoch = body.epoch if body.epoch is not None else facts.epoch
         elif isinstance(body, protocol.EvaluationEnded):
             ev = Evaluation(
-                body.split, body.step, dict(body.metrics), {k: dict(v) for k, v in body.per_class.items()}
+                body.split,
+                body.step,
+                dict(body.metrics),
+                {k: dict(v) for k, v in body.per_class.items()},
+                [list(row) for row in body.confusion] or None,  # journals before protocol 1.3 lack it
             )
             if body.split == "validation" and body.step == step:
                 val = ev

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ class Figures:
 
     metrics: dict[str, float]
     per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]] = field(default_factory=list)  # [true][predicted], per_class's order
 
     @property
     def absent(self) -> list[str]:
@@ -35,7 +36,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> Figures:
     """The figures of logits against true label ids; metrics are named as in EVAL_METRICS."""
-    from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
     probs = softmax(logits.astype(np.float64))
     n = len(names)
@@ -62,4 +63,5 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, names: list[str]) ->
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": float(s[i])}
         for i, name in enumerate(names)
     }
-    return Figures(metrics, per_class)
+    confusion = confusion_matrix(labels, pred, labels=ids).astype(int).tolist()
+    return Figures(metrics, per_class, confusion)

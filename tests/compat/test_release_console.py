@@ -54,7 +54,7 @@ async def test_monitor_replays_a_0_1_0_training_session(old_session: Path, sessi
 async def test_monitor_shows_a_newer_minors_journal_and_says_what_it_skips(sessions_root: Path) -> None:
     target = sessions_root / TRAIN_ID
     shutil.copytree(TRAIN_FIXTURE, target)
-    as_newer_minor(target, {"evaluation_ended": {"confusion": [[1, 0], [0, 1]]}})
+    as_newer_minor(target, {"evaluation_ended": {"calibration_error": 0.03}})
     app = FtcApp(sessions_root, attach=TRAIN_ID)
     async with app.run_test(size=(100, 30)) as pilot:
         monitor = app.screen
@@ -66,7 +66,7 @@ async def test_monitor_shows_a_newer_minors_journal_and_says_what_it_skips(sessi
             pilot, lambda: len([ln for ln in _log_lines(monitor, "#event-log") if "note" in ln]) == 2, "notes"
         )
         notes = [ln for ln in _log_lines(monitor, "#event-log") if "note" in ln]
-        assert any("confusion" in n and "evaluation_ended" in n for n in notes)
+        assert any("calibration_error" in n and "evaluation_ended" in n for n in notes)
         assert any("confusion_computed" in n for n in notes)
 
 

@@ -45,3 +45,14 @@ def test_roc_auc_over_the_classes_present_and_absent_for_one_class() -> None:
     assert metrics["roc_auc"] == pytest.approx(expected)
     only_one = evaluate_logits(logits, np.zeros(6, dtype=int), ["a", "b", "c"]).metrics
     assert "roc_auc" not in only_one and "macro_f1" in only_one
+
+
+def test_the_confusion_matrix_counts_true_by_predicted_in_label_order() -> None:
+    # Predictions are the argmax: rows 0-3 predict a, b, c, c; a class no row holds keeps a zero row.
+    logits = np.array([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 0, 5.0, 0], [0, 0, 5.0, 0]])
+    labels = np.array([0, 0, 2, 1])
+    figures = evaluate_logits(logits, labels, ["a", "b", "c", "d"])
+    assert figures.confusion == [[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    assert figures.payload()["confusion"] == figures.confusion  # what the EvaluationEnded event carries
+    for i, name in enumerate(["a", "b", "c", "d"]):
+        assert sum(figures.confusion[i]) == figures.per_class[name]["support"]
