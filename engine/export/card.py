@@ -167,6 +167,15 @@ def _events(path: Path) -> list[Any]:
         return []
 
 
+def _local_name(folder: Path) -> str:
+    """A local model folder's name for the card; a generic one ('model/') is named by its parent."""
+    folder = folder.resolve()
+    generic = {"model", "models", "checkpoint", "weights", "hf", "export"}
+    if folder.name.lower() in generic and folder.parent.name:
+        return folder.parent.name
+    return folder.name
+
+
 def gather(root: Path, weights: Weights) -> Facts:
     """The facts of the session at ``root`` about ``weights``; what is missing is left out, not invented."""
     from engine import protocol
@@ -179,7 +188,7 @@ def gather(root: Path, weights: Weights) -> Facts:
     except ConfigError:
         config = {}
     source = _base_source(root, config) or "unknown"
-    base = Path(source).name if Path(source).is_dir() else source
+    base = _local_name(Path(source)) if Path(source).is_dir() else source
     data = _data_dir(root, config)
     manifest = _json(data / "manifest.json") or {}
     labels = [str(x) for x in manifest.get("labels", [])]

