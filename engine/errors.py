@@ -7,6 +7,9 @@ as one line and exits with the error's ``exit_code``. Nothing here imports a lib
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from enum import IntEnum
 
 
@@ -56,8 +59,6 @@ def os_error_text(exc: OSError, then: str = "try again") -> str:
 
     ``then`` is the command that continues once the cause is fixed (``ftc resume S``).
     """
-    import errno
-
     where = exc.filename if exc.filename is not None else "a file"
     if exc.errno == errno.ENOSPC:
         return f"no space left on device writing {where}; free space, then {then}"
@@ -81,3 +82,34 @@ def brief(text: object, limit: int = 160) -> str:
     """A library's message as a short single line: whitespace collapsed, clipped with an ellipsis."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# How libraries say the disk is full when they raise no OSError with the errno: HDF5 ("errno = 28"),
+# TensorFlow, safetensors' Rust ("os error 28", quota: "os error 122"), Arrow's short write.
+_FULL_DISK = re.compile(
+    r"No space left|Disk quota exceeded|errno = 28|os error (?:28|122)|\d+ requested and \d+ written"
+)
+_QUOTA = frozenset({"Disk quota exceeded", "os error 122"})
+
+
+def full_disk(exc: BaseException) -> OSError | None:
+    """The full disk (or exceeded quota) behind an error, or None: the one place that recognises it.
+
+    Walks the error's causes. An OSError with ENOSPC or EDQUOT is returned as it is; a library's
+    own error saying so in its text becomes an OSError with that errno and the first absolute
+    path its text names (None when it names none).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return current
+        text = str(current)
+        found = _FULL_DISK.search(text)
+        if found:
+            code = errno.EDQUOT if found.group(0) in _QUOTA else errno.ENOSPC
+            path = re.search(r"(?:^|[\s'\"(=])(/[^\s'\":,;)]+)", text)  # not the "/O" of "I/O error"
+            return OSError(code, os.strerror(code), path.group(1) if path else None)
+        current = current.__cause__ or current.__context__
+    return None

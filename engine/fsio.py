@@ -48,6 +48,15 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+def identity(path: os.PathLike[str] | str) -> tuple[int, int] | None:
+    """A file's (device, inode), following links: equal for hard links and symlinks; None if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def write_synced(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Create path, let ``write`` fill it, and fsync it (for files inside a folder renamed later)."""
     with open(path, "wb") as fh:

@@ -26,10 +26,8 @@ from __future__ import annotations
 import _thread
 import argparse
 import contextlib
-import errno
 import os
 import queue
-import re
 import signal
 import sys
 import threading
@@ -44,7 +42,7 @@ import zmq
 
 from engine import jobs, protocol
 from engine.config import job_kind, load_toml
-from engine.errors import ExitCode, FtcError
+from engine.errors import ExitCode, FtcError, full_disk
 from engine.fsio import atomic_write_json
 from engine.jobs.base import Control, JobContext, StartupInterrupted, StopRequested
 from engine.journal import Journal
@@ -73,18 +71,8 @@ ERROR_TEXT_MAX = 300
 
 def no_space(exc: BaseException) -> str | None:
     """The path a full disk (or quota) stopped a write to, '' if unknown; None if exc is not that."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
-            return str(current.filename or "")
-        text = str(current)
-        if "No space left on device" in text or "Disk quota exceeded" in text:
-            found = re.search(r"(/[^\s'\":,;]+)", text)  # TensorFlow and HDF5 put the path in the text
-            return found.group(1) if found else ""
-        current = current.__cause__ or current.__context__
-    return None
+    full = full_disk(exc)
+    return None if full is None else str(full.filename or "")
 
 
 def log(text: str) -> None:

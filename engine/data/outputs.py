@@ -12,9 +12,7 @@ killed swap are swept (or put back) by the next ``prepare`` of that folder.
 
 from __future__ import annotations
 
-import errno
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Iterable
@@ -22,7 +20,8 @@ from pathlib import Path
 
 from engine.data.errors import DataError
 from engine.data.shards import MANIFEST, SPLITS
-from engine.fsio import fault, fsync
+from engine.errors import full_disk
+from engine.fsio import fault, fsync, identity
 
 # What a preparation folder may hold: anything else is a user's file and is never deleted.
 PREPARED_FILES = frozenset({MANIFEST, "report.json", "rejects.csv"})
@@ -34,14 +33,7 @@ _FREE_FLOOR = 256 * 1024  # below this, a write error on the build folder is tak
 
 def disk_full(exc: BaseException, folder: Path) -> bool:
     """Whether a writing error means the disk is full (HDF5 and Arrow do not always say ENOSPC)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc)
-    if (
-        "No space left" in text
-        or "Disk quota exceeded" in text
-        or re.search(r"\d+ requested and \d+ written", text)
-    ):
+    if full_disk(exc) is not None:
         return True
     try:
         return shutil.disk_usage(folder).free < _FREE_FLOOR
@@ -49,29 +41,21 @@ def disk_full(exc: BaseException, folder: Path) -> bool:
         return False
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """True when a and b name one file: same resolved path, or same (device, inode) (hard links)."""
     pa, pb = Path(a), Path(b)
     if pa.resolve() == pb.resolve():
         return True
-    ia, ib = _identity(pa), _identity(pb)
+    ia, ib = identity(pa), identity(pb)
     return ia is not None and ia == ib
 
 
 def _contains(folder: Path, inside: Path) -> bool:
     """True when ``inside`` is ``folder`` or lies somewhere under it (by resolved path or by inode)."""
-    target = _identity(folder)
+    target = identity(folder)
     resolved = folder.resolve()
     for parent in (inside.resolve(), *inside.resolve().parents):
-        if parent == resolved or (target is not None and _identity(parent) == target):
+        if parent == resolved or (target is not None and identity(parent) == target):
             return True
     return False
 

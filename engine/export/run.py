@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import fsio
-from engine.errors import CheckpointError, OutputError, SessionError, os_error_text
+from engine.errors import CheckpointError, OutputError, SessionError, full_disk, os_error_text
 from engine.export import FORMATS
 from engine.export.card import Weights, gather, model_card, model_weights
 from engine.session import SessionPaths, resolve
@@ -343,14 +343,11 @@ def run(p: Plan, echo: Callable[[str], object] = print) -> Result:
         raise OutputError(os_error_text(exc, "export again")) from None
     except Exception as exc:
         # Libraries that write in native code (safetensors) report a full disk as their own error.
-        text = str(exc)
-        if "No space left on device" in text or "os error 28" in text:
-            raise OutputError(
-                f"no space left on device writing {p.out}; free space, then export again"
-            ) from None
-        if "Disk quota exceeded" in text or "os error 122" in text:
-            raise OutputError(f"disk quota exceeded writing {p.out}; free space, then export again") from None
-        raise
+        full = full_disk(exc)
+        if full is None:
+            raise
+        where = OSError(full.errno, full.strerror, str(p.out))
+        raise OutputError(os_error_text(where, "export again")) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Result(p.out, file_groups(p.out), info)

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.errors import OutputError
-from engine.fsio import atomic_write_json, fault, fsync, replace
+from engine.errors import OutputError, full_disk
+from engine.fsio import atomic_write_json, fault, fsync, identity, replace
 from engine.predict.source import FLAG_WIDTH
 
 KEY = "predictions"
@@ -56,10 +56,7 @@ class DiskFull(OutputError, OSError):
 
 def no_space(exc: BaseException) -> bool:
     """Whether an error (an OSError, or HDF5's own with the errno in its text) means the disk is full."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(exc)
-    return "No space left on device" in text or "errno = 28" in text
+    return full_disk(exc) is not None
 
 
 def first_line(exc: BaseException) -> str:
@@ -117,14 +114,6 @@ _CURSOR_KEYS = ("output", "rows", "position", "label_counts", "flag_counts", "la
 _META_KEYS = ("labels", "model", "input", "settings")
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _files_under(folder: Path) -> Iterable[Path]:
     try:
         yield from (p for p in folder.rglob("*") if p.is_file())
@@ -141,7 +130,7 @@ def check_not_an_input(output: Path, inputs: list[tuple[str, Path]]) -> None:
     """
     targets = [output, cursor_path(output)]
     resolved = [t.expanduser().resolve() for t in targets]
-    ids = {i for t in targets if (i := _identity(t)) is not None}
+    ids = {i for t in targets if (i := identity(t)) is not None}
     for what, path in inputs:
         real = path.expanduser().resolve()
         if real.is_dir() and what == "--input":
@@ -155,7 +144,7 @@ def check_not_an_input(output: Path, inputs: list[tuple[str, Path]]) -> None:
         else:
             files = [real]
         for file in files:
-            if file.resolve() in resolved or (ids and _identity(file) in ids):
+            if file.resolve() in resolved or (ids and identity(file) in ids):
                 raise OutputError(
                     f"{output}: is the {what} file {file} (same file on disk); choose another --output"
                 )

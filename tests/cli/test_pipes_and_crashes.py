@@ -143,3 +143,32 @@ def test_a_tokenizer_that_transformers_cannot_load_is_one_line(tmp_path: Path) -
         load_tokenizer(folder)
     text = str(caught.value)
     assert "\n" not in text and len(text) < 400 and "cannot load a tokenizer" in text and str(folder) in text
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "path"),
+    [
+        (OSError(28, "No space left on device", "/s/a.h5"), 28, "/s/a.h5"),
+        (RuntimeError("HDF5 error back trace ... errno = 28, error message = 'No space left'"), 28, None),
+        (RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"), 28, None),
+        (
+            RuntimeError("failed to write /o/events.out.tfevents: No space left on device"),
+            28,
+            "/o/events.out.tfevents",
+        ),
+        (RuntimeError("Disk quota exceeded (os error 122)"), 122, None),
+        (OSError("Arrow: 65536 requested and 4096 written"), 28, None),
+    ],
+)
+def test_one_recogniser_knows_every_librarys_full_disk(
+    error: BaseException, code: int, path: str | None
+) -> None:
+    from engine.errors import full_disk
+
+    wrapped = RuntimeError("writing the chunk failed")
+    wrapped.__cause__ = error
+    for exc in (error, wrapped):
+        full = full_disk(exc)
+        assert full is not None and full.errno == code and full.filename == path
+    assert full_disk(OSError(13, "Permission denied", "/s/x")) is None
+    assert full_disk(RuntimeError("out of memory")) is None
