@@ -122,9 +122,22 @@ class SessionFeed(Widget):
         finally:
             follower.close()
 
+    def _on_stack(self) -> bool:
+        """Whether this feed's screen is still on the app's stack.
+
+        The follower thread may have posted events just before the screen was popped; those
+        arrive while the screen's widgets are being removed, and must not reach its handlers.
+        """
+        try:
+            return self.is_attached and self.screen in self.app.screen_stack
+        except Exception:  # no screen or no app any more: detached
+            return False
+
     @on(EventsReceived)
     def _events_received(self, message: EventsReceived) -> None:
         message.stop()
+        if not self._on_stack():
+            return
         for env in message.events:
             if env.seq is not None and env.seq <= self.seen_seq:
                 continue  # a follower restarted by a resume may repeat what was handled
@@ -134,12 +147,16 @@ class SessionFeed(Widget):
     @on(LatestEventReceived)
     def _latest_received(self, message: LatestEventReceived) -> None:
         message.stop()
+        if not self._on_stack():
+            return
         self._dispatch(message.event)
         self._changed()
 
     @on(NoticesReceived)
     def _notices_received(self, message: NoticesReceived) -> None:
         message.stop()
+        if not self._on_stack():
+            return
         for notice in message.notices:
             for handler in self._on_notice:
                 handler(notice)
@@ -170,7 +187,8 @@ class SessionFeed(Widget):
     def _status_refreshed(self, message: StatusRefreshed) -> None:
         message.stop()
         self.status = message.status
-        self._changed()
+        if self._on_stack():
+            self._changed()
 
     # ---------------------------------------------------------------- controls
 

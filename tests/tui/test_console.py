@@ -13,6 +13,7 @@ from engine.session import pid_alive, read_state
 from tests.conftest import selftest_config, wait_for
 from tests.tui.screen_text import screen_text
 from tui.app import FtcApp
+from tui.messages import EventsReceived
 from tui.screens.help import HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.sessions import SessionsScreen
@@ -137,6 +138,29 @@ async def test_attach_after_finish_shows_the_whole_history(sessions_root: Path) 
         await pilot.pause(0.3)
         text = screen_text(app)
         assert "finished" in text and "engine stopped: finished" in text
+
+
+async def test_events_that_arrive_after_the_monitor_closed_are_dropped(sessions_root: Path) -> None:
+    """The follower thread can post a batch just before escape; it must not reach removed widgets."""
+    paths = create_session(sessions_root, selftest_config(steps=5, step_s=0.0), name="late")
+    start_engine(paths)
+    wait_for(lambda: read_state(paths).get("status") == "finished", what="finished")
+    late = [env for env in read_all(paths.events) if env.type == "step_ended"]
+    app = FtcApp(sessions_root, attach=paths.id)
+    async with app.run_test(size=SIZE) as pilot:
+        await _until(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        monitor = app.screen
+        await _until(
+            pilot, lambda: monitor.feed.events_seen == len(read_all(paths.events)), what="all events"
+        )
+        feed = monitor.feed
+        await pilot.press("escape")
+        await _until(pilot, lambda: isinstance(app.screen, SessionsScreen), what="sessions")
+        await _until(pilot, lambda: not monitor.is_attached, what="monitor removed")
+        seen = feed.events_seen
+        feed.seen_seq = 0  # as if the batch were new
+        feed._events_received(EventsReceived(late))
+        assert feed.events_seen == seen, "a closed monitor's feed handled events"
 
 
 async def test_resume_key_restarts_a_crashed_session(start_selftest, sessions_root: Path) -> None:
