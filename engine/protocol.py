@@ -33,7 +33,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError
 
-MAJOR, MINOR = 1, 3  # 1.2: JobSummary.truncated; 1.3: EvaluationEnded.confusion
+MAJOR, MINOR = 1, 4
+# 1.2: JobSummary.truncated; 1.3: EvaluationEnded.confusion; 1.4: PhaseChanged, ResourcesSampled,
+# SchedulePlanned.head_lr_multiplier and lowest_lr_multiplier
 PROTOCOL_VERSION = f"{MAJOR}.{MINOR}"
 
 
@@ -177,10 +179,17 @@ class StepEnded(_Body):
 
 
 class SchedulePlanned(_Body):
-    """The learning-rate schedule the run will follow, sampled over all its steps (drawn ahead)."""
+    """The learning-rate schedule the run will follow, sampled over all its steps (drawn ahead).
+
+    ``learning_rates`` is the encoder's top layer. With differential rates (since 1.4) the
+    classifier head learns at ``head_lr_multiplier`` times it and the lowest layer (the
+    embeddings) at ``lowest_lr_multiplier`` times it; 1.0 and 1.0: one rate for every weight.
+    """
 
     steps: list[int]
     learning_rates: list[float]
+    head_lr_multiplier: float = 1.0
+    lowest_lr_multiplier: float = 1.0
 
 
 class EvaluationEnded(_Body):
@@ -192,6 +201,62 @@ class EvaluationEnded(_Body):
     per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
     # [true][predicted] counts in per_class's label order (since 1.3; empty: not recorded)
     confusion: list[list[int]] = Field(default_factory=list)
+
+
+# The phases a job reports (PhaseChanged.phase). A reader shows an unknown phase as its name.
+PHASES = (
+    "loading_model",  # reading and converting the pretrained weights and the tokenizer
+    "preparing_data",  # scanning, splitting and sharding a raw file (done/total: rows)
+    "testing_data",  # the data tests that gate a run
+    "compiling",  # tracing and compiling the step functions before step 1
+    "training",  # optimisation steps
+    "evaluating",  # an evaluation (done/total: batches)
+    "checkpointing",  # writing a checkpoint
+    "pausing",  # a pause was asked for; it takes effect at the next step boundary
+    "stopping",  # a stop was asked for; the job checkpoints and ends
+    "predicting",  # prediction batches
+)
+
+
+class PhaseChanged(_Body):
+    """What the job is doing now, so a waiting console says why (since 1.4).
+
+    Sent when the phase changes, and again with new ``done`` figures as it progresses
+    (at most a few times a second). ``seconds`` is how long the previous phase took.
+    """
+
+    phase: str
+    step: int = 0
+    done: int | None = None
+    total: int | None = None
+    unit: str = ""
+    detail: str = ""
+    seconds: float | None = None
+
+
+class GpuSample(_Part):
+    """One GPU as NVML reports it."""
+
+    index: int
+    name: str = ""
+    utilization: float | None = None  # percent
+    memory_used: int | None = None  # bytes
+    memory_total: int | None = None  # bytes
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+class ResourcesSampled(_Body):
+    """The engine process's and the host's resource use, sampled every few seconds (since 1.4)."""
+
+    cpu_percent: float | None = None  # of one core (200 = two cores busy)
+    rss: int | None = None  # bytes
+    host_memory_used: int | None = None  # bytes
+    host_memory_total: int | None = None  # bytes
+    cpu_count: int | None = None
+    gpus: list[GpuSample] = Field(default_factory=list)
+    device: str = ""  # what the run computes on: "CPU", "GPU:0", "2 GPUs"
+    precision: str = ""  # the Keras precision policy: float32, mixed_bfloat16, mixed_float16
 
 
 class CheckpointSaved(_Body):
@@ -330,6 +395,8 @@ EVENTS: dict[str, type[_Body]] = {
     "step_ended": StepEnded,
     "schedule_planned": SchedulePlanned,
     "evaluation_ended": EvaluationEnded,
+    "phase_changed": PhaseChanged,
+    "resources_sampled": ResourcesSampled,
     "checkpoint_saved": CheckpointSaved,
     "progress_reported": ProgressReported,
     "paused": Paused,

@@ -87,12 +87,34 @@ class TrainSection(_Section):
     max_length: int = Field(128, ge=8)
     learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    schedule: Literal["constant", "linear", "cosine", "exponential"] = "linear"
+    schedule: Literal["constant", "linear", "cosine", "exponential", "cyclic", "cosine_restarts"] = "linear"
     warmup_steps: int | None = Field(None, ge=0)
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final LR / peak LR for linear and cosine")
     decay_rate: float = Field(0.5, gt=0, le=1, description="exponential: LR factor per decay_steps")
     decay_steps: int = Field(1000, ge=1)
+    cycle_steps: int | None = Field(
+        None, ge=1, description="cyclic: steps of one cycle, up and down; cosine_restarts: the first cycle"
+    )
+    cycle_mode: Literal["triangular", "triangular2"] = Field(
+        "triangular", description="cyclic: same peak each cycle, or the peak halved after each cycle"
+    )
+    cycle_mult: float = Field(1.0, ge=1, description="cosine_restarts: each cycle this many times the last")
+    # Differential learning rates (1.0 and 1.0: one rate for every weight).
+    head_lr_multiplier: float = Field(1.0, gt=0, description="the classifier head's LR / learning_rate")
+    layer_lr_decay: float = Field(
+        1.0, gt=0, le=1, description="each encoder layer below the top learns at this times the one above"
+    )
+    # Regularisation (None: the pretrained model's own setting).
+    dropout: float | None = Field(None, ge=0, lt=1, description="the encoder's hidden dropout")
+    attention_dropout: float | None = Field(None, ge=0, lt=1, description="the encoder's attention dropout")
+    classifier_dropout: float | None = Field(None, ge=0, lt=1, description="dropout before the classifier")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="share of each target spread over all classes"
+    )
+    resample: Literal["none", "oversample", "undersample"] = Field(
+        "none", description="per epoch, from the seed: repeat minority rows or drop majority rows to balance"
+    )
     grad_accum_steps: int = Field(1, ge=1)
     clip_norm: float | None = Field(1.0, gt=0)
     class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
@@ -117,6 +139,12 @@ class TrainSection(_Section):
             raise ValueError("freeze = 'bottom_n' needs freeze_layers >= 1")
         if isinstance(self.class_weights, dict) and any(w < 0 for w in self.class_weights.values()):
             raise ValueError("class_weights: weights must be >= 0")
+        if self.schedule in ("cyclic", "cosine_restarts") and self.cycle_steps is None:
+            raise ValueError(f"schedule = {self.schedule!r} needs cycle_steps (steps per cycle, >= 1)")
+        if self.resample != "none" and self.class_weights != "none":
+            raise ValueError(
+                f"resample = {self.resample!r} and class_weights both balance the classes; keep one of them"
+            )
         return self
 
 

@@ -19,7 +19,20 @@ SAMPLES: dict[str, protocol._Body] = {
     "engine_started": protocol.EngineStarted(pid=1, hostname="h", job="train"),
     "job_started": protocol.JobStarted(job="train", step=5, total_steps=10),
     "step_ended": protocol.StepEnded(step=3, loss=0.25, learning_rate=1e-5, grad_norm=1.5, eta_s=9.0),
-    "schedule_planned": protocol.SchedulePlanned(steps=[0, 50, 100], learning_rates=[0.0, 5e-5, 0.0]),
+    "schedule_planned": protocol.SchedulePlanned(
+        steps=[0, 50, 100], learning_rates=[0.0, 5e-5, 0.0], head_lr_multiplier=10.0, lowest_lr_multiplier=0.2
+    ),
+    "phase_changed": protocol.PhaseChanged(phase="evaluating", step=40, done=3, total=12, unit="batches"),
+    "resources_sampled": protocol.ResourcesSampled(
+        cpu_percent=187.5,
+        rss=2_000_000_000,
+        host_memory_used=8_000_000_000,
+        host_memory_total=16_000_000_000,
+        cpu_count=2,
+        gpus=[protocol.GpuSample(index=0, name="H200", utilization=93.0, memory_used=1, memory_total=2)],
+        device="GPU:0",
+        precision="mixed_bfloat16",
+    ),
     "evaluation_ended": protocol.EvaluationEnded(
         step=3, metrics={"loss": 0.4, "macro_f1": 0.7}, per_class={"pos": {"f1": 0.8}}
     ),
