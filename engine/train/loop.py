@@ -122,6 +122,9 @@ class Trainer:
         total_steps = t.max_steps or t.epochs * self.steps_per_epoch
         self.schedule = from_config(t, total_steps)
         self.layers = freeze.num_layers(self.model)
+        # Differential rates as the schedule's multipliers: the head, and the lowest layer (the
+        # embeddings, below the encoder's `layers` layers) at layer_lr_decay ** layers.
+        self.lr_multipliers = (t.head_lr_multiplier, t.layer_lr_decay**self.layers)
         self._frozen: set[str] | None = None
         self.state = TrainerState(
             seed=t.seed,

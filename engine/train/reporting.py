@@ -35,7 +35,10 @@ class Events(Callback):
         planned = trainer.schedule.plan(s.total_steps, 200)
         self.emit(
             protocol.SchedulePlanned(
-                steps=[step + 1 for step, _ in planned], learning_rates=[lr for _, lr in planned]
+                steps=[step + 1 for step, _ in planned],
+                learning_rates=[lr for _, lr in planned],
+                head_lr_multiplier=trainer.lr_multipliers[0],
+                lowest_lr_multiplier=trainer.lr_multipliers[1],
             )
         )
 
