@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, RichLog, Static, TabbedContent, TabPane
 
 from engine.protocol import (
     CheckpointSaved,
@@ -26,9 +25,8 @@ from engine.protocol import (
 )
 from tui import actions, keymap
 from tui.feed import SessionFeed, log_line, notice_line
-from tui.format import duration
-from tui.status import status_text
 from tui.widgets.curves import LearningRatePanel, LossPanel
+from tui.widgets.header import RunHeader
 from tui.widgets.tables import CheckpointTable, EvaluationView
 
 PLOT_EVERY_S = 0.5
@@ -58,13 +56,11 @@ class MonitorScreen(Screen[None]):
         self.feed.handle(CheckpointSaved, self.checkpoint_saved)
         self.feed.handle_every(self.log_event)
         self.feed.on_notice(self.log_notice)
-        self.feed.on_change(self.update_status_line)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(self.session_id, id="monitor-title")
-        yield Static("", id="monitor-status")
-        yield ProgressBar(id="monitor-progress", show_eta=False)
+        yield RunHeader(self.feed, id="run-header")
         with Horizontal(id="monitor-plots"):
             yield LossPanel(id="loss-plot")
             yield LearningRatePanel(id="lr-plot")
@@ -138,26 +134,6 @@ class MonitorScreen(Screen[None]):
         self.query_one("#event-log", RichLog).write(line)
 
     # ---------------------------------------------------------------- display
-
-    def update_status_line(self) -> None:
-        b, status = self.last_step, self.feed.status
-        total = b.total_steps if b else None
-        parts = [status_text(status, "bold")]
-        parts.append(Text(f"  step {self.step}" + (f"/{total}" if total else "")))
-        if b and b.loss is not None:
-            parts.append(Text(f"  loss {b.loss:.4f}"))
-        if b and b.learning_rate is not None:
-            parts.append(Text(f"  lr {b.learning_rate:.3g}"))
-        if b and b.examples_per_s:
-            parts.append(Text(f"  {b.examples_per_s:.1f} ex/s"))
-        if b and b.tokens_per_s:
-            parts.append(Text(f"  {b.tokens_per_s:.0f} tok/s"))
-        if b and b.eta_s is not None and status == "running":
-            parts.append(Text(f"  ETA {duration(b.eta_s)}"))
-        parts.append(Text(f"  events {self.feed.events_seen}", style="dim"))
-        self.query_one("#monitor-status", Static).update(Text.assemble(*parts))
-        if total:
-            self.query_one("#monitor-progress", ProgressBar).update(total=total, progress=self.step)
 
     def redraw_plots(self) -> None:
         if self._plots_dirty:
