@@ -110,3 +110,50 @@ def send_export(node: Widget, root: Path, session: str) -> None:
 def notify_answer(node: Widget, message: CommandAnswered) -> None:
     """Show an answer as a notification: red when the command failed."""
     node.notify(message.text, severity="information" if message.ok else "error", timeout=6)
+
+
+TRASH = ".trash"
+
+
+def trash_session(root: Path, session: str) -> tuple[bool, str]:
+    """Move a session that is not running into ``<sessions>/.trash/`` (nothing deleted); (ok, one line)."""
+    import os
+
+    from engine import fsio
+    from engine.session import LIVE_STATUSES, live_status, read_state
+
+    try:
+        paths = resolve(root, session)
+        status = live_status(read_state(paths))
+    except SessionError as exc:
+        return False, str(exc)
+    except Exception as exc:  # a damaged state file: the folder can still be set aside
+        status = f"damaged ({' '.join(str(exc).split())})"
+    if status in LIVE_STATUSES:
+        return False, f"{paths.id} is {status}: stop it first (s), then delete it"
+    trash = paths.root.parent / TRASH
+    target = trash / paths.id
+    n = 1
+    while target.exists():  # an earlier session of the same id set aside before: keep both
+        n += 1
+        target = trash / f"{paths.id}.{n}"
+    try:
+        trash.mkdir(exist_ok=True)
+        os.rename(paths.root, target)
+        fsio.fsync(trash)
+        fsio.fsync(paths.root.parent)
+    except OSError as exc:
+        from engine.errors import os_error_text
+
+        return False, f"{paths.id}: not moved to {trash}: {os_error_text(exc, 'try again')}"
+    return True, f"{paths.id}: moved to {target} (move it back to restore it)"
+
+
+def send_trash(node: Widget, root: Path, session: str) -> None:
+    """Set a session aside without blocking the screen; the result comes back as CommandAnswered."""
+
+    def run() -> None:
+        ok, text = trash_session(root, session)
+        node.post_message(CommandAnswered(session, "delete", ok, text))
+
+    node.run_worker(run, thread=True, group="trash")

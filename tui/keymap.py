@@ -8,7 +8,7 @@ from textual.binding import Binding
 
 # Keymap names, one per screen (a screen says which with its KEYMAP), plus the apps' own: "app" for
 # keys bound everywhere in the console, "predict_app" for ftc predict's window.
-APP, PREDICT_APP, SESSIONS, MONITOR, PREDICT, DATASET, HELP, OPEN_FILE = (
+APP, PREDICT_APP, SESSIONS, MONITOR, PREDICT, DATASET, HELP, OPEN_FILE, CONFIRM, DETAIL = (
     "app",
     "predict_app",
     "sessions",
@@ -17,6 +17,8 @@ APP, PREDICT_APP, SESSIONS, MONITOR, PREDICT, DATASET, HELP, OPEN_FILE = (
     "dataset",
     "help",
     "open_file",
+    "confirm",
+    "detail",
 )
 # The help's sections: a heading for each keymap, in the order a person meets the screens.
 SECTIONS = {
@@ -25,13 +27,24 @@ SECTIONS = {
     PREDICT: "Prediction screen",
     DATASET: "Data file screen",
     OPEN_FILE: "Open a data file",
+    CONFIRM: "A question before a stop, a rewind or a delete",
+    DETAIL: "An event in full, and the engine's log",
     HELP: "This help",
     APP: "Everywhere",
     PREDICT_APP: "ftc predict's own window",
 }
 CONTROL_SCREENS = (SESSIONS, MONITOR, PREDICT)
 # How a key reads in the help; Textual's own footer symbols (⏎, esc) are too terse for a table.
-KEY_NAMES = {"question_mark": "?", "pageup": "page up", "pagedown": "page down"}
+KEY_NAMES = {"question_mark": "?", "pageup": "page up", "pagedown": "page down", "slash": "/"}
+# How a key reads in a footer, where space is short.
+FOOTER_KEYS = {
+    "question_mark": "?",
+    "escape": "esc",
+    "enter": "⏎",
+    "pageup": "pgup",
+    "pagedown": "pgdn",
+    "slash": "/",
+}
 
 
 @dataclass(frozen=True)
@@ -53,12 +66,26 @@ class Action:
     def key_text(self) -> str:
         return " / ".join(KEY_NAMES.get(key, key) for key in self.keys.split(","))
 
+    def footer_key(self) -> str:
+        """The first key, as short as a footer shows it."""
+        key = self.keys.split(",")[0]
+        return FOOTER_KEYS.get(key, key)
+
 
 ACTIONS: tuple[Action, ...] = (
-    # In footer order: back first, tab last, as each screen has always shown them.
-    Action("back", "escape", "app.pop_screen", "Back", "back to the screen before", (MONITOR, DATASET)),
+    # In footer order: back (or quit) first, help last, as each screen has always shown them.
+    # q and escape do the same on every screen: back to the screen before, and quit at the top.
+    Action(
+        "quit",
+        "q,escape",
+        "app.quit",
+        "Quit",
+        "quit the console (engines keep running); q and escape go back on every other screen",
+        (SESSIONS,),
+    ),
+    Action("back", "escape,q", "app.pop_screen", "Back", "back to the screen before", (MONITOR, DATASET)),
     # ftc predict shows this screen alone: there escape quits rather than uncovering a blank screen.
-    Action("predict_back", "escape", "back", "Back", "back to the sessions list (or quit)", (PREDICT,)),
+    Action("predict_back", "escape,q", "back", "Back", "back to the sessions list (or quit)", (PREDICT,)),
     Action("open", "enter", "open", "Open", "open the selected session's monitor", (SESSIONS,)),
     Action("pause", "p", "control('pause')", "Pause", "pause the session between steps", CONTROL_SCREENS),
     Action("unpause", "u", "control('unpause')", "Unpause", "continue a paused session", CONTROL_SCREENS),
@@ -70,7 +97,14 @@ ACTIONS: tuple[Action, ...] = (
         "write a checkpoint now",
         (SESSIONS, MONITOR),
     ),
-    Action("stop", "s", "control('stop')", "Stop", "checkpoint, then end the engine", CONTROL_SCREENS),
+    Action(
+        "stop",
+        "s",
+        "control('stop')",
+        "Stop",
+        "checkpoint, then end the engine (asks first)",
+        CONTROL_SCREENS,
+    ),
     Action(
         "resume",
         "r",
@@ -78,6 +112,34 @@ ACTIONS: tuple[Action, ...] = (
         "Resume",
         "resume a crashed or stopped session from its last checkpoint",
         CONTROL_SCREENS,
+    ),
+    Action("next_tab", "t", "next_tab", "Tab", "next tab", (MONITOR, DATASET)),
+    Action("log_scale", "l", "log_scale", "Log y", "loss plot: logarithmic or linear scale", (MONITOR,)),
+    Action("window", "w", "window", "Window", "plots: every step, or only the last steps", (MONITOR,)),
+    Action(
+        "filter",
+        "slash",
+        "filter",
+        "Filter",
+        "event log: show only lines containing the text typed (escape clears); enter on a line shows it "
+        "in full",
+        (MONITOR,),
+    ),
+    Action(
+        "engine_log",
+        "v",
+        "engine_log",
+        "Engine log",
+        "view the engine's log (a failed run's traceback) in a scrollable window",
+        (MONITOR,),
+    ),
+    Action(
+        "delete",
+        "x",
+        "delete",
+        "Delete",
+        "move a session that is not running to .trash/ in the sessions folder (asks first)",
+        (SESSIONS,),
     ),
     Action(
         "export",
@@ -87,7 +149,6 @@ ACTIONS: tuple[Action, ...] = (
         "export the session's model with its model card as a Hugging Face folder (transformers v5, "
         "PyTorch) to exports/<session>-hf beside the sessions folder (ftc export for other formats)",
         (SESSIONS, MONITOR),
-        footer=False,  # the footers are full at 80 columns: the help and the palette offer it
     ),
     Action(
         "open_dataset",
@@ -106,11 +167,12 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "next_encoding", "e", "next_encoding", "Encoding", "read the file with the next encoding", (DATASET,)
     ),
-    Action("next_tab", "t", "next_tab", "Tab", "next tab", (MONITOR, DATASET)),
     Action("cancel", "escape", "cancel", "Cancel", "close without opening a file", (OPEN_FILE,)),
+    Action("yes", "y,enter", "answer(True)", "Yes", "yes: do it", (CONFIRM,), priority=True),
+    Action("no", "escape,n", "answer(False)", "No", "no: do nothing", (CONFIRM,), priority=True),
+    Action("close_detail", "escape,q", "dismiss", "Close", "close this view", (DETAIL,)),
     Action("close_help", "escape,q,question_mark", "dismiss", "Close", "close this help", (HELP,)),
     Action("help", "question_mark", "app.help", "Help", "keys and concepts of ftc (this help)", (APP,)),
-    Action("quit", "q", "app.quit", "Quit", "quit the console (engines keep running)", (SESSIONS,)),
     Action(
         "quit_predict", "q", "app.quit", "Quit", "quit this window (the job keeps running)", (PREDICT_APP,)
     ),

@@ -60,7 +60,7 @@ async def test_sessions_screen_shows_every_status_and_the_keys(sessions_root: Pa
             assert len(lines) == 1, f"{paths.id} not shown once in:\n{text}"
             status_cell = lines[0].split(paths.id, 1)[1].split()[0]
             assert status_cell == name, f"{paths.id}: status {status_cell!r}, expected {name!r}"
-        for key in ("Pause", "Resume", "Help", "Quit"):
+        for key in ("q Quit", "p Pause", "r Resume", "? more"):
             assert key in text, f"footer lacks {key}"
 
 

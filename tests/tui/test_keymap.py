@@ -22,6 +22,7 @@ from tui.screens.monitor import MonitorScreen
 from tui.screens.open_file import OpenFileScreen
 from tui.screens.predict import PredictApp, PredictScreen
 from tui.screens.sessions import SessionsScreen
+from tui.widgets.footer import footer_items
 
 
 def _session(root: Path, job: str) -> SessionPaths:
@@ -125,24 +126,69 @@ async def test_a_palette_command_does_what_its_key_does(tmp_path: Path, key: str
 
 
 def _footer(app: FtcApp) -> str:
-    """The bottom line with text: the footer (the ^p palette key is always in it, at its right end)."""
+    """The bottom line with text: the footer."""
     lines = [line for line in screen_text(app).splitlines() if line.strip()]
-    assert "palette" in lines[-1], lines[-1]
     return lines[-1]
 
 
-async def test_footers_fit_80_columns_and_name_the_keys(tmp_path: Path) -> None:
+def _labels(name: str) -> list[str]:
+    return [f"{key} {label}" for key, label in footer_items(name)]
+
+
+async def test_footers_show_the_keys_that_fit_then_more(tmp_path: Path) -> None:
     train = _session(tmp_path, "train")
+    data = tmp_path / "tweets.csv"
+    data.write_text("text,label\nhello there,pos\nawful day,neg\n")
+    for size in ((60, 20), (80, 24), (200, 50)):
+        app = FtcApp(tmp_path, attach=train.id)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.3)
+            for screen, name in (
+                (None, keymap.MONITOR),
+                ("pop", keymap.SESSIONS),
+                (DatasetScreen(data), keymap.DATASET),
+            ):
+                if screen == "pop":
+                    await pilot.press("escape")
+                elif screen is not None:
+                    await app.push_screen(screen)
+                await pilot.pause(0.3)
+                assert name == app.screen.KEYMAP  # type: ignore[attr-defined]
+                footer = _footer(app).strip()
+                wanted = _labels(name)
+                assert len(footer) <= size[0], footer
+                if size[0] == 200:
+                    assert footer == "  ".join(wanted), f"{name} at {size}: {footer!r}"
+                else:
+                    # In keymap order, as many as fit, then `? more` (the help lists the rest).
+                    assert footer.endswith("? more"), f"{name} at {size}: {footer!r}"
+                    shown = footer.removesuffix("? more").strip()
+                    assert shown and "  ".join(wanted).startswith(shown), f"{name} at {size}: {footer!r}"
+
+
+@pytest.mark.parametrize("key", ["q", "escape"])
+async def test_q_and_escape_go_back_on_every_screen_and_quit_at_the_top(tmp_path: Path, key: str) -> None:
+    train = _session(tmp_path, "train")
+    data = tmp_path / "tweets.csv"
+    data.write_text("text,label\nhello there,pos\n")
     app = FtcApp(tmp_path, attach=train.id)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         assert isinstance(app.screen, MonitorScreen)
-        footer = _footer(app)
-        for word in ("Back", "Pause", "Unpause", "Checkpoint", "Stop", "Resume", "Tab"):
-            assert word in footer, f"the monitor's footer lacks {word}: {footer!r}"
-        await pilot.press("escape")
-        await pilot.pause(0.3)
-        footer = _footer(app)
-        # enter (Open) is the focused table's own key there, so the footer leaves it out, as it always has.
-        for word in ("Pause", "Unpause", "Checkpoint", "Stop", "Resume", "Data", "Quit", "Help"):
-            assert word in footer, f"the sessions footer lacks {word}: {footer!r}"
+        await pilot.press(key)
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, SessionsScreen)
+        await app.push_screen(DatasetScreen(data))
+        await pilot.pause(0.2)
+        await pilot.press(key)
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, SessionsScreen)
+        await pilot.press(key)
+        await pilot.pause(0.1)
+        assert app.return_code == 0, "the sessions screen quits"
+    alone = PredictApp(tmp_path, _session(tmp_path, "predict").id)
+    async with alone.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press(key)
+        await pilot.pause(0.1)
+        assert alone.return_code == 0, "ftc predict's own window quits"

@@ -20,10 +20,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Select, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Label, Select, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from tui import keymap
+from tui.screens.live import while_shown
+from tui.widgets.footer import KeyFooter
 
 STATUS_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}
 CELL_CHARS = 120  # long texts are cut in the preview; the row number finds the full text
@@ -166,7 +168,7 @@ class DatasetScreen(Screen[None]):
                 yield Static("", id="ds-hist-labels")
                 yield Static("", id="ds-hist-lengths")
         yield Static("", id="ds-status")
-        yield Footer(compact=True)
+        yield KeyFooter(self.KEYMAP)
 
     def on_mount(self) -> None:
         self.title = "ftc · dataset"
@@ -271,6 +273,7 @@ class DatasetScreen(Screen[None]):
     # ------------------------------------------------------------ messages from the workers
 
     @on(SourceOpened)
+    @while_shown
     def _source_opened(self, message: SourceOpened) -> None:
         src = self.source = message.source
         enc = src.encoding or "binary"
@@ -298,6 +301,7 @@ class DatasetScreen(Screen[None]):
         self._mapping_ready = True
 
     @on(PageLoaded)
+    @while_shown
     def _page_loaded(self, message: PageLoaded) -> None:
         page = message.page
         if page.total_rows is not None:
@@ -310,6 +314,7 @@ class DatasetScreen(Screen[None]):
         self._show_position(len(page.rows))
 
     @on(RowsCounted)
+    @while_shown
     def _rows_counted(self, message: RowsCounted) -> None:
         self.total_rows = message.total
         self._show_position(self.query_one("#ds-rows", DataTable).row_count)
@@ -318,6 +323,7 @@ class DatasetScreen(Screen[None]):
             self.action_last_page()
 
     @on(ChecksProgressed)
+    @while_shown
     def _checks_progressed(self, message: ChecksProgressed) -> None:
         if message.run != self._checks_run:
             return
@@ -325,6 +331,7 @@ class DatasetScreen(Screen[None]):
         self._set_status(f"running data tests… {message.done:,} rows{pct}")
 
     @on(ChecksFinished)
+    @while_shown
     def _checks_finished(self, message: ChecksFinished) -> None:
         if message.run != self._checks_run:
             return  # a superseded run (the mapping or encoding changed since it started)
@@ -350,6 +357,7 @@ class DatasetScreen(Screen[None]):
         self._show_detail()
 
     @on(OffendingLoaded)
+    @while_shown
     def _offending_loaded(self, message: OffendingLoaded) -> None:
         table = self.query_one("#ds-offending", DataTable)
         table.clear(columns=True)
@@ -362,6 +370,7 @@ class DatasetScreen(Screen[None]):
         self._set_status(f"{message.test}: {len(message.rows)} offending rows shown")
 
     @on(DataFailed)
+    @while_shown
     def _data_failed(self, message: DataFailed) -> None:
         if message.run is not None and message.run != self._checks_run:
             return

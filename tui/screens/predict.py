@@ -12,14 +12,17 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Header, ProgressBar, RichLog, Static
 
 from engine.predict.progress import STAGE
 from engine.protocol import Envelope, ProgressReported
+from engine.session import LIVE_STATUSES
 from tui import keymap
 from tui.feed import SessionFeed, log_line, notice_line
 from tui.format import duration
 from tui.status import status_text
+from tui.widgets.confirm import ask
+from tui.widgets.footer import KeyFooter
 
 BAR_WIDTH = 10
 LOG_LINES = 500
@@ -79,7 +82,7 @@ class PredictScreen(Screen[None]):
             yield DataTable(id="predict-rows", cursor_type="none", zebra_stripes=True)
         yield RichLog(id="predict-log", max_lines=LOG_LINES, wrap=False, markup=False)
         yield self.feed
-        yield Footer(compact=True)
+        yield KeyFooter(self.KEYMAP)
 
     def on_mount(self) -> None:
         self.query_one("#predict-labels", Static).border_title = "labels"
@@ -149,6 +152,9 @@ class PredictScreen(Screen[None]):
             self.app.exit()
 
     def action_control(self, command: str) -> None:
+        if command == "stop" and self.feed.status in LIVE_STATUSES:
+            ask(self, f"Stop session {self.session_id}?", lambda: self.feed.control(command))
+            return
         self.feed.control(command)
 
 

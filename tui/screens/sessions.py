@@ -9,14 +9,17 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.widgets.data_table import ColumnKey
 
-from engine.session import SessionInfo, list_sessions
+from engine.session import LIVE_STATUSES, SessionInfo, list_sessions
 from tui import actions, keymap
 from tui.format import ago
 from tui.messages import CommandAnswered, DataFileRequested, SessionOpened, SessionsListed
+from tui.screens.live import while_shown
 from tui.status import status_text
+from tui.widgets.confirm import ask
+from tui.widgets.footer import KeyFooter
 
 REFRESH_S = 1.0
 
@@ -40,7 +43,7 @@ class SessionsScreen(Screen[None]):
         self.columns = table.add_columns("Session", "Status", "Job", "Step", "Best", "Seen")
         yield table
         yield Static("", id="sessions-empty")
-        yield Footer(compact=True)
+        yield KeyFooter(self.KEYMAP)
 
     def on_mount(self) -> None:
         self.refresh_sessions()
@@ -51,6 +54,7 @@ class SessionsScreen(Screen[None]):
         self.post_message(SessionsListed(list_sessions(self.root)))
 
     @on(SessionsListed)
+    @while_shown
     def show_sessions(self, message: SessionsListed) -> None:
         # Update cells in place (not clear and refill) so the cursor, scroll and widths stay put.
         self.sessions = message.sessions
@@ -108,12 +112,37 @@ class SessionsScreen(Screen[None]):
     def row_selected(self, _event: DataTable.RowSelected) -> None:
         self.action_open()
 
+    def status_of(self, session: str) -> str:
+        return next((info.status for info in self.sessions if info.id == session), "?")
+
     def action_control(self, command: str) -> None:
         session = self.selected_id()
         if session is None:
             self.notify("No session selected", severity="warning")
             return
+        if command == "stop" and self.status_of(session) in LIVE_STATUSES:
+            ask(
+                self,
+                f"Stop session {session}?",
+                lambda: actions.send_control(self, self.root, session, command),
+            )
+            return
         actions.send_control(self, self.root, session, command)
+
+    def action_delete(self) -> None:
+        session = self.selected_id()
+        if session is None:
+            self.notify("No session selected", severity="warning")
+            return
+        status = self.status_of(session)
+        if status in LIVE_STATUSES:
+            self.notify(f"{session} is {status}: stop it first (s), then delete it", severity="warning")
+            return
+        ask(
+            self,
+            f"Move session {session} to {actions.TRASH}/?",
+            lambda: actions.send_trash(self, self.root, session),
+        )
 
     def action_export(self) -> None:
         session = self.selected_id()
@@ -123,6 +152,7 @@ class SessionsScreen(Screen[None]):
         actions.send_export(self, self.root, session)
 
     @on(CommandAnswered)
+    @while_shown
     def command_answered(self, message: CommandAnswered) -> None:
         actions.notify_answer(self, message)
         self.refresh_sessions()

@@ -1,10 +1,29 @@
-"""The loss panel (raw, smoothed, validation) and the learning-rate panel (actual and planned)."""
+"""The loss panel (raw, smoothed, validation) and the learning-rate panel (actual and planned).
+
+Both panels draw over one x range that the monitor gives them (the run's steps, or the last
+``WINDOW_STEPS``), with integer step ticks. Their legends are in their top borders, outside the
+data. The learning rate's ticks read as 5e-5, not 0.0000500.
+"""
 
 from __future__ import annotations
 
+import math
+
+from rich.text import Text
 from textual_plotext import PlotextPlot
 
 MAX_POINTS = 1500  # plotting more points than a terminal has cells only costs time
+WINDOW_STEPS = 200  # the window key shows this many last steps
+X_TICKS = 5
+Y_TICKS = 4
+
+PANEL_CSS = """
+{name} {{
+    border-top: solid $primary 50%;
+    border-title-align: left;
+    border-title-color: $foreground;
+}}
+"""
 
 
 def thin(xs: list[int], ys: list[float]) -> tuple[list[int], list[float]]:
@@ -18,17 +37,99 @@ def thin(xs: list[int], ys: list[float]) -> tuple[list[int], list[float]]:
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
-class LossPanel(PlotextPlot):
-    """Training loss (raw and smoothed) and validation loss against step."""
+def within(xs: list[int], ys: list[float], lo: int, hi: int) -> tuple[list[int], list[float]]:
+    """The points with lo <= x <= hi."""
+    kept = [(x, y) for x, y in zip(xs, ys, strict=True) if lo <= x <= hi]
+    return [x for x, _ in kept], [y for _, y in kept]
+
+
+def step_ticks(lo: int, hi: int, count: int = X_TICKS) -> list[int]:
+    """About ``count`` round integer ticks from lo to hi (1, 2 or 5 times a power of ten apart)."""
+    span = max(hi - lo, 1)
+    raw = span / count
+    mag = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = max(1, int(next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)))
+    first = -(-lo // step) * step
+    return list(range(first, hi + 1, step))
+
+
+def rate_text(value: float) -> str:
+    """A learning rate as a person writes it in a config: 5e-5, 2.5e-4, 0."""
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def rate_ticks(values: list[float], count: int = Y_TICKS) -> tuple[list[float], list[str]]:
+    """Evenly spaced y ticks over the values, labelled as rates (duplicates after rounding dropped)."""
+    lo, hi = min(values), max(values)
+    if hi <= lo:
+        return [lo], [rate_text(lo)]
+    ticks, labels = [], []
+    for i in range(count):
+        value = lo + (hi - lo) * i / (count - 1)
+        label = rate_text(value)
+        if label not in labels:
+            ticks.append(value)
+            labels.append(label)
+    return ticks, labels
+
+
+def legend(title: str, entries: list[tuple[str, str]]) -> Text:
+    """A panel's title and its legend, for its top border: ``loss ━raw ━smoothed``."""
+    out = Text(title, style="bold")
+    for name, color in entries:
+        out.append(" ━", style=color)
+        out.append(name)
+    return out
+
+
+class _Panel(PlotextPlot):
+    """A plot over an x range that the monitor sets, so that both panels line up."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.x_range: tuple[int, int] | None = None
+
+    def set_x_range(self, lo: int, hi: int) -> None:
+        self.x_range = (lo, max(hi, lo + 1))
+
+    def _range(self, xs: list[int]) -> tuple[int, int]:
+        if self.x_range is not None:
+            return self.x_range
+        return (0, max(max(xs, default=1), 1))
+
+    def _axes(self, lo: int, hi: int) -> None:
+        plt = self.plt
+        plt.xlim(lo, hi)
+        ticks = step_ticks(lo, hi)
+        plt.xticks([float(t) for t in ticks], [str(t) for t in ticks])
+
+
+class LossPanel(_Panel):
+    """Training loss (raw and smoothed) and validation loss against step."""
+
+    DEFAULT_CSS = PANEL_CSS.format(name="LossPanel")
+    LEGEND = [("raw", "grey50"), ("smoothed", "cyan"), ("validation", "dark_orange")]
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
         self.steps: list[int] = []
         self.losses: list[float] = []
         self._smoothed: list[float] = []
         self._ema = (0.0, 0.0)
         self.val_steps: list[int] = []
         self.val_losses: list[float] = []
+        self.log_scale = False
+
+    def on_mount(self) -> None:
+        self._title()
+
+    def _title(self) -> None:
+        scale = "  (log)" if self.log_scale else ""
+        self.border_title = legend("loss" + scale, self.LEGEND)
 
     def add_step(self, step: int, loss: float) -> None:
         last, norm = self._ema
@@ -50,27 +151,64 @@ class LossPanel(PlotextPlot):
         self.val_steps.append(step)
         self.val_losses.append(loss)
 
+    def toggle_log_scale(self) -> None:
+        self.log_scale = not self.log_scale
+        self._title()
+
     def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
-        plt.title("loss")
-        if self.losses:
-            plt.plot(*thin(self.steps, self.losses), label="raw", marker="dot", color="gray")
-            plt.plot(*thin(self.steps, self._smoothed), label="smoothed", marker="braille", color="cyan")
-        if self.val_losses:
-            plt.plot(self.val_steps, self.val_losses, label="validation", marker="hd", color="orange")
+        plt.title("")
+        lo, hi = self._range(self.steps)
+        positive = (lambda y: y > 0) if self.log_scale else (lambda _y: True)
+        series = [
+            (self.steps, self.losses, "dot", "gray"),
+            (self.steps, self._smoothed, "braille", "cyan"),
+            (self.val_steps, self.val_losses, "hd", "orange"),
+        ]
+        for xs, ys, marker, color in series:
+            xs, ys = within(xs, ys, lo, hi)
+            kept = [(x, y) for x, y in zip(xs, ys, strict=True) if positive(y)]
+            if kept:
+                px, py = thin([x for x, _ in kept], [y for _, y in kept])
+                plt.plot(px, py, marker=marker, color=color)
+        plt.yscale("log" if self.log_scale else "linear")
+        self._axes(lo, hi)
         self.refresh()
 
 
-class LearningRatePanel(PlotextPlot):
-    """The learning rate so far, and the planned schedule ahead of the current step."""
+class LearningRatePanel(_Panel):
+    """The learning rate so far, the planned schedule ahead of the current step, and, with
+    differential rates, the planned rates of the classifier head and of the lowest layer."""
+
+    DEFAULT_CSS = PANEL_CSS.format(name="LearningRatePanel")
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.steps: list[int] = []
         self.rates: list[float] = []
         self.plan_steps: list[int] = []
         self.plan_rates: list[float] = []
+        self.head_multiplier = 1.0
+        self.lowest_multiplier = 1.0
+
+    def on_mount(self) -> None:
+        self._title()
+
+    def lines(self) -> list[tuple[str, str, str]]:
+        """(name, Rich colour, plotext colour) of each line drawn, for the legend."""
+        out = [("actual", "green", "green"), ("plan", "grey50", "gray")]
+        if self.head_multiplier != 1.0:
+            out.append((f"head x{self.head_multiplier:.2g}", "magenta", "magenta"))
+        if self.lowest_multiplier != 1.0:
+            out.append((f"low x{self.lowest_multiplier:.2g}", "blue", "blue"))
+        return out
+
+    def _title(self) -> None:
+        # Short when the two differential lines join the legend, so that it fits half of 80 columns.
+        differential = self.head_multiplier != 1.0 or self.lowest_multiplier != 1.0
+        title = "lr" if differential else "learning rate"
+        self.border_title = legend(title, [(name, color) for name, color, _ in self.lines()])
 
     def add_step(self, step: int, rate: float) -> None:
         self.steps.append(step)
@@ -80,18 +218,40 @@ class LearningRatePanel(PlotextPlot):
         keep = sum(1 for s in self.steps if s <= step)
         del self.steps[keep:], self.rates[keep:]
 
-    def set_plan(self, steps: list[int], rates: list[float]) -> None:
+    def set_plan(
+        self,
+        steps: list[int],
+        rates: list[float],
+        head_multiplier: float = 1.0,
+        lowest_multiplier: float = 1.0,
+    ) -> None:
         self.plan_steps, self.plan_rates = steps, rates
+        self.head_multiplier, self.lowest_multiplier = head_multiplier, lowest_multiplier
+        if self.is_mounted:
+            self._title()
 
     def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
-        plt.title("learning rate")
+        plt.title("")
+        lo, hi = self._range(self.steps + self.plan_steps[-1:])
         now = self.steps[-1] if self.steps else 0
-        ahead = [(s, r) for s, r in zip(self.plan_steps, self.plan_rates, strict=True) if s >= now]
-        if ahead:
-            xs, ys = zip(*ahead, strict=True)
-            plt.plot(list(xs), list(ys), label="planned", marker="dot", color="gray")
-        if self.rates:
-            plt.plot(*thin(self.steps, self.rates), label="actual", marker="braille", color="green")
+        drawn: list[float] = []
+        plan_x, plan_y = within(self.plan_steps, self.plan_rates, max(lo, now), hi)
+        if plan_x:
+            plt.plot(*thin(plan_x, plan_y), marker="dot", color="gray")
+            drawn += plan_y
+        full_x, full_y = within(self.plan_steps, self.plan_rates, lo, hi)
+        for multiplier, color in ((self.head_multiplier, "magenta"), (self.lowest_multiplier, "blue")):
+            if multiplier != 1.0 and full_x:
+                ys = [r * multiplier for r in full_y]
+                plt.plot(*thin(full_x, ys), marker="braille", color=color)
+                drawn += ys
+        xs, ys = within(self.steps, self.rates, lo, hi)
+        if xs:
+            plt.plot(*thin(xs, ys), marker="braille", color="green")
+            drawn += ys
+        if drawn:
+            plt.yticks(*rate_ticks(drawn))
+        self._axes(lo, hi)
         self.refresh()

@@ -70,12 +70,19 @@ class EvaluationView(Horizontal):
 
 
 class CheckpointTable(DataTable[str | Text]):
-    """Every checkpoint the journal reports: step, when, why, metric, and whether it still exists."""
+    """Every checkpoint the journal reports: step, when, why, metric, and whether it still exists.
+
+    The "saved" column says how long ago; it is brought up to date once a second, cell by cell,
+    and only the cells whose text changed are redrawn.
+    """
+
+    AGES_EVERY_S = 1.0
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.add_columns("step", "saved", "reason", "metric", "name")
+        self.saved_column = self.add_columns("step", "saved", "reason", "metric", "name")[1]
         self.entries: list[tuple[CheckpointSaved, float]] = []  # each with when it was saved
+        self.set_interval(self.AGES_EVERY_S, self.update_ages)
 
     def add(self, saved: CheckpointSaved, ts: float) -> None:
         # One row per folder: older journals report a folder once per save reason, and a resume
@@ -88,13 +95,21 @@ class CheckpointTable(DataTable[str | Text]):
         cursor = self.cursor_row
         self.clear()
         now = time.time()
-        for entry, ts in reversed(self.entries):
+        for i, (entry, ts) in enumerate(reversed(self.entries)):
             path = Path(entry.path)
             name = path.name if path.exists() else Text(f"{path.name} (deleted)", style="dim")
             metric = f"{entry.metric:.4f}" if entry.metric is not None else "-"
-            self.add_row(str(entry.step), ago(ts, now), entry.reason, metric, name)
+            self.add_row(str(entry.step), ago(ts, now), entry.reason, metric, name, key=str(i))
         if self.row_count:
             self.move_cursor(row=min(cursor, self.row_count - 1))
+
+    def update_ages(self, now: float | None = None) -> None:
+        """Bring each "saved ... ago" up to date; a cell whose text is unchanged is left alone."""
+        now = time.time() if now is None else now
+        for i, (_entry, ts) in enumerate(reversed(self.entries)):
+            text = ago(ts, now)
+            if self.get_cell(str(i), self.saved_column) != text:
+                self.update_cell(str(i), self.saved_column, text)
 
     def selected(self) -> CheckpointSaved | None:
         if not self.entries or self.row_count == 0:
