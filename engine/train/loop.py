@@ -117,6 +117,7 @@ class Trainer:
         )
         self.train_reader = SplitReader(self.data_dir, "train", self.manifest)
         self.evaluator = Evaluator(self.model, self.tokenizer, self.data_dir, self.manifest, self.labels)
+        # With resample every epoch has the re-sampled rows' batch count (the same each epoch).
         self.num_batches = self._plan(0).num_batches
         self.steps_per_epoch = steps_per_epoch(self.num_batches, t.grad_accum_steps)
         total_steps = t.max_steps or t.epochs * self.steps_per_epoch
@@ -171,6 +172,7 @@ class Trainer:
             seed=t.seed,
             epoch=epoch,
             window=t.bucket_window,
+            resample=t.resample,
         )
 
     def _apply_freeze(self) -> None:
