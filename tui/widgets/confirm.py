@@ -36,7 +36,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(self.question, "  ", (HINT, "not bold")), id="confirm-line")
+        yield Static(Text.assemble(self.question, " ", (HINT, "not bold")), id="confirm-line")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

@@ -77,9 +77,18 @@ def rate_ticks(values: list[float], count: int = Y_TICKS) -> tuple[list[float], 
     return ticks, labels
 
 
+def value_ticks(
+    lo: float, hi: float, *, log: bool = False, count: int = Y_TICKS
+) -> tuple[list[float], list[str]]:
+    """Evenly spaced ticks from lo to hi; with ``log`` the values are log10s, labelled as 0.5, not -0.3."""
+    ticks = [lo + (hi - lo) * i / (count - 1) for i in range(count)] if hi > lo else [lo]
+    return ticks, [f"{10**t if log else t:.3g}" for t in ticks]
+
+
 def legend(title: str, entries: list[tuple[str, str]]) -> Text:
     """A panel's title and its legend, for its top border: ``loss ━raw ━smoothed``."""
-    out = Text(title, style="bold")
+    out = Text()
+    out.append(title, style="bold")
     for name, color in entries:
         out.append(" ━", style=color)
         out.append(name)
@@ -160,19 +169,24 @@ class LossPanel(_Panel):
         plt.clear_data()
         plt.title("")
         lo, hi = self._range(self.steps)
-        positive = (lambda y: y > 0) if self.log_scale else (lambda _y: True)
         series = [
             (self.steps, self.losses, "dot", "gray"),
             (self.steps, self._smoothed, "braille", "cyan"),
             (self.val_steps, self.val_losses, "hd", "orange"),
         ]
+        drawn: list[float] = []
         for xs, ys, marker, color in series:
             xs, ys = within(xs, ys, lo, hi)
-            kept = [(x, y) for x, y in zip(xs, ys, strict=True) if positive(y)]
-            if kept:
-                px, py = thin([x for x, _ in kept], [y for _, y in kept])
-                plt.plot(px, py, marker=marker, color=color)
-        plt.yscale("log" if self.log_scale else "linear")
+            if self.log_scale:
+                # log10 drawn on a linear axis, labelled with the losses: plotext's own log scale
+                # transforms its data again at every render, and a second render fails.
+                kept = [(x, math.log10(y)) for x, y in zip(xs, ys, strict=True) if y > 0]
+                xs, ys = [x for x, _ in kept], [y for _, y in kept]
+            if xs:
+                plt.plot(*thin(xs, ys), marker=marker, color=color)
+                drawn += ys
+        if drawn:
+            plt.yticks(*value_ticks(min(drawn), max(drawn), log=self.log_scale))
         self._axes(lo, hi)
         self.refresh()
 
