@@ -8,24 +8,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from engine.protocol import (
     CheckpointSaved,
     Envelope,
     EvaluationEnded,
+    JobFailed,
     JobStarted,
     LogRecorded,
+    PhaseChanged,
+    ResourcesSampled,
     SchedulePlanned,
     StepEnded,
 )
+from engine.session import LIVE_STATUSES
 from tui import actions, keymap
 from tui.feed import SessionFeed, log_line, notice_line
-from tui.widgets.curves import LearningRatePanel, LossPanel
+from tui.screens.log import TextScreen, engine_log_text
+from tui.widgets.confirm import ask
+from tui.widgets.curves import WINDOW_STEPS, LearningRatePanel, LossPanel
+from tui.widgets.eventlog import EventLog, FailureNote
+from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
 from tui.widgets.tables import CheckpointTable, EvaluationView
 
@@ -54,25 +63,30 @@ class MonitorScreen(Screen[None]):
         self.feed.handle(SchedulePlanned, self.schedule_planned)
         self.feed.handle(EvaluationEnded, self.evaluation_ended)
         self.feed.handle(CheckpointSaved, self.checkpoint_saved)
+        self.feed.handle(JobFailed, self.job_failed)
+        self.total_steps: int | None = None  # the run's length, from its steps or its schedule
+        self.windowed = False  # the plots show the last WINDOW_STEPS steps rather than all
+        self._last_phase: str | None = None
         self.feed.handle_every(self.log_event)
         self.feed.on_notice(self.log_notice)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(self.session_id, id="monitor-title")
+        yield FailureNote("", id="monitor-failure")
         yield RunHeader(self.feed, id="run-header")
         with Horizontal(id="monitor-plots"):
             yield LossPanel(id="loss-plot")
             yield LearningRatePanel(id="lr-plot")
         with TabbedContent(id="monitor-tabs"):
             with TabPane("Events", id="events"):
-                yield RichLog(id="event-log", max_lines=LOG_LINES, wrap=False, markup=False)
+                yield EventLog(max_lines=LOG_LINES, id="event-log")
             with TabPane("Evaluation", id="evaluation"):
                 yield EvaluationView(id="eval-view")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield CheckpointTable(id="ckpt-table")
         yield self.feed
-        yield Footer(compact=True)
+        yield KeyFooter(self.KEYMAP)
 
     def on_mount(self) -> None:
         self.feed.start()
@@ -94,6 +108,8 @@ class MonitorScreen(Screen[None]):
 
     def step_ended(self, step: StepEnded, _env: Envelope) -> None:
         self.last_step = step
+        if step.total_steps:
+            self.total_steps = step.total_steps
         if step.loss is not None:
             self.loss_panel.add_step(step.step, step.loss)
         if step.learning_rate is not None:
@@ -108,7 +124,11 @@ class MonitorScreen(Screen[None]):
             self._plots_dirty = True
 
     def schedule_planned(self, plan: SchedulePlanned, _env: Envelope) -> None:
-        self.lr_panel.set_plan(plan.steps, plan.learning_rates)
+        self.lr_panel.set_plan(
+            plan.steps, plan.learning_rates, plan.head_lr_multiplier, plan.lowest_lr_multiplier
+        )
+        if plan.steps and not self.total_steps:
+            self.total_steps = plan.steps[-1]
         self._plots_dirty = True
 
     def evaluation_ended(self, evaluation: EvaluationEnded, _env: Envelope) -> None:
@@ -120,26 +140,76 @@ class MonitorScreen(Screen[None]):
     def checkpoint_saved(self, saved: CheckpointSaved, env: Envelope) -> None:
         self.query_one(CheckpointTable).add(saved, env.ts)
 
+    def job_failed(self, failed: JobFailed, _env: Envelope) -> None:
+        # A run that failed before its first step has nothing else to show: say why, in full, on top.
+        if failed.step <= 0 and self.last_step is None:
+            note = self.query_one(FailureNote)
+            note.update(
+                Text(
+                    f"failed before step 1: {failed.error_name}: {failed.error_text}  (v: the engine's log)",
+                    style="bold red",
+                )
+            )
+            note.display = True
+
     def log_notice(self, text: str) -> None:
-        self.query_one("#event-log", RichLog).write(notice_line(text))
+        self.query_one(EventLog).write(notice_line(text))
 
     def log_event(self, env: Envelope) -> None:
-        if isinstance(env.body, SchedulePlanned):
-            return  # the learning-rate panel draws it
+        if isinstance(env.body, (SchedulePlanned, ResourcesSampled)):
+            return  # the learning-rate panel draws the one; the other comes every few seconds
+        if isinstance(env.body, PhaseChanged):
+            if env.body.phase == self._last_phase:
+                return  # progress within a phase: the header shows it
+            self._last_phase = env.body.phase
         if isinstance(env.body, StepEnded) and env.body.step % LOG_EVERY_N_STEPS:
             return
         line = log_line(env)
         if isinstance(env.body, LogRecorded) and env.body.level in LEVEL_STYLES:
             line.stylize(LEVEL_STYLES[env.body.level])
-        self.query_one("#event-log", RichLog).write(line)
+        self.query_one(EventLog).write(line)
 
     # ---------------------------------------------------------------- display
+
+    def x_range(self) -> tuple[int, int]:
+        """The steps both plots show: the whole run (its length when known), or the last steps."""
+        now = self.step
+        end = max(self.total_steps or 0, now, max(self.loss_panel.val_steps, default=0), 1)
+        if self.windowed:
+            return max(0, now - WINDOW_STEPS), max(now, 1)
+        return 0, end
 
     def redraw_plots(self) -> None:
         if self._plots_dirty:
             self._plots_dirty = False
-            self.loss_panel.draw()
-            self.lr_panel.draw()
+            lo, hi = self.x_range()
+            for panel in (self.loss_panel, self.lr_panel):
+                panel.set_x_range(lo, hi)
+                panel.draw()
+
+    def action_log_scale(self) -> None:
+        self.loss_panel.toggle_log_scale()
+        self._plots_dirty = True
+        self.redraw_plots()
+
+    def action_window(self) -> None:
+        self.windowed = not self.windowed
+        shown = f"the last {WINDOW_STEPS} steps" if self.windowed else "every step"
+        self.notify(f"plots: {shown}", timeout=2)
+        self._plots_dirty = True
+        self.redraw_plots()
+
+    def action_filter(self) -> None:
+        self.query_one(TabbedContent).active = "events"
+        self.query_one(EventLog).start_filter()
+
+    def action_engine_log(self) -> None:
+        path = self.feed.paths.log
+        self.app.push_screen(TextScreen(f"engine log: {path}", engine_log_text(path), end=True))
+
+    @on(EventLog.Selected)
+    def event_selected(self, message: EventLog.Selected) -> None:
+        self.app.push_screen(TextScreen("event", message.text))
 
     def action_next_tab(self) -> None:
         tabs = self.query_one(TabbedContent)
@@ -148,6 +218,9 @@ class MonitorScreen(Screen[None]):
     # ---------------------------------------------------------------- controls
 
     def action_control(self, command: str) -> None:
+        if command == "stop" and self.feed.status in LIVE_STATUSES:
+            ask(self, f"Stop session {self.session_id}?", lambda: self.feed.control(command))
+            return
         self.feed.control(command)
 
     def action_export(self) -> None:
@@ -157,4 +230,9 @@ class MonitorScreen(Screen[None]):
     def checkpoint_selected(self, _event: DataTable.RowSelected) -> None:
         saved = self.query_one(CheckpointTable).selected()
         if saved is not None:
-            self.feed.control("resume", Path(saved.path).name)
+            name = Path(saved.path).name
+            ask(
+                self,
+                f"Resume {self.session_id} from {name} (step {saved.step})?",
+                lambda: self.feed.control("resume", name),
+            )
