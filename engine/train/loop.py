@@ -114,6 +114,9 @@ class Trainer:
             class_weights=class_weight_vector(t.class_weights, self.labels, counts),
             mixed_float16=self.precision == "mixed_float16",
             jit_optimizer=t.jit_optimizer,
+            head_lr_multiplier=t.head_lr_multiplier,
+            layer_lr_decay=t.layer_lr_decay,
+            label_smoothing=t.label_smoothing,
         )
         self.train_reader = SplitReader(self.data_dir, "train", self.manifest)
         self.evaluator = Evaluator(self.model, self.tokenizer, self.data_dir, self.manifest, self.labels)

@@ -1,13 +1,16 @@
-"""The optimisation step: AdamW, class-weighted loss, accumulation, clipping, under tf.distribute."""
+"""The optimisation step: AdamW with differential rates, class-weighted (smoothed) loss, accumulation,
+clipping, under tf.distribute."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
+
+from engine.train import freeze
 
 # Substrings of variable names that get no weight decay (biases and LayerNorm, as in BERT).
 NO_DECAY = ("bias", "LayerNorm", "layer_norm", "/beta", "/gamma")
@@ -18,8 +21,85 @@ BATCH_SPEC = {
 }
 
 
+def lr_multiplier(group: str, layers: int, head: float = 1.0, decay: float = 1.0) -> float:
+    """The LR of a weight group (engine.train.freeze.group_of) over the schedule's LR.
+
+    The schedule sets the top encoder layer's LR; layer i (0 = bottom) learns at
+    decay ** (layers - 1 - i) times it, the embeddings at decay ** layers, and the head
+    (the classifier, and the pooler: it sits above the encoder and feeds only the classifier,
+    and freezing counts it as head too) at ``head`` times it.
+    """
+    if group == "head":
+        return float(head)
+    if group == "embeddings":
+        return float(decay**layers)
+    return float(decay ** (layers - 1 - int(group.split(":")[1])))
+
+
+class DifferentialAdamW(tf_keras.optimizers.AdamW):
+    """AdamW whose LR (in the Adam step and in the decoupled weight decay) is scaled per variable.
+
+    The scales are Python constants traced into each variable's update, so they are fixed
+    before the first step and add no optimizer variables (a checkpoint holds the same
+    moments and step count as plain AdamW's). A variable at scale 1.0 takes plain AdamW's
+    code path unchanged, bit for bit.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lr_scales: dict[Any, float] = {}
+
+    def set_lr_scales(self, scales: Iterable[tuple[Any, float]]) -> None:
+        """(variable, its LR over the optimizer's LR) pairs, before the first step; a variable absent: 1.0."""
+        self._lr_scales = {self._var_key(v): float(s) for v, s in scales if float(s) != 1.0}
+
+    def lr_scale(self, variable: Any) -> float:
+        return self._lr_scales.get(self._var_key(variable), 1.0)
+
+    def _lr_for(self, variable: Any) -> tf.Tensor:
+        lr = tf.cast(self.learning_rate, variable.dtype)
+        scale = self.lr_scale(variable)
+        return lr if scale == 1.0 else lr * tf.cast(scale, variable.dtype)
+
+    def update_step(self, gradient: Any, variable: Any) -> Any:
+        if self.lr_scale(variable) == 1.0:
+            return super().update_step(gradient, variable)
+        # AdamW's dense update (a sparse gradient is made dense: their docs call the two equal).
+        gradient = tf.convert_to_tensor(gradient)
+        lr = self._lr_for(variable)
+        local_step = tf.cast(self.iterations + 1, variable.dtype)
+        beta_1_power = tf.pow(tf.cast(self.beta_1, variable.dtype), local_step)
+        beta_2_power = tf.pow(tf.cast(self.beta_2, variable.dtype), local_step)
+        index = self._index_dict[self._var_key(variable)]
+        m, v = self._momentums[index], self._velocities[index]
+        alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        m.assign_add((gradient - m) * (1 - self.beta_1))
+        v.assign_add((tf.square(gradient) - v) * (1 - self.beta_2))
+        if self.amsgrad:
+            v_hat = self._velocity_hats[index]
+            v_hat.assign(tf.maximum(v_hat, v))
+            v = v_hat
+        return variable.assign_sub((m * alpha) / (tf.sqrt(v) + self.epsilon))
+
+    def _apply_weight_decay(self, variables: Any) -> None:
+        # As tf_keras' distributed AdamW does it, with the variable's own LR.
+        if self.weight_decay is None:
+            return
+
+        def apply(distribution: Any, variables: Any, **_: Any) -> None:
+            def decay(variable: Any) -> None:
+                if self._use_weight_decay(variable):
+                    wd = tf.cast(self.weight_decay, variable.dtype)
+                    variable.assign_sub(variable * wd * self._lr_for(variable))
+
+            for variable in variables:
+                distribution.extended.update(variable, decay, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(apply, self._distribution_strategy, variables)
+
+
 def make_optimizer(weight_decay: float, mixed_float16: bool = False, jit: bool = True) -> Any:
-    """AdamW whose LR is a variable the loop sets each step from the schedule.
+    """AdamW (per-variable LR scales possible) whose LR is a variable the loop sets each step.
 
     With ``jit`` each weight's update (moments, bias correction, step) is one XLA kernel. Keras
     turns that on only when it sees a GPU; on a CPU it halves the update's time too (MiniLM:
@@ -28,7 +108,7 @@ def make_optimizer(weight_decay: float, mixed_float16: bool = False, jit: bool =
     """
     from tf_keras.src.utils.tf_utils import can_jit_compile
 
-    opt = tf_keras.optimizers.AdamW(learning_rate=0.0, weight_decay=weight_decay, epsilon=1e-8)
+    opt = DifferentialAdamW(learning_rate=0.0, weight_decay=weight_decay, epsilon=1e-8)
     opt.exclude_from_weight_decay(var_names=list(NO_DECAY))
     opt.jit_compile = bool(jit and can_jit_compile())
     if mixed_float16:
@@ -41,14 +121,28 @@ def _inner(opt: Any) -> Any:
 
 
 def example_losses(
-    model: Any, batch: dict[str, tf.Tensor], class_weights: tf.Tensor | None, training: bool
+    model: Any,
+    batch: dict[str, tf.Tensor],
+    class_weights: tf.Tensor | None,
+    training: bool,
+    label_smoothing: float = 0.0,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Per-example weights and cross-entropies (float32) and the logits."""
+    """Per-example weights and cross-entropies (float32) and the logits.
+
+    With ``label_smoothing`` eps the target is (1 - eps) * onehot + eps / K over the K classes.
+    """
     logits = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], training=training
     ).logits
     logits = tf.cast(logits, tf.float32)
-    ce = tf.keras.losses.sparse_categorical_crossentropy(batch["labels"], logits, from_logits=True)
+    if label_smoothing:
+        k = tf.shape(logits)[-1]
+        target = (1.0 - label_smoothing) * tf.one_hot(batch["labels"], k) + label_smoothing / tf.cast(
+            k, tf.float32
+        )
+        ce = -tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=-1)
+    else:
+        ce = tf.keras.losses.sparse_categorical_crossentropy(batch["labels"], logits, from_logits=True)
     w = tf.ones_like(ce) if class_weights is None else tf.gather(class_weights, batch["labels"])
     return w, ce, logits
 
@@ -57,7 +151,8 @@ class Stepper:
     """Runs optimisation steps of k micro-batches: grads of sum(w*loss) summed, divided by sum(w), one apply.
 
     Normalising by the total weight of all micro-batches (and replicas) is what makes
-    k accumulated micro-batches equal one batch k times larger.
+    k accumulated micro-batches equal one batch k times larger. ``head_lr_multiplier`` and
+    ``layer_lr_decay`` give each weight group its own LR (lr_multiplier); ``lr_scales`` names them.
     """
 
     def __init__(
@@ -71,16 +166,27 @@ class Stepper:
         class_weights: Sequence[float] | None = None,
         mixed_float16: bool = False,
         jit_optimizer: bool = True,
+        head_lr_multiplier: float = 1.0,
+        layer_lr_decay: float = 1.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         self.model = model
         self.strategy = strategy
         self.clip_norm = clip_norm
         self.accum_steps = accum_steps
         self.mixed_float16 = mixed_float16
+        self.label_smoothing = float(label_smoothing)
         with strategy.scope():
             self.optimizer = make_optimizer(weight_decay, mixed_float16, jit_optimizer)
             # Built over every weight once, so freezing changes only which ones get gradients.
             self.all_vars = list(model.trainable_variables)
+            layers = freeze.num_layers(model)
+            self.lr_scales = {
+                v.name: lr_multiplier(freeze.group_of(v.name), layers, head_lr_multiplier, layer_lr_decay)
+                for v in self.all_vars
+            }
+            if any(scale != 1.0 for scale in self.lr_scales.values()):
+                _inner(self.optimizer).set_lr_scales((v, self.lr_scales[v.name]) for v in self.all_vars)
             _inner(self.optimizer).build(self.all_vars)
             self.class_weights = (
                 None if class_weights is None else tf.constant(np.asarray(class_weights, np.float32))
@@ -127,7 +233,9 @@ class Stepper:
     def _grads(self, batch: dict[str, tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
         train_vars = [self.all_vars[i] for i in self.train_idx]
         with tf.GradientTape() as tape:
-            w, ce, _ = example_losses(self.model, batch, self.class_weights, training=True)
+            w, ce, _ = example_losses(
+                self.model, batch, self.class_weights, training=True, label_smoothing=self.label_smoothing
+            )
             loss_sum = tf.reduce_sum(w * ce)
             target = self.optimizer.get_scaled_loss(loss_sum) if self.mixed_float16 else loss_sum
         grads = tape.gradient(target, train_vars)
