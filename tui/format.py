@@ -66,7 +66,7 @@ PENDING_PHASES = ("pausing", "stopping")
 def phase_text(
     phase: str, done: int | None = None, total: int | None = None, unit: str = "", detail: str = ""
 ) -> str:
-    """A phase as a person reads it: ``preparing data 12,000/38,158 rows``, ``pausing after evaluation…``."""
+    """A phase as a person reads it: ``preparing data 12,000/38,158 rows``, ``pausing after this step…``."""
     parts = [PHASE_WORDS.get(phase, phase.replace("_", " "))]
     if done is not None:
         parts.append(f"{done:,}" + (f"/{total:,}" if total else "") + (f" {unit}" if unit else ""))
@@ -112,6 +112,8 @@ def event_line(kind: str, body: dict[str, Any]) -> str:
         line = phase_text(
             body["phase"], body.get("done"), body.get("total"), body.get("unit", ""), body.get("detail", "")
         )
+        if body["phase"] in PENDING_PHASES:
+            return f"{line} (asked at step {body.get('step', 0)})"
         return f"{line} at step {body.get('step', 0)}" + (
             f" (previous phase {duration(took)})" if took else ""
         )

@@ -26,7 +26,7 @@ PHASE_WORDS = {
     "preparing": ["running", "preparing data 12,000/38,158 rows"],
     "training": ["running", "step 24/40", "60%", "ETA 1m12s", "lr 2.1e-5", "loss 0.1227"],
     "evaluating": ["running", "evaluating 3/12 batches", "step 24/40", "ETA 1m12s"],
-    "pausing": ["running", "pausing after evaluation…", "step 24/40"],
+    "pausing": ["running", "pausing after the evaluation…", "step 24/40"],
     "paused": ["paused", "step 24/40"],
     "stopped": ["stopped", "step 24/40"],
     "failed": ["failed", "step 27/40"],
@@ -102,7 +102,7 @@ async def test_a_resumed_run_shows_its_step_at_once(tmp_path: Path) -> None:
 
 
 async def test_phases_arriving_live_change_the_header(tmp_path: Path) -> None:
-    """A stop asked for mid-evaluation reads 'stopping after evaluation…' as soon as its event arrives."""
+    """A stop asked for mid-evaluation reads 'stopping after the evaluation…' as soon as its event arrives."""
     paths = session_in_phase(tmp_path, "evaluating")
     events = events_in_phase("evaluating")
     app = FtcApp(tmp_path, attach=paths.id)
@@ -125,13 +125,13 @@ async def test_phases_arriving_live_change_the_header(tmp_path: Path) -> None:
         deliver(PhaseChanged(phase="stopping", step=24))
         await _until(
             pilot,
-            lambda: "stopping after evaluation…" in "\n".join(_header_rows(app, header)),
-            what="stopping after evaluation",
+            lambda: "stopping after the evaluation…" in "\n".join(_header_rows(app, header)),
+            what="stopping after the evaluation",
         )
         deliver(protocol.EvaluationEnded(step=24, metrics={"loss": 0.4}))
         await pilot.pause(0.1)
         text = "\n".join(_header_rows(app, header))
-        assert "stopping after evaluation…" in text and "evaluating" not in text, text
+        assert "stopping after the evaluation…" in text and "evaluating" not in text, text
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -1,7 +1,7 @@
 """RunHeader: the monitor's summary of one run, in two or three lines that fit any width.
 
 Line 1: the status word, what the job is doing when it is not plain training (loading model,
-preparing data 12,000/38,158 rows, evaluating 3/12 batches, pausing after evaluation…), the
+preparing data 12,000/38,158 rows, evaluating 3/12 batches, pausing after the evaluation…), the
 loss, learning rate, throughput and the number of events seen.
 Line 2: a progress bar, then ``step 120/400  30%  ETA 3m12s``; the bar takes what is left.
 Line 3 (once the engine has sampled its resources): per GPU utilisation, memory, temperature and
@@ -14,7 +14,8 @@ the least important first (``RANK``: the higher the rank, the sooner it goes):
   word and a pending pause or stop always stay.
 - line 2: the bar shrinks first (and goes below 4 cells), then the percentage; step and ETA stay.
 - line 3: GPU power, GPU temperature, device and precision, host memory, RSS, engine CPU, then the
-  GPUs themselves (the last GPU first).
+  GPUs themselves (the last GPU first). Once the engine has ended, the line is dimmed and begins
+  with ``last sample``: the figures are its last, not the machine's now.
 
 The widget registers its own handlers on the screen's ``SessionFeed``, so the screen only composes it.
 """
@@ -61,6 +62,7 @@ RANK = {
     "step": 0,
     "eta": 0,
     "percent": 2,
+    "last": 0,
     "gpu": 1,
     "cpu": 2,
     "rss": 3,
@@ -148,7 +150,7 @@ class RunHeader(Widget):
             self.step = phase.step
         if phase.phase in PENDING_PHASES:
             if not phase.detail and self.activity is not None and self.activity.phase == "evaluating":
-                phase = phase.model_copy(update={"detail": "after evaluation"})
+                phase = phase.model_copy(update={"detail": "after the evaluation"})
             self.pending = phase
         elif phase.phase == "training":
             self.activity = None
@@ -261,6 +263,11 @@ class RunHeader(Widget):
         device = " ".join(p for p in (r.device, r.precision) if p)
         if device:
             fields.append((RANK["device"], Text(device, style="dim")))
+        if self.status not in ACTIVE:
+            # The engine is gone: these are its last figures, not what the machine does now.
+            fields = [(RANK["last"], Text("last sample", style="dim italic"))] + [
+                (rank, Text(text.plain, style="dim")) for rank, text in fields
+            ]
         return fields
 
     def lines(self, width: int) -> list[Text]:
