@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelError, brief
+from engine.errors import ConfigError, ModelError, brief
 
 # transformers' TF classes need Keras 2; set before anything imports tensorflow.keras.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -213,6 +213,31 @@ def _loading_info(info: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+# [train] dropout keys -> the config attribute that holds them, first one the model's config has
+# (BERT, RoBERTa, ELECTRA and kin; DistilBERT; ALBERT's classifier).
+DROPOUT_ATTRIBUTES = {
+    "dropout": ("hidden_dropout_prob", "dropout"),
+    "attention_dropout": ("attention_probs_dropout_prob", "attention_dropout"),
+    "classifier_dropout": ("classifier_dropout", "seq_classif_dropout", "classifier_dropout_prob"),
+}
+
+
+def set_dropout(config: Any, settings: dict[str, float | None]) -> None:
+    """Override the config's dropout rates with the settings that are not None (keys of DROPOUT_ATTRIBUTES).
+
+    A model type without such a rate is refused in one line naming the key and the type.
+    """
+    for key, value in settings.items():
+        if value is None:
+            continue
+        attr = next((a for a in DROPOUT_ATTRIBUTES[key] if hasattr(config, a)), None)
+        if attr is None:
+            raise ConfigError(
+                f"[train] {key}: {config.model_type} models have no such dropout setting; remove the key"
+            )
+        setattr(config, attr, float(value))
+
+
 def load_model(
     source: str | os.PathLike[str],
     num_labels: int,
@@ -220,11 +245,16 @@ def load_model(
     label2id: dict[str, int] | None = None,
     *,
     seed: int | None = None,
+    dropout: float | None = None,
+    attention_dropout: float | None = None,
+    classifier_dropout: float | None = None,
 ) -> Any:
     """A TFAutoModelForSequenceClassification; a missing or differently sized head is newly initialised.
 
     With ``seed`` the new head (and dropout seeds) are reproducible. Loading info
     (missing, unexpected and mismatched keys) is left on ``model.ftc_loading_info``.
+    The dropout rates, where given, replace the pretrained config's (set_dropout); a BERT-like
+    model whose classifier_dropout is unset uses its hidden dropout before the classifier too.
     """
     import tensorflow as tf
     from transformers import AutoConfig, TFAutoModelForSequenceClassification
@@ -242,6 +272,14 @@ def load_model(
         label2id = {name: i for i, name in id2label.items()}
     config = AutoConfig.from_pretrained(
         str(folder), num_labels=num_labels, id2label=id2label, label2id=label2id
+    )
+    set_dropout(
+        config,
+        {
+            "dropout": dropout,
+            "attention_dropout": attention_dropout,
+            "classifier_dropout": classifier_dropout,
+        },
     )
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)

@@ -96,7 +96,16 @@ class Trainer:
         id2label = dict(enumerate(self.labels))
         label2id = {n: i for i, n in id2label.items()}
         with self.strategy.scope():
-            self.model = load_model(self.cfg.model.source, len(self.labels), id2label, label2id, seed=t.seed)
+            self.model = load_model(
+                self.cfg.model.source,
+                len(self.labels),
+                id2label,
+                label2id,
+                seed=t.seed,
+                dropout=t.dropout,
+                attention_dropout=t.attention_dropout,
+                classifier_dropout=t.classifier_dropout,
+            )
         for key, why in (
             ("missing_keys", "not in the checkpoint"),
             ("mismatched_keys", "another shape in the checkpoint"),

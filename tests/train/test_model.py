@@ -114,3 +114,55 @@ def test_minilm_converted_encoder_matches_numpy_reference() -> None:
     np.testing.assert_allclose(ours[real], ref[real], atol=2e-4)
     logits = _logits(model, tok, ["I love this phone"])
     np.testing.assert_array_equal(logits, _logits(model, tok, ["I love this phone"]))
+
+
+def _rates(model) -> dict[str, float]:
+    """The rates of the built Keras Dropout layers, by what they drop (TF BERT's layout)."""
+    layer = model.bert.encoder.layer[0]
+    return {
+        "embeddings": model.bert.embeddings.dropout.rate,
+        "attention": layer.attention.self_attention.dropout.rate,
+        "attention_output": layer.attention.dense_output.dropout.rate,
+        "output": layer.bert_output.dropout.rate,
+        "classifier": model.dropout.rate,
+    }
+
+
+def test_dropout_settings_reach_the_built_model(tiny_tf: Path, tiny_pt: Path) -> None:
+    import tf_keras
+
+    own = _rates(load_model(tiny_tf, 2, seed=0))
+    assert set(own.values()) == {0.1}  # the tiny model's own config
+    for folder in (tiny_tf, tiny_pt):
+        model = load_model(folder, 2, seed=0, dropout=0.3, attention_dropout=0.2, classifier_dropout=0.45)
+        rates = _rates(model)
+        assert rates == {
+            "embeddings": 0.3,
+            "attention": 0.2,
+            "attention_output": 0.3,
+            "output": 0.3,
+            "classifier": 0.45,
+        }
+        every = sorted({round(x.rate, 6) for x in model.submodules if isinstance(x, tf_keras.layers.Dropout)})
+        assert every == [0.2, 0.3, 0.45]
+        assert model.config.hidden_dropout_prob == 0.3
+    # classifier_dropout unset: BERT's classifier follows the hidden dropout.
+    assert _rates(load_model(tiny_tf, 2, seed=0, dropout=0.25))["classifier"] == 0.25
+
+
+def test_dropout_of_distilbert_and_a_model_without_the_setting(tmp_path: Path) -> None:
+    from transformers import DistilBertConfig, MPNetConfig
+
+    from engine.errors import ConfigError
+    from engine.model import set_dropout
+
+    distil = DistilBertConfig()
+    set_dropout(distil, {"dropout": 0.3, "attention_dropout": 0.2, "classifier_dropout": 0.4})
+    assert (distil.dropout, distil.attention_dropout, distil.seq_classif_dropout) == (0.3, 0.2, 0.4)
+    mpnet = MPNetConfig()
+    set_dropout(mpnet, {"dropout": 0.3, "classifier_dropout": None})
+    assert mpnet.hidden_dropout_prob == 0.3
+    with pytest.raises(
+        ConfigError, match=r"^\[train\] classifier_dropout: mpnet models have no such dropout"
+    ):
+        set_dropout(mpnet, {"classifier_dropout": 0.4})
