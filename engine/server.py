@@ -44,8 +44,9 @@ from engine import jobs, protocol
 from engine.config import job_kind, load_toml
 from engine.errors import ExitCode, FtcError, full_disk
 from engine.fsio import atomic_write_json
-from engine.jobs.base import Control, JobContext, StartupInterrupted, StopRequested
+from engine.jobs.base import Control, JobContext, Phases, StartupInterrupted, StopRequested
 from engine.journal import Journal
+from engine.resources import Sampler
 from engine.session import (
     ENDED_STATUSES,
     SessionPaths,
@@ -194,6 +195,14 @@ class Engine:
         self.reserve.hold()
         self.store = StateStore(paths)
         self.journal = Journal(paths.events, paths.id)
+        self.phases = Phases(self.emit)  # what the job does; a pause or stop is said here at once
+        self.hardware: dict[str, str] = {}  # the job's device and precision, once it knows them
+        self.sampler = Sampler(
+            self.emit,
+            log,
+            describe=lambda: {"device": "CPU", **self.hardware},
+            skip=lambda: self.control.stop_reason is not None,
+        )
         self._outbox: queue.Queue[protocol.Envelope] = queue.Queue()
         self._io_done = threading.Event()
         self._zmq = zmq.Context()
@@ -374,16 +383,27 @@ class Engine:
 
     def _execute(self, cmd: protocol.Envelope) -> protocol.CommandResult:
         c = self.control
+
+        def answer(body: protocol._Body) -> protocol.Envelope:
+            return self.emit(body, parent=cmd.id)
+
         if cmd.type == "pause":
             changed = c.pause(cmd.id)
+            if changed and self.in_job:
+                self.phases.notice("pausing", answer)  # said now; the pause lands at the next boundary
         elif cmd.type == "unpause":
             changed = c.unpause(cmd.id)
+            if changed:
+                self.phases.withdraw(answer)  # a pause that had not landed yet
         elif cmd.type == "checkpoint_now":
             c.request_checkpoint(cmd.id)
             changed = True
         elif cmd.type == "stop":
             changed = c.stop_reason is None
             c.request_stop("stop command", cmd.id)
+            if changed and self.in_job:
+                self.store.update(status="stopping")
+                self.phases.notice("stopping", answer)
             if changed and self.in_job and not c.stepping and self.interrupt is not None:
                 self.interrupt("stop command")  # still starting up: nothing to checkpoint, stop now
         else:  # ping, status
@@ -405,6 +425,8 @@ class Engine:
         with contextlib.suppress(OSError):
             self.store.update(status="stopping")
             self.emit(protocol.LogRecorded(level="warning", text=text))
+            if self.in_job:
+                self.phases.notice("stopping")
 
     def hurry(self, reason: str) -> None:
         """A second stop signal: record the stop (state, then journal) and end the process at once."""
@@ -429,6 +451,8 @@ class Engine:
             emit=self.emit,
             update_state=self.store.update,
             resume_from=self.resume_from,
+            phases=self.phases,
+            hardware=self.hardware,
         )
         code = 0
         ending: protocol._Body
@@ -448,6 +472,7 @@ class Engine:
                     pid=ident["pid"], hostname=ident["hostname"], job=self.kind, resumed=self.resume
                 )
             )
+            self.sampler.start()
             self.in_job = True
             try:
                 summary = jobs.load(self.kind)(ctx)
@@ -485,6 +510,7 @@ class Engine:
         Whoever sees those events finds state.json already final. Each part is tried even if
         another fails (a disk still full): the state, at least, must not say running.
         """
+        self.sampler.stop()  # no sample after the job's last event
         try:
             self.store.final(status=status, message=reason, ended=time.time())
         except OSError as exc:

@@ -46,13 +46,19 @@ def _open(opts: dict[str, Any]) -> Source:
 
 
 class _Progress:
-    """Turns the data code's per-chunk callback into ProgressReported events and step boundaries."""
+    """Turns the data code's per-chunk callback into ProgressReported events, phases and step boundaries.
 
-    def __init__(self, ctx: JobContext) -> None:
+    The phase (PhaseChanged, throttled) is ``phase``, except the data tests on the prepared shards
+    ("shard-checks"), which are testing_data: the tests that gate a run.
+    """
+
+    def __init__(self, ctx: JobContext, phase: str) -> None:
         self.ctx = ctx
+        self.phase = phase
         self.step = 0
         self._stage = ""
         self._t0 = time.monotonic()
+        ctx.phases.enter(phase, done=0, unit="rows")
 
     def __call__(self, stage: str, done: int, total: int | None, fraction: float | None) -> None:
         now = time.monotonic()
@@ -62,12 +68,15 @@ class _Progress:
         rate = done / elapsed if elapsed > 0 else None
         eta = elapsed * (1 - fraction) / fraction if fraction and elapsed > 0 else None
         detail = protocol.ProgressDetail(fraction=None if fraction is None else round(fraction, 4))
+        unit = "shards" if stage == "shard-checks" else "rows"
+        phase = "testing_data" if stage == "shard-checks" else self.phase
+        self.ctx.phases.enter(phase, done=done, total=total, unit=unit, detail=stage)
         self.ctx.emit(
             protocol.ProgressReported(
                 stage=stage,
                 done=done,
                 total=total,
-                unit="shards" if stage == "shard-checks" else "rows",
+                unit=unit,
                 rate=rate,
                 eta_s=eta,
                 detail=detail,
@@ -103,7 +112,7 @@ def run_check(ctx: JobContext) -> dict[str, Any]:
         tokenizer=opts.get("tokenizer"),
         max_length=int(opts["max_length"]),
         workdir=out,
-        on_chunk=_Progress(ctx),
+        on_chunk=_Progress(ctx, "testing_data"),
     )
     doc = report(result)
     doc["rejects"]["path"] = "rejects.csv"
@@ -134,7 +143,7 @@ def run_prepare(ctx: JobContext) -> dict[str, Any]:
     ctx.emit(
         protocol.LogRecorded(text=f"preparing {src.path}: text={src.text_col!r} label={src.label_col!r}")
     )
-    done = prepare(src, prep, on_chunk=_Progress(ctx))
+    done = prepare(src, prep, on_chunk=_Progress(ctx, "preparing_data"))
     manifest = done["manifest"]
     return {
         **_summary(done["report"]),

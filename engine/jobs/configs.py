@@ -23,6 +23,9 @@ class SelftestSection(_Section):
     step_s: float = Field(0.05, ge=0)
     fail_at: int = Field(0, ge=0)
     checkpoint_every: int = Field(0, ge=0)
+    eval_every: int = Field(0, ge=0)  # an evaluation every that many steps (0: none)
+    eval_s: float = Field(1.0, ge=0)  # how long one evaluation takes
+    eval_batches: int = Field(10, ge=1)
 
 
 class DataJobSection(_Section):

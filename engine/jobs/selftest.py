@@ -5,8 +5,11 @@ checkpoints its position to ``checkpoints/ckpt-<step>/selftest.json`` (with a CO
 training's checkpoints have), resumes from the
 latest (or a chosen) one, and can be told to fail at a step. The engine tests use it to
 prove the engine's hosting (start, progress, pause, checkpoint, stop, fail) without ML code.
+It reports its phases as training does: loading_model, training and, with ``eval_every``,
+evaluating (``eval_batches`` batches over ``eval_s`` seconds, then an ``evaluation_ended``).
 
-Config: ``[selftest] steps = 100, step_s = 0.05, fail_at = 0, checkpoint_every = 0``.
+Config: ``[selftest] steps = 100, step_s = 0.05, fail_at = 0, checkpoint_every = 0, eval_every = 0,
+eval_s = 1.0, eval_batches = 10``.
 ``FTC_SELFTEST_START_S`` makes its start-up (before the first step) last that many seconds.
 """
 
@@ -30,6 +33,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     step_s = float(opts.get("step_s", 0.05))
     fail_at = int(opts.get("fail_at", 0))
     every = int(opts.get("checkpoint_every", 0))
+    eval_every = int(opts.get("eval_every", 0))
+    eval_s = float(opts.get("eval_s", 1.0))
+    eval_batches = int(opts.get("eval_batches", 10))
+    ctx.phases.enter("loading_model")
     # A slow start-up (as importing TensorFlow and loading a model are), before the first step; an
     # environment variable, as the tests of stop signals set it (the [selftest] keys are checked).
     start_until = time.monotonic() + float(os.environ.get("FTC_SELFTEST_START_S") or 0)
@@ -63,6 +70,15 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
     ctx.update_state(step=step, total_steps=steps)
     ctx.emit(protocol.JobStarted(job="selftest", step=step, total_steps=steps))
+    ctx.phases.enter("training", step=step)
+
+    def evaluate() -> None:
+        with ctx.phases.during("evaluating", total=eval_batches, done=0, unit="batches"):
+            for batch in range(eval_batches):
+                time.sleep(eval_s / eval_batches)
+                ctx.phases.progress(batch + 1, eval_batches, unit="batches")
+        ctx.emit(protocol.EvaluationEnded(step=step, metrics={"accuracy": 1 - math.exp(-step / 20)}))
+
     started = time.monotonic()
     first = step
     while step < steps:
@@ -84,6 +100,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 eta_s=(steps - step) / rate if rate else None,
             )
         )
+        if eval_every and step % eval_every == 0:
+            evaluate()
         if every and step % every == 0:
             save("periodic")
     save("final")

@@ -1,9 +1,10 @@
 """The trainer's hooks (Keras callbacks, HF's TrainerCallback): their base class, a list, a step report.
 
 The loop calls every callback, in list order, at each of its points: a resume, train begin,
-step end, evaluation, a complete checkpoint, a log line, train end, and close (always, after
-the end or a failure). A callback reads ``trainer.state``, may set ``trainer.control``'s
-flags, and handles one concern: events, state.json, TensorBoard, checkpoints, early stopping.
+step end, an evaluation's progress and its end, a complete checkpoint, a log line, train end,
+and close (always, after the end or a failure). A callback reads ``trainer.state``, may set
+``trainer.control``'s flags, and handles one concern: events, state.json, TensorBoard,
+checkpoints, early stopping.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class Callback:
     def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
         """After an optimizer step; ``trainer.state`` is already past it."""
 
+    def on_evaluate_batch(self, trainer: Trainer, split: str, done: int, total: int | None) -> None:
+        """An evaluation of ``split`` has run ``done`` of its ``total`` batches (0: it starts)."""
+
     def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
         """After an evaluation of ``split`` at ``trainer.state.step``."""
 
@@ -89,6 +93,10 @@ class CallbackList(Callback):
     def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
         for cb in self.callbacks:
             cb.on_step_end(trainer, report)
+
+    def on_evaluate_batch(self, trainer: Trainer, split: str, done: int, total: int | None) -> None:
+        for cb in self.callbacks:
+            cb.on_evaluate_batch(trainer, split, done, total)
 
     def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
         for cb in self.callbacks:

@@ -79,8 +79,12 @@ class Checkpointing(Callback):
         Periodic checkpoints are written in the background (a MiniLM checkpoint with its Adam
         moments is about 270 MB); every other reason (best, on command, stop, final) waits for
         its write, after the one in flight. Either way ``on_save`` is called once the
-        checkpoint is complete on disk.
+        checkpoint is complete on disk. The job's phase is checkpointing while the loop waits.
         """
+        with trainer.ctx.phases.during("checkpointing", detail=reason):
+            return self._save(trainer, reason, background)
+
+    def _save(self, trainer: Trainer, reason: str, background: bool) -> Path:
         self.writer.wait()
         step = trainer.state.step
         existing = self.root / f"{ck.PREFIX}{step}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,10 @@ class Evaluator:
             )
         return self._logits_fn(ids, mask)
 
-    def run(self, split: str, t: TrainSection) -> Figures:
+    def run(
+        self, split: str, t: TrainSection, on_batch: Callable[[int, int | None], None] | None = None
+    ) -> Figures:
+        """Score the model on ``split``; ``on_batch(done, total)`` before the first batch and after each."""
         plan = EpochPlan(
             SplitReader(self.data_dir, split, self.manifest),
             self.tokenizer,
@@ -54,9 +58,14 @@ class Evaluator:
             shuffle=False,
         )
         logits, labels = [], []
-        for b in plan.batches():
+        total = plan.num_batches
+        if on_batch is not None:
+            on_batch(0, total)
+        for done, b in enumerate(plan.batches(), start=1):
             logits.append(self._logits(b.input_ids, b.attention_mask).numpy())
             labels.append(b.labels)
+            if on_batch is not None:
+                on_batch(done, total)
         return evaluate_logits(np.concatenate(logits), np.concatenate(labels), self.labels)
 
 

@@ -39,7 +39,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if not _resuming_from_checkpoint(ctx):
         from engine.train import gate
 
+        ctx.phases.enter("testing_data")
         gate.check(folder, cfg.data.on_fail, ctx.emit, in_config=cfg.data.source is not None)
+    ctx.phases.enter("loading_model")  # importing TensorFlow, then the weights and the tokenizer
     from engine.train.loop import Trainer  # tensorflow is imported only once the config is known good
 
     trainer = Trainer(cfg, folder, ctx)

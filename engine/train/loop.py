@@ -292,7 +292,9 @@ class Trainer:
         """Evaluate on a split (None if the data has none) and call the callbacks with the result."""
         if not self.evaluator.has(split):
             return None
-        result = self.evaluator.run(split, self.t)
+        result = self.evaluator.run(
+            split, self.t, lambda done, total: self.callbacks.on_evaluate_batch(self, split, done, total)
+        )
         if result.absent and split not in self._warned_absent:
             self._warned_absent.add(split)
             self.log(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,16 +20,28 @@ STATE_EVERY_S = 1.0  # state.json is fsynced; once a second is plenty for `ftc l
 
 
 class Events(Callback):
-    """Journals and publishes the run's events: started, schedule, steps, evaluations, checkpoints, logs."""
+    """Journals and publishes the run's events: started, schedule, steps, evaluations, checkpoints, logs.
 
-    def __init__(self, emit: Callable[[Any], object]) -> None:
+    It also says the run's phases (compiling before step 1, training, evaluating with batches done)
+    through ``trainer.ctx.phases``, and gives each step an ETA: the time per training step,
+    without evaluations, checkpoints and pauses, times the steps left, plus the evaluations left
+    at the time the last one took (an estimate from its rows before any has run).
+    """
+
+    def __init__(self, emit: Callable[[Any], object], clock: Callable[[], float] = time.monotonic) -> None:
         self.emit = emit
+        self.clock = clock
         self._first_step = 0
         self._t0 = 0.0
+        self._away0 = 0.0
+        self._eval_started = 0.0
+        self._eval_row_s: float | None = None  # seconds per example of the latest evaluation
+        self._before_eval: str | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         s = trainer.state
         self._first_step = s.step
+        trainer.ctx.hardware.update(device=device_text(trainer), precision=str(trainer.precision))
         self.emit(protocol.JobStarted(job="train", step=s.step, total_steps=s.total_steps))
         # The planned schedule, so a monitor can draw the LR ahead of the current step. The update
         # at 0-based s is reported as StepEnded.step s + 1, so the plan is drawn at s + 1 too.
@@ -41,29 +54,66 @@ class Events(Callback):
                 lowest_lr_multiplier=trainer.lr_multipliers[1],
             )
         )
+        trainer.ctx.phases.enter("compiling", step=s.step)  # the first step traces and compiles
 
     def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
+        phases = trainer.ctx.phases
+        now = self.clock()
         if report.step == self._first_step + 1:
-            self._t0 = time.monotonic()  # the first step includes tracing: time from its end
+            phases.enter("training", step=report.step)
+            self._t0, self._away0 = now, phases.away_s()  # the first step includes tracing: time from its end
             per_step = report.seconds
         else:
-            per_step = (time.monotonic() - self._t0) / (report.step - self._first_step - 1)
+            phases.step = report.step
+            trained = now - self._t0 - (phases.away_s() - self._away0)
+            per_step = max(trained, 0.0) / (report.step - self._first_step - 1)
+        total = trainer.state.total_steps
         self.emit(
             protocol.StepEnded(
                 step=report.step,
-                total_steps=trainer.state.total_steps,
+                total_steps=total,
                 epoch=report.epoch,
                 loss=report.loss,
                 learning_rate=report.learning_rate,
                 grad_norm=report.grad_norm,
                 examples_per_s=report.examples / report.seconds,
                 tokens_per_s=report.tokens / report.seconds,
-                eta_s=per_step * (trainer.state.total_steps - report.step),
+                eta_s=per_step * (total - report.step) + self.evaluations_s(trainer, report.step, per_step),
             )
         )
 
+    def evaluations_s(self, trainer: Trainer, step: int, per_step: float) -> float:
+        """The time the evaluations still to come will take, from ``step`` (its own included) on."""
+        t, total = trainer.t, trainer.state.total_steps
+        rows = trainer.manifest["splits"]
+        # Before any evaluation ran: a forward pass is about a third of a training step's work.
+        row_s = self._eval_row_s
+        if row_s is None:
+            row_s = per_step / (3 * t.batch_size * t.grad_accum_steps)
+        seconds = 0.0
+        if trainer.evaluator.has("validation"):
+            count = evaluations_left(step, total, t.eval_every_steps, trainer.steps_per_epoch)
+            seconds += count * int(rows["validation"].get("rows", 0)) * row_s
+        if trainer.evaluator.has("test"):  # once, at the end
+            seconds += int(rows["test"].get("rows", 0)) * row_s
+        return seconds
+
+    def on_evaluate_batch(self, trainer: Trainer, split: str, done: int, total: int | None) -> None:
+        phases = trainer.ctx.phases
+        if done == 0:
+            self._eval_started = self.clock()
+            self._before_eval = phases.phase
+            phases.enter("evaluating", done=0, total=total, unit="batches", detail=split)
+        else:
+            phases.progress(done, total, unit="batches", detail=split)
+
     def on_evaluate(self, trainer: Trainer, split: str, figures: Figures) -> None:
+        rows = int(trainer.manifest["splits"].get(split, {}).get("rows", 0))
+        if rows and self._eval_started:
+            self._eval_row_s = (self.clock() - self._eval_started) / rows
         self.emit(protocol.EvaluationEnded(step=trainer.state.step, split=split, **figures.payload()))
+        if self._before_eval is not None:
+            trainer.ctx.phases.enter(self._before_eval)
 
     def on_save(self, trainer: Trainer, step: int, path: Path, reason: str, metric: float | None) -> None:
         self.emit(protocol.CheckpointSaved(step=step, path=str(path), reason=reason, metric=metric))
@@ -200,6 +250,26 @@ class ModelExport(Callback):
         atomic_write_text(
             self.folder / "README.md", model_card(gather(self.folder.parent, weights)), mode=0o644
         )
+
+
+def evaluations_left(step: int, total: int, every: int | None, per_epoch: int) -> int:
+    """The validation evaluations at steps ``step`` to ``total``: every ``every`` steps and at epoch ends."""
+
+    def multiples(k: int) -> int:
+        return 0 if k <= 0 or total < step else total // k - (step - 1) // k
+
+    both = math.lcm(every, per_epoch) if every and per_epoch else 0
+    return multiples(every or 0) + multiples(per_epoch) - multiples(both)
+
+
+def device_text(trainer: Trainer) -> str:
+    """What the run's steps run on, for the resource strip: "CPU", "GPU:0" or "4 GPUs"."""
+    import tensorflow as tf
+
+    replicas = int(getattr(getattr(trainer, "strategy", None), "num_replicas_in_sync", 1) or 1)
+    if replicas > 1:
+        return f"{replicas} GPUs"
+    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
 def hardware_text(trainer: Trainer) -> str:
