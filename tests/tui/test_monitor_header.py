@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
 
@@ -14,6 +15,7 @@ from engine.protocol import EngineStarted, JobStarted, PhaseChanged, StepEnded
 from tests.tui.frame import region_rows, screen_rows
 from tests.tui.journals import TOTAL, events_in_phase, session_in_phase, write_journal
 from tui.app import FtcApp
+from tui.feed import SessionFeed
 from tui.messages import EventsReceived
 from tui.screens.monitor import MonitorScreen
 from tui.widgets.header import RunHeader, fit
@@ -201,3 +203,22 @@ def test_fields_are_dropped_whole_least_important_first() -> None:
     assert fit(fields, 30).plain == "running  evaluating 3/12"
     assert fit(fields, 10).plain == "running"
     assert fit(fields, 3).plain == ""
+
+
+@pytest.mark.parametrize("phase", list(PHASE_WORDS))
+def test_every_width_from_24_to_200_fits_whole_fields(tmp_path: Path, phase: str) -> None:
+    """The header's lines at each width: never wider than the terminal, no field cut, step and ETA kept."""
+    paths = session_in_phase(tmp_path, phase)
+    feed = SessionFeed(tmp_path, paths.id)
+    header = RunHeader(feed)
+    for seq, body in enumerate(events_in_phase(phase), start=1):
+        feed._dispatch(protocol.make(body, paths.id, seq=seq))
+    feed.status = {"paused": "paused", "stopped": "stopped", "failed": "failed"}.get(phase, "running")
+    whole = _every_field(header)
+    for width in range(24, 201):
+        lines = [line.plain for line in header.lines(width)]
+        assert all(cell_len(line) <= width for line in lines), (width, lines)
+        assert not _cut_fields(lines, whole), (width, lines)
+        assert feed.status in lines[0] and re.search(r"step \d+/40", lines[1]), (width, lines)
+        if phase in ("training", "evaluating"):
+            assert "ETA 1m12s" in lines[1], (width, lines)
