@@ -177,6 +177,9 @@ ACTIONS: tuple[Action, ...] = (
         "quit_predict", "q", "app.quit", "Quit", "quit this window (the job keeps running)", (PREDICT_APP,)
     ),
     Action(
+        "predict_help", "question_mark", "app.help", "Help", "keys of this window (this help)", (PREDICT_APP,)
+    ),
+    Action(
         "interrupt", "ctrl+c", "app.quit", "Quit", "quit the console", (APP,), footer=False, priority=True
     ),
 )

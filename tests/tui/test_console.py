@@ -17,6 +17,7 @@ from tui.messages import EventsReceived
 from tui.screens.help import HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.sessions import SessionsScreen
+from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.curves import LossPanel
 from tui.widgets.tables import CheckpointTable
 
@@ -197,10 +198,14 @@ async def test_checkpoint_key_lists_it_and_enter_resumes_from_it(start_selftest,
         await pilot.pause(0.2)
         assert "on_command" in screen_text(app) and str(saved_at) in screen_text(app)
         await pilot.press("s")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="stop asks first")
+        await pilot.press("y")
         await _until(pilot, lambda: read_state(paths).get("status") == "stopped", what="stopped")
         await _until(pilot, lambda: len(table.entries) == 2, what="stop checkpoint listed")
         table.focus()
         table.move_cursor(row=1)  # newest first: row 1 is the on-command checkpoint
+        await pilot.press("enter")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="rewind asks first")
         await pilot.press("enter")
         await _until(pilot, lambda: read_state(paths).get("status") == "running", what="resumed")
         starts = lambda: [e.body.step for e in read_all(paths.events) if e.type == "job_started"]  # noqa: E731

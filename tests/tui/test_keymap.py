@@ -94,7 +94,7 @@ async def test_every_binding_is_in_the_help_and_the_palette_of_its_screen(tmp_pa
     standalone = PredictApp(tmp_path, predict.id)
     for binding in _bindings(standalone):
         rows = _help_rows(help_text, keymap.SECTIONS[keymap.PREDICT_APP])
-        assert any(row.startswith(f"| {binding.key} |") for row in rows)
+        assert any(row.startswith(f"| {keymap.KEY_NAMES.get(binding.key, binding.key)} |") for row in rows)
 
 
 @pytest.mark.parametrize(("key", "title"), [("p", "Pause"), ("c", "Checkpoint")])
@@ -189,6 +189,12 @@ async def test_q_and_escape_go_back_on_every_screen_and_quit_at_the_top(tmp_path
     alone = PredictApp(tmp_path, _session(tmp_path, "predict").id)
     async with alone.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.2)
+        await pilot.press("question_mark")  # its footer offers ? (help) too
+        await pilot.pause(0.2)
+        assert isinstance(alone.screen, HelpScreen)
+        await pilot.press(key)
+        await pilot.pause(0.1)
+        assert isinstance(alone.screen, PredictScreen)
         await pilot.press(key)
         await pilot.pause(0.1)
         assert alone.return_code == 0, "ftc predict's own window quits"

@@ -24,8 +24,14 @@ ctrl+p opens the command palette: every action below, by name.
 CONCEPTS = """\
 ## Status words
 **running**, **paused**, **stopping**, **finished**, **failed** (the job raised; see the
-event log), **stopped** (on request), **crashed** (the engine is gone without a clean end:
-resume it with `r` or `ftc resume SESSION`).
+event log, and v on the monitor for the engine's log), **stopped** (on request), **crashed**
+(the engine is gone without a clean end: resume it with `r` or `ftc resume SESSION`).
+
+## Keys
+**q** and **escape** do the same everywhere: back to the screen before; on the sessions screen
+(and in `ftc predict`'s own window) they quit. Stop, a resume from an earlier checkpoint and
+delete ask first on one line: **y** or enter does it, escape or **n** does nothing. Each footer
+shows the keys that fit; `? more` opens this help.
 
 From a shell: `ftc ls`, `ftc attach SESSION`, `ftc pause|unpause|checkpoint|stop SESSION`.
 

@@ -168,6 +168,12 @@ class PredictApp(App[None]):
         super().__init__()
         self._root, self._session = root, session_id
 
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
     def get_default_screen(self) -> Screen[None]:
         # The only screen, not one pushed over a blank default that escape would uncover.
         return PredictScreen(self._root, self._session)
