@@ -86,21 +86,31 @@ async def test_each_phase_is_said_in_the_header(tmp_path: Path, phase: str) -> N
 
 
 async def test_a_resumed_run_shows_its_step_at_once(tmp_path: Path) -> None:
-    """After a resume from step 16 the header says 16/40 at once, not the old run's 40, 100% and ETA 0s."""
+    """A resume from step 16 of a run that reached 40: never the old 40, 100% and ETA 0s.
+
+    While the new engine loads the model the step is not known yet ("step ?/40 resuming"); its
+    job_started says 16, and the header shows 16/40 at once.
+    """
     paths = session_in_phase(tmp_path, "training")
     old = events_in_phase("training")
     finished = [StepEnded(step=s, total_steps=TOTAL, loss=0.1, eta_s=0.0) for s in range(25, TOTAL + 1)]
     resumed = [
         EngineStarted(pid=4343, hostname="gpu-box", job="train", resumed=True),
-        JobStarted(job="train", step=16, total_steps=TOTAL),
+        PhaseChanged(phase="loading_model"),
     ]
     write_journal(paths, [*old, *finished, *resumed])
     app = FtcApp(tmp_path, attach=paths.id)
     async with app.run_test(size=(80, 24)) as pilot:
-        _monitor, header = await _open(pilot, app, len(old) + len(finished) + len(resumed))
+        monitor, header = await _open(pilot, app, len(old) + len(finished) + len(resumed))
         text = "\n".join(_header_rows(app, header))
-        assert "step 16/40" in text and "40%" in text, text
-        assert "100%" not in text and "ETA 0s" not in text and "step 40" not in text, text
+        assert "loading model" in text and "step ?/40" in text and "resuming" in text, text
+        assert "100%" not in text and "ETA" not in text and "step 40" not in text, text
+        seq = len(old) + len(finished) + len(resumed) + 1
+        started = protocol.make(JobStarted(job="train", step=16, total_steps=TOTAL), paths.id, seq=seq)
+        monitor.feed._events_received(EventsReceived([started]))
+        await _until(pilot, lambda: "step 16/40" in "\n".join(_header_rows(app, header)), what="step 16")
+        text = "\n".join(_header_rows(app, header))
+        assert "40%" in text and "resuming" not in text and "100%" not in text and "ETA" not in text, text
 
 
 async def test_phases_arriving_live_change_the_header(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 Line 1: the status word, what the job is doing when it is not plain training (loading model,
 preparing data 12,000/38,158 rows, evaluating 3/12 batches, pausing after the evaluation…), the
 loss, learning rate, throughput and the number of events seen.
-Line 2: a progress bar, then ``step 120/400  30%  ETA 3m12s``; the bar takes what is left.
+Line 2: a progress bar, then ``step 120/400  30%  ETA 3m12s``; the bar takes what is left. While
+a resumed engine loads, before its job says which checkpoint step it resumed from: ``step ?/400
+resuming`` (never the old run's step, 100% and ETA 0s).
 Line 3 (once the engine has sampled its resources): per GPU utilisation, memory, temperature and
 power, the engine's CPU and RSS, the host's memory, the device and the precision policy.
 
@@ -28,6 +30,7 @@ from textual.widget import Widget
 
 from engine.protocol import (
     CheckpointSaved,
+    EngineStarted,
     Envelope,
     EvaluationEnded,
     JobFailed,
@@ -113,6 +116,8 @@ class RunHeader(Widget):
         self.activity: PhaseChanged | None = None  # what the job is doing, when not plain training
         self.pending: PhaseChanged | None = None  # a pause or stop asked for, not yet done
         self.resources: ResourcesSampled | None = None
+        self.resuming = False  # a resumed engine is starting: its step is known at its job_started
+        feed.handle(EngineStarted, self.engine_started)
         feed.handle(JobStarted, self.job_started)
         feed.handle(StepEnded, self.step_ended)
         feed.handle(PhaseChanged, self.phase_changed)
@@ -132,8 +137,16 @@ class RunHeader(Widget):
     def changed(self) -> None:
         self.refresh()
 
+    def engine_started(self, started: EngineStarted, _env: Envelope) -> None:
+        # A new engine: the last one's loss, throughput and ETA no longer hold, and a resumed one
+        # goes back to a checkpoint whose step its job_started says (after loading the model).
+        self.last = None
+        self.activity = self.pending = None
+        self.resuming = started.resumed
+
     def job_started(self, job: JobStarted, _env: Envelope) -> None:
         # A resume starts at its checkpoint's step: the old run's step, loss and ETA no longer hold.
+        self.resuming = False
         self.step = job.step
         self.total = job.total_steps or self.total
         self.last = None
@@ -219,7 +232,10 @@ class RunHeader(Widget):
 
     def progress_fields(self) -> list[Field]:
         total = self.total
-        fields: list[Field] = [(RANK["step"], Text(f"step {self.step}" + (f"/{total}" if total else "")))]
+        of = f"/{total}" if total else ""
+        if self.resuming and self.status in ACTIVE:
+            return [(RANK["step"], Text(f"step ?{of}")), (RANK["percent"], Text("resuming", style="cyan"))]
+        fields: list[Field] = [(RANK["step"], Text(f"step {self.step}{of}"))]
         if total:
             fields.append((RANK["percent"], Text(f"{100 * min(self.step, total) // total}%")))
         eta = self.last.eta_s if self.last is not None else None
@@ -232,7 +248,7 @@ class RunHeader(Widget):
         room = width - cell_len(right.plain) - len(SEP)
         if room < MIN_BAR:
             return right
-        fraction = self.step / self.total if self.total else 0.0
+        fraction = self.step / self.total if self.total and not self.resuming else 0.0
         return Text.assemble(bar(fraction, room), SEP, right)
 
     def resource_fields(self) -> list[Field]:
