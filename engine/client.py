@@ -9,9 +9,12 @@ the engine always writes before it publishes. Nothing here imports TensorFlow or
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -125,7 +128,12 @@ def send_raw(endpoint: str, raw: bytes, timeout: float = REPLY_TIMEOUT_S) -> pro
 
 
 class EventFollower:
-    """Every event of one session, once each, in seq order: journal first, then live."""
+    """Every event of one session, once each, in seq order: journal first, then live.
+
+    ``poll`` sleeps in the kernel until a live event, a ``wake()`` or its timeout, and reads
+    state.json and the journal only when a ``stat`` says they changed: an idle follower costs
+    next to nothing, however long it waits.
+    """
 
     def __init__(self, paths: SessionPaths) -> None:
         self.paths = paths
@@ -134,17 +142,54 @@ class EventFollower:
         self._sub: zmq.Socket[bytes] | None = None
         self._endpoint: tuple[str, int | None] | None = None
         self.ended = False  # the engine published its last event
+        self._state: dict[str, Any] = {}
+        self._state_key: tuple[int, int, int] | None = None
+        self._wake_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    def state(self) -> dict[str, Any]:
+        """The session's state.json, parsed again only when the file changed (else one stat)."""
+        try:
+            st = os.stat(self.paths.state)
+            key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None  # none yet (or unreadable): read_state says what there is
+        if key is None or key != self._state_key:
+            self._state = read_state(self.paths)
+            self._state_key = key
+        return self._state
+
+    def wake(self) -> None:
+        """End a ``poll`` that is waiting, from any thread (a screen closing, a command answered)."""
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(OSError):  # full: a wake is already pending
+                    os.write(self._wake_w, b"w")
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a live event arrives, ``wake()`` is called, or ``timeout`` seconds pass."""
+        poller = zmq.Poller()
+        if self._wake_r >= 0:
+            poller.register(self._wake_r, zmq.POLLIN)
+        if self._sub is not None:
+            poller.register(self._sub, zmq.POLLIN)
+        poller.poll(int(timeout * 1000))
+        with contextlib.suppress(OSError):
+            while os.read(self._wake_r, 4096):
+                pass
 
     def _connect(self) -> None:
         """Subscribe to the live stream if an engine is running (and reconnect after a restart)."""
-        state = read_state(self.paths)
+        state = self.state()
         endpoint = (state.get("endpoints") or {}).get("events")
         if live_status(state) not in LIVE_STATUSES or not endpoint:
             return
         # A resumed engine binds the same path: key the connection on the engine's pid too.
         if self._sub is not None and (endpoint, state.get("pid")) == self._endpoint:
             return
-        self.close()
+        self._unsubscribe()
         sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 100_000)
@@ -167,16 +212,14 @@ class EventFollower:
         yield env
 
     def poll(self, timeout: float = 0.2) -> list[protocol.Envelope]:
-        """The events that arrived since the last call (waits up to timeout for live ones)."""
+        """The events that arrived since the last call (waits up to timeout for live ones, or a wake)."""
         self._connect()
         out = list(self._from_journal())
         if not self.ended:
             out.extend(self._until_last_event())
+        if not out and timeout > 0:
+            self._wait(timeout)  # no engine to wait on: don't spin the caller's loop
         if self._sub is None:
-            if not out and timeout > 0:
-                time.sleep(timeout)  # no engine to wait on: don't spin the caller's loop
-            return out
-        if not out and not self._sub.poll(int(timeout * 1000)):
             return out
         while True:
             try:
@@ -202,7 +245,7 @@ class EventFollower:
     def _until_last_event(self, timeout: float = 5.0) -> list[protocol.Envelope]:
         """The engine writes its final state just before its last events: when the state says it ended
         and the engine still lives, wait (briefly) for them, so nobody takes a clean end for a crash."""
-        state = read_state(self.paths)
+        state = self.state()
         if state.get("status") not in ENDED_STATUSES:
             return []
         out: list[protocol.Envelope] = []
@@ -219,9 +262,22 @@ class EventFollower:
         """What was left out of the events given so far (newer fields or types, damaged lines), once each."""
         return self._reader.notices.take()
 
-    def close(self) -> None:
+    def _unsubscribe(self) -> None:
         if self._sub is not None:
             with contextlib.suppress(zmq.ZMQError):
                 self._sub.close()
         self._sub = None
         self._endpoint = None
+
+    def close(self) -> None:
+        """Drop the subscription and the wake pipe (``wake`` is then a no-op)."""
+        self._unsubscribe()
+        with self._wake_lock:
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

@@ -120,6 +120,8 @@ class JournalReader:
 
     def read_new(self) -> Iterator[Envelope]:
         try:
+            if os.stat(self.path).st_size <= self.offset:
+                return  # nothing appended: a stat, not an open and a read (followers call this often)
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
                 data = fh.read()

@@ -3,6 +3,10 @@
 A screen composes one feed, registers a handler per event class (``feed.handle(StepEnded, ...)``)
 and calls ``start`` once its widgets are mounted. The feed also keeps the session's status word
 fresh and sends the screen's control commands, so no screen carries its own copy of either.
+
+An idle console must cost next to nothing: one thread sleeps in the kernel on the engine's event
+socket (or, with no engine, for ``WAIT_S``) and looks at state.json only when a ``stat`` says it
+changed; the screen hears of a status only when it changes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from textual import on, work
 from textual.widget import Widget
 from textual.worker import get_current_worker
 
-from engine.session import live_status, read_state, resolve
+from engine.session import live_status, resolve
 from tui import actions
 from tui.format import event_line
 from tui.messages import (
@@ -28,10 +32,12 @@ from tui.messages import (
 )
 
 if TYPE_CHECKING:
+    from engine.client import EventFollower
     from engine.protocol import Envelope
 
-POLL_S = 0.2
-STATUS_EVERY_S = 1.0
+# The longest the follower sleeps: a live event wakes it at once; with no engine, a resume started
+# elsewhere, or an engine that died, is seen within this.
+WAIT_S = 1.0
 
 Body = TypeVar("Body")
 
@@ -65,6 +71,8 @@ class SessionFeed(Widget):
         self._on_change: list[Callable[[], None]] = []
         self._on_notice: list[Callable[[str], None]] = []
         self._latest_only: set[type] = set()
+        self._follower: EventFollower | None = None
+        self._status_wanted = True  # post the status even if unchanged (after a command)
 
     # ---------------------------------------------------------------- registration
 
@@ -96,8 +104,12 @@ class SessionFeed(Widget):
     def start(self) -> None:
         """Replay the journal, then follow; call once the screen's widgets are mounted."""
         self._follow()
-        self.refresh_status()
-        self.set_interval(STATUS_EVERY_S, self.refresh_status)
+
+    def on_unmount(self) -> None:
+        self.workers.cancel_node(self)  # Widget does this too, but after this handler
+        follower = self._follower
+        if follower is not None:
+            follower.wake()  # let the follower's thread see it is cancelled now, not in WAIT_S
 
     # ---------------------------------------------------------------- events in
 
@@ -107,9 +119,11 @@ class SessionFeed(Widget):
 
         worker = get_current_worker()
         follower = EventFollower(self.paths)
+        self._follower = follower
+        status = self._post_status(follower, None)
         try:
             while not worker.is_cancelled:
-                events = follower.poll(timeout=POLL_S)
+                events = follower.poll(timeout=WAIT_S)
                 history = [env for env in events if type(env.body) not in self._latest_only]
                 newest = {type(env.body): env for env in events if type(env.body) in self._latest_only}
                 if history:
@@ -119,8 +133,21 @@ class SessionFeed(Widget):
                 notices = follower.notices()
                 if notices:
                     self.post_message(NoticesReceived(notices))
+                status = self._post_status(follower, status)
         finally:
+            self._follower = None
             follower.close()
+
+    def _post_status(self, follower: EventFollower, last: str | None) -> str:
+        """Post the session's status if it changed (or was asked for); return it."""
+        try:
+            status = live_status(follower.state())
+        except Exception as exc:  # a damaged state file is shown, not fatal
+            status = f"damaged ({exc})"
+        if status != last or self._status_wanted:
+            self._status_wanted = False
+            self.post_message(StatusRefreshed(status))
+        return status
 
     def _on_stack(self) -> bool:
         """Whether this feed's screen is still on the app's stack.
@@ -175,13 +202,12 @@ class SessionFeed(Widget):
 
     # ---------------------------------------------------------------- status
 
-    @work(thread=True, exclusive=True, group="status")
     def refresh_status(self) -> None:
-        try:
-            status = live_status(read_state(self.paths))
-        except Exception as exc:  # a damaged state file is shown, not fatal
-            status = f"damaged ({exc})"
-        self.post_message(StatusRefreshed(status))
+        """Look at the session's state now (after a command) rather than at the follower's next turn."""
+        self._status_wanted = True
+        follower = self._follower
+        if follower is not None:
+            follower.wake()
 
     @on(StatusRefreshed)
     def _status_refreshed(self, message: StatusRefreshed) -> None:
