@@ -220,15 +220,7 @@ class Phases:
                 )
             )
 
-    def progress(
-        self,
-        done: int,
-        total: int | None = None,
-        *,
-        unit: str = "",
-        detail: str = "",
-        step: int | None = None,
-    ) -> None:
+    def progress(self, done: int, total: int | None = None, *, unit: str = "", detail: str = "") -> None:
         """``done`` of ``total`` in the current phase; published at most every PROGRESS_EVERY_S."""
         with self._lock:
             if self.phase is None or self.pending is not None or self.phase == PAUSED:
