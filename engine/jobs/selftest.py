@@ -79,7 +79,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 ctx.phases.progress(batch + 1, eval_batches, unit="batches")
         ctx.emit(protocol.EvaluationEnded(step=step, metrics={"accuracy": 1 - math.exp(-step / 20)}))
 
-    started = time.monotonic()
+    started, away = time.monotonic(), ctx.phases.away_s()
     first = step
     while step < steps:
         ctx.boundary(step, save)
@@ -87,8 +87,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         step += 1
         if fail_at and step == fail_at:
             raise RuntimeError(f"selftest failure requested at step {step}")
-        elapsed = time.monotonic() - started
+        # As training's ETA: steps at the rate without evaluations and pauses, plus the evaluations left.
+        elapsed = time.monotonic() - started - (ctx.phases.away_s() - away)
         rate = (step - first) / elapsed if elapsed > 0 else None
+        evaluations = steps // eval_every - (step - 1) // eval_every if eval_every else 0
         ctx.update_state(step=step)  # the state first: whoever sees the event finds the state there
         ctx.emit(
             protocol.StepEnded(
@@ -97,7 +99,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 loss=1.0 + math.exp(-step / 20),
                 learning_rate=1e-3 * (1 - step / steps),
                 examples_per_s=rate,
-                eta_s=(steps - step) / rate if rate else None,
+                eta_s=(steps - step) / rate + evaluations * eval_s if rate else None,
             )
         )
         if eval_every and step % eval_every == 0:

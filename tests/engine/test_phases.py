@@ -216,6 +216,8 @@ def test_the_selftest_job_says_its_phases(start_selftest) -> None:
     assert said.count(("evaluating", 0)) == 2 and said[-1] == ("training", None)
     kinds = [e.type for e in read_all(paths.events)]
     assert kinds.count("evaluation_ended") == 2
+    eta = {e.body.step: e.body.eta_s for e in read_all(paths.events) if e.type == "step_ended"}
+    assert eta[10] >= 0.3 > eta[11]  # step 10's evaluation (0.3 s) is still to come; then none is
 
 
 @pytest.mark.parametrize("command", ["stop", "pause"])
