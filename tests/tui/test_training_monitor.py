@@ -79,10 +79,12 @@ async def test_loss_and_learning_rate_panels_follow_a_training_run(tiny, session
         await pilot.pause(0.6)
         text = screen_text(app)
         assert "tok/s" in text and "ETA" in text
-        # A legend entry is drawn only for a plotted series: the curves are there, not just the titles.
-        assert all(word in str(monitor.loss_panel.render()) for word in ("raw", "smoothed", "validation"))
-        assert all(word in str(monitor.lr_panel.render()) for word in ("planned", "actual"))
+        # The legends are in the panels' top borders, outside the data; the curves are drawn below.
+        assert all(word in str(monitor.loss_panel.border_title) for word in ("raw", "smoothed", "validation"))
+        assert all(word in str(monitor.lr_panel.border_title) for word in ("plan", "actual"))
         assert "smoothed" in text and "actual" in text
+        drawn = str(monitor.loss_panel.render())
+        assert any(0x2801 <= ord(c) <= 0x28FF for c in drawn), drawn  # the smoothed curve's braille
 
         await pilot.press("p")
         await until(lambda: monitor.feed.status == "paused", "the session to pause", timeout=60)

@@ -43,7 +43,8 @@ class EvaluationView(Horizontal):
         self.last: EvaluationEnded | None = None
 
     def compose(self) -> ComposeResult:
-        yield DataTable[str | Text](id="eval-metrics", cursor_type="row")
+        # No header row: "loss 0.4120" reads by itself, and the six headline metrics fit 80x24.
+        yield DataTable[str | Text](id="eval-metrics", cursor_type="row", show_header=False)
         yield DataTable[str | Text](id="eval-classes", cursor_type="row")
 
     def on_mount(self) -> None:
