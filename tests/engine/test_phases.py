@@ -126,8 +126,7 @@ def _step(events: Events, sink: list[Any], trainer: Any, step: int) -> float:
     batch = SimpleNamespace(size=8, tokens=256)
     report = StepReport(step, step / 50, step % 50 == 0, 0.5, 1.0, 1e-4, 1.0, [batch])
     events.on_step_end(trainer, report)
-    eta = sink[-1].eta_s
-    assert isinstance(eta, float)
+    eta: float = sink[-1].eta_s
     return eta
 
 
@@ -140,12 +139,13 @@ def test_the_eta_leaves_out_evaluations_and_adds_those_to_come() -> None:
     phases.enter("compiling")
     clock.now += 30  # tracing
     _step(events, sink, trainer, 1)
+    assert sink[-1].eta_s is None  # the first step is mostly tracing: no rate yet
     for step in range(2, 11):
         clock.now += 2.0  # 2 s a training step
         eta = _step(events, sink, trainer, step)
-    # 90 steps at 2 s, and 2 evaluations (steps 50, 100) of 240 rows estimated at a third of a step's
-    # time per example: 240 * 2 / (3 * 8) = 20 s each.
-    assert eta == pytest.approx(90 * 2 + 2 * 20)
+    # 90 steps at 2 s, and 2 evaluations (steps 50, 100) of 240 rows estimated at half a training
+    # step's time per example: 240 * 2 / (2 * 8) = 30 s each.
+    assert eta == pytest.approx(90 * 2 + 2 * 30)
     # A slow evaluation (120 s) is left out of the time per step and counted per evaluation instead.
     events.on_evaluate_batch(trainer, "validation", 0, 30)
     clock.now += 120
