@@ -48,7 +48,8 @@ class FtcApp(App[None]):
     TITLE = "ftc"
     SUB_TITLE = "fine-tuning console"
     CSS_PATH = "ftc.tcss"
-    BINDINGS = keymap.bindings(keymap.APP)
+    KEYMAP = keymap.APP
+    BINDINGS = keymap.bindings(KEYMAP)
 
     def __init__(
         self,

@@ -174,10 +174,13 @@ ACTIONS: tuple[Action, ...] = (
     Action("close_help", "escape,q,question_mark", "dismiss", "Close", "close this help", (HELP,)),
     Action("help", "question_mark", "app.help", "Help", "keys and concepts of ftc (this help)", (APP,)),
     Action(
-        "quit_predict", "q", "app.quit", "Quit", "quit this window (the job keeps running)", (PREDICT_APP,)
-    ),
-    Action(
-        "predict_help", "question_mark", "app.help", "Help", "keys of this window (this help)", (PREDICT_APP,)
+        "quit_predict",
+        "q",
+        "app.quit",
+        "Quit",
+        "quit this window (the job keeps running)",
+        (PREDICT_APP,),
+        footer=False,  # the screen's own q (Back) quits there: one key in the footer
     ),
     Action(
         "interrupt", "ctrl+c", "app.quit", "Quit", "quit the console", (APP,), footer=False, priority=True

@@ -162,17 +162,12 @@ class PredictApp(App[None]):
     """The prediction screen on its own, for ``ftc predict`` on a terminal."""
 
     TITLE = "ftc predict"
+    KEYMAP = keymap.PREDICT_APP  # the footer's app-wide keys (this window has no help screen)
     BINDINGS = keymap.bindings(keymap.PREDICT_APP)
 
     def __init__(self, root: Path, session_id: str) -> None:
         super().__init__()
         self._root, self._session = root, session_id
-
-    def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
-
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
 
     def get_default_screen(self) -> Screen[None]:
         # The only screen, not one pushed over a blank default that escape would uncover.
