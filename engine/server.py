@@ -401,11 +401,13 @@ class Engine:
         elif cmd.type == "stop":
             changed = c.stop_reason is None
             c.request_stop("stop command", cmd.id)
+            # Still starting up (no step yet): nothing to checkpoint, the start-up is stopped now.
+            interrupt = self.interrupt if self.in_job and not c.stepping else None
             if changed and self.in_job:
                 self.store.update(status="stopping")
-                self.phases.notice("stopping", answer)
-            if changed and self.in_job and not c.stepping and self.interrupt is not None:
-                self.interrupt("stop command")  # still starting up: nothing to checkpoint, stop now
+                self.phases.notice("stopping", answer, "now" if interrupt is not None else None)
+            if changed and interrupt is not None:
+                interrupt("stop command")
         else:  # ping, status
             changed = False
         state = protocol.EngineState.model_validate(_known(self.store.snapshot()))

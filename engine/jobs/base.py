@@ -242,13 +242,14 @@ class Phases:
         if before is not None:
             self.enter(before)
 
-    def notice(self, kind: str, emit: Emit | None = None) -> None:
+    def notice(self, kind: str, emit: Emit | None = None, detail: str | None = None) -> None:
         """A pause or stop was asked for: say so now, with what it waits for (from any thread)."""
         with self._lock:
             if self.pending == "stopping":  # a stop outranks a pause
                 return
             self.pending = kind
-            detail = WAITS_FOR.get(self.phase or "", "")
+            if detail is None:
+                detail = WAITS_FOR.get(self.phase or "", "")
             self._publish(protocol.PhaseChanged(phase=kind, step=self.step, detail=detail), emit)
 
     def withdraw(self, emit: Emit | None = None) -> None:

@@ -238,3 +238,13 @@ def test_a_command_mid_evaluation_is_said_within_a_second(start_selftest, comman
     if command == "pause":
         client.request(paths, protocol.Unpause())  # taken back before it landed: the phase is said again
         wait_for(lambda: _phase_events(paths)[-1].body.phase == "evaluating", what="the phase said again")
+
+
+def test_a_stop_during_start_up_says_it_stops_now(start_selftest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FTC_SELFTEST_START_S", "120")  # loading, as slowly as a cold TensorFlow import
+    paths = start_selftest()
+    wait_for(lambda: [e.body.phase for e in _phase_events(paths)] == ["loading_model"], what="loading")
+    client.request(paths, protocol.Stop())
+    wait_for(lambda: read_state(paths)["status"] == "stopped", what="stopped")
+    said = [(e.body.phase, e.body.detail) for e in _phase_events(paths)]
+    assert said == [("loading_model", ""), ("stopping", "now")]
