@@ -15,6 +15,7 @@ from tests.tui.screen_text import screen_text
 from tui.app import FtcApp
 from tui.screens.monitor import MonitorScreen
 from tui.screens.predict import PredictScreen
+from tui.widgets.eventlog import EventLog
 from tui.widgets.tables import CheckpointTable, EvaluationView
 
 
@@ -27,6 +28,8 @@ async def _until(pilot: Pilot[Any], predicate: Callable[[], Any], what: str, tim
 
 
 def _log_lines(screen: Any, selector: str) -> list[str]:
+    if selector == "#event-log":
+        return screen.query_one(EventLog).shown()
     return [strip.text for strip in screen.query_one(selector, RichLog).lines]
 
 

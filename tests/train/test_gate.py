@@ -165,10 +165,9 @@ async def test_a_failing_data_test_stops_the_run_before_step_1(tiny_tf: Path, tm
 
 async def _the_monitor_shows(sessions: Path, paths: SessionPaths, needle: str) -> None:
     """The console's event log has the line, in red: an error a person should not miss."""
-    from textual.widgets import RichLog
-
     from tui.app import FtcApp
     from tui.screens.monitor import MonitorScreen
+    from tui.widgets.eventlog import EventLog
 
     app = FtcApp(sessions, attach=paths.id)
     async with app.run_test(size=(160, 40)) as pilot:
@@ -178,11 +177,11 @@ async def _the_monitor_shows(sessions: Path, paths: SessionPaths, needle: str) -
                 break
             await pilot.pause(0.1)
         assert isinstance(app.screen, MonitorScreen)
-        log = app.screen.query_one("#event-log", RichLog)
+        log = app.screen.query_one(EventLog)
         await pilot.pause(0.2)
-        lines = [line for line in log.lines if needle in line.text]
-        assert lines, [line.text for line in log.lines]
-        styles = {str(seg.style) for seg in lines[0] if seg.style is not None}
+        lines = [line for line in log.lines if needle in line.plain]
+        assert lines, log.shown()
+        styles = {str(s.style) for s in lines[0].spans} | {str(lines[0].style)}
         assert any("red" in style for style in styles), styles
 
 
