@@ -46,7 +46,7 @@ def test_console_in_a_real_terminal(start_selftest, sessions_root: Path) -> None
     term = Tmux(f"cd {REPO} && {sys.executable} -m tui --sessions-dir {sessions_root}; sleep 30")
     try:
         screen = term.wait_for_text(paths.id)
-        assert "running" in screen and "Pause" in screen and "Help" in screen
+        assert "running" in screen and "Pause" in screen and "? more" in screen
         term.keys("p")
         term.wait_for_text("paused")
         assert read_state(paths)["status"] == "paused"
