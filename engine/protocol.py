@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, 
 
 MAJOR, MINOR = 1, 4
 # 1.2: JobSummary.truncated; 1.3: EvaluationEnded.confusion; 1.4: PhaseChanged, ResourcesSampled,
-# SchedulePlanned.head_lr_multiplier and lowest_lr_multiplier
+# SchedulePlanned.head_lr_multiplier and lowest_lr_multiplier, EvaluationEnded.epoch and .predictions,
+# JobSummary.suggested_learning_rate
 PROTOCOL_VERSION = f"{MAJOR}.{MINOR}"
 
 
@@ -201,6 +202,10 @@ class EvaluationEnded(_Body):
     per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
     # [true][predicted] counts in per_class's label order (since 1.3; empty: not recorded)
     confusion: list[list[int]] = Field(default_factory=list)
+    epoch: float | None = None  # the training epoch when it ran (since 1.4)
+    # The per-example predictions of this evaluation, relative to the session folder (since 1.4;
+    # None: not kept): the error-analysis view reads them lazily.
+    predictions: str | None = None
 
 
 # The phases a job reports (PhaseChanged.phase). A reader shows an unknown phase as its name.
@@ -358,6 +363,8 @@ class JobSummary(_Part):
     real_tokens: int | None = None
     already_complete: bool | None = None
     truncated: int | None = None  # predict: texts longer than max_length, cut to it (since 1.2)
+    # lr_find: the learning rate the range test suggests (since 1.4)
+    suggested_learning_rate: float | None = None
 
 
 class JobFinished(_Body):
