@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
@@ -74,3 +74,24 @@ class SessionOpened(Message):
 
 class DataFileRequested(Message):
     """A person asked to inspect and test a data file; the App asks which one and opens it."""
+
+
+@dataclass
+class NewRunRequested(Message):
+    """A person asked for a new run; with a session, its config.toml prefills the form (clone and edit)."""
+
+    session: str | None = None
+
+
+@dataclass
+class LrFindRequested(Message):
+    """The new-run screen asks for an LR range test of its form's config (as `ftc train` would write it)."""
+
+    config: dict[str, Any]
+
+
+@dataclass
+class LearningRateSuggested(Message):
+    """A learning-rate range test's suggested rate, posted to the new-run screen to fill its form."""
+
+    learning_rate: float
