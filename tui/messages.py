@@ -95,3 +95,19 @@ class LearningRateSuggested(Message):
     """A learning-rate range test's suggested rate, posted to the new-run screen to fill its form."""
 
     learning_rate: float
+
+
+@dataclass
+class ErrorsRequested(Message):
+    """A person chose a cell of an evaluation's confusion matrix: the App opens that evaluation's errors.
+
+    ``true_label``/``predicted_label`` None: any (a whole row, or every example); ``predictions`` is
+    the evaluation's per-example predictions file, relative to the session folder (None: not kept).
+    """
+
+    session: str
+    step: int
+    split: str
+    true_label: str | None
+    predicted_label: str | None
+    predictions: str | None
