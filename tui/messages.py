@@ -111,3 +111,10 @@ class ErrorsRequested(Message):
     true_label: str | None
     predicted_label: str | None
     predictions: str | None
+
+
+@dataclass
+class ComparisonRequested(Message):
+    """A person marked sessions to compare (two or more, in list order); the App opens the compare screen."""
+
+    sessions: list[str]
