@@ -91,16 +91,13 @@ def _watch(args: argparse.Namespace, paths: Any, announce: bool = True) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from engine.config import job_kind, load_toml
-    from engine.launcher import create_session, start_engine
+    from engine.config import load_toml
+    from tui.commands.train import start_run
 
     config = load_toml(Path(args.config))
-    if args.allow_failing_checks and job_kind(config) == "train":  # in config.toml: a resume keeps it
-        data = config.setdefault("data", {})
-        if isinstance(data, dict):
-            data["on_fail"] = "warn"
-    paths = create_session(_sessions_root(args), config, name=args.name)
-    start_engine(paths)
+    paths = start_run(
+        _sessions_root(args), config, name=args.name, allow_failing_checks=args.allow_failing_checks
+    )
     return _watch(args, paths)
 
 
