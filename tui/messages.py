@@ -118,3 +118,14 @@ class ComparisonRequested(Message):
     """A person marked sessions to compare (two or more, in list order); the App opens the compare screen."""
 
     sessions: list[str]
+
+
+class DataFileWanted(Message):
+    """A form asks for a data file; the App asks with the file picker and answers with DataFileChosen."""
+
+
+@dataclass
+class DataFileChosen(Message):
+    """The data file a person chose with the picker, posted to the screen that asked (DataFileWanted)."""
+
+    path: str
