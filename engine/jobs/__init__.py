@@ -17,6 +17,7 @@ JOBS: dict[str, str] = {
     "prepare": "engine.data.job:run_prepare",
     "train": "engine.train.job:run",
     "predict": "engine.predict.job:run",
+    "lr_find": "engine.train.lrfind:run",
 }
 
 
@@ -27,6 +28,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "prepare": ("job", "data", "train"),
     "train": ("job", "model", "data", "train"),
     "predict": ("job", "predict"),
+    "lr_find": ("job", "model", "data", "train", "lr_find"),
 }
 JOB_KEYS = ("kind",)
 
@@ -39,6 +41,7 @@ VALIDATORS: dict[str, str] = {
     "prepare": "engine.jobs.configs:check_data_job",
     "train": "engine.train.precheck:check_train",
     "predict": "engine.jobs.configs:check_predict",
+    "lr_find": "engine.jobs.configs:check_lr_find",
 }
 
 

@@ -1,4 +1,4 @@
-"""Checks of the configurations of the jobs other than train (selftest, check, prepare, predict).
+"""Checks of the configurations of the jobs other than train (selftest, check, prepare, predict, lr_find).
 
 Each section is strict: an unknown key or a value of the wrong type is one line naming the
 section, the key and the fix. Nothing here imports more than pydantic.
@@ -91,3 +91,35 @@ def check_predict(config: dict[str, Any]) -> None:
     for need in ("model", "input", "output"):
         if not section.get(need):
             raise ConfigError(f"[predict] {need}: Field required; add it")
+
+
+class LrFindSection(_Section):
+    """[lr_find] of a learning-rate range test (engine.train.lrfind): the sweep and when it ends."""
+
+    start_lr: float = Field(1e-7, gt=0, description="the sweep's first learning rate")
+    end_lr: float = Field(1.0, gt=0, description="its last; the rates grow exponentially in between")
+    steps: int = Field(100, ge=2, le=10_000, description="optimizer steps of the sweep")
+    beta: float = Field(0.98, ge=0, lt=1, description="smoothing of the loss (exponential average)")
+    diverge: float = Field(4.0, gt=1, description="the sweep ends when the loss passes this times its best")
+
+
+def lr_find_section(config: dict[str, Any]) -> LrFindSection:
+    """The [lr_find] section, validated (defaults for what it leaves out)."""
+    try:
+        section = LrFindSection.model_validate(config.get("lr_find", {}))
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, section="lr_find")) from None
+    if section.end_lr <= section.start_lr:
+        raise ConfigError(
+            f"[lr_find] end_lr: {section.end_lr:g} is not above start_lr {section.start_lr:g}; "
+            "the sweep goes up, so set end_lr higher (e.g. 1.0)"
+        )
+    return section
+
+
+def check_lr_find(config: dict[str, Any]) -> None:
+    """[lr_find], then the run's [model], [data] and [train] exactly as ftc train checks them."""
+    from engine.train.precheck import check_train
+
+    lr_find_section(config)
+    check_train(config)
