@@ -33,10 +33,11 @@ from tui.feed import SessionFeed, log_line, notice_line
 from tui.screens.log import TextScreen, engine_log_text
 from tui.widgets.confirm import ask
 from tui.widgets.curves import WINDOW_STEPS, LearningRatePanel, LossPanel
+from tui.widgets.evaluation import EvaluationView, best_rule
 from tui.widgets.eventlog import EventLog, FailureNote
 from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
-from tui.widgets.tables import CheckpointTable, EvaluationView
+from tui.widgets.tables import CheckpointTable
 
 PLOT_EVERY_S = 0.5
 LOG_LINES = 1000
@@ -49,6 +50,11 @@ TABS = ("events", "evaluation", "checkpoints")
 class MonitorScreen(Screen[None]):
     """Live view of one session."""
 
+    # Zoomed (z), the tabs take the plots' rows: the Evaluation tab's matrix and plot need them at 80x24.
+    DEFAULT_CSS = """
+    MonitorScreen.-zoomed #monitor-plots { display: none; }
+    MonitorScreen.-zoomed #monitor-tabs { height: 1fr; }
+    """
     KEYMAP = keymap.MONITOR
     BINDINGS = keymap.bindings(KEYMAP)
 
@@ -58,6 +64,7 @@ class MonitorScreen(Screen[None]):
         self.session_id = self.feed.session_id
         self.last_step: StepEnded | None = None
         self._plots_dirty = False
+        self._eval_plot_dirty = False
         self.feed.handle(StepEnded, self.step_ended)
         self.feed.handle(JobStarted, self.job_started)
         self.feed.handle(SchedulePlanned, self.schedule_planned)
@@ -82,7 +89,7 @@ class MonitorScreen(Screen[None]):
             with TabPane("Events", id="events"):
                 yield EventLog(max_lines=LOG_LINES, id="event-log")
             with TabPane("Evaluation", id="evaluation"):
-                yield EvaluationView(id="eval-view")
+                yield EvaluationView(self.session_id, best_rule(self.feed.paths.config), id="eval-view")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield CheckpointTable(id="ckpt-table")
         yield self.feed
@@ -101,6 +108,10 @@ class MonitorScreen(Screen[None]):
         return self.query_one(LearningRatePanel)
 
     @property
+    def evaluation_view(self) -> EvaluationView:
+        return self.query_one(EvaluationView)
+
+    @property
     def step(self) -> int:
         return self.last_step.step if self.last_step else 0
 
@@ -115,13 +126,16 @@ class MonitorScreen(Screen[None]):
         if step.learning_rate is not None:
             self.lr_panel.add_step(step.step, step.learning_rate)
         self._plots_dirty = True
+        self._eval_plot_dirty = True
 
     def job_started(self, job: JobStarted, _env: Envelope) -> None:
         if job.job != "prepare":
             # A resume restarts at its checkpoint: drop the steps the crashed run did after it.
             self.loss_panel.rewind(job.step)
             self.lr_panel.rewind(job.step)
+            self.evaluation_view.rewind(job.step)
             self._plots_dirty = True
+            self._eval_plot_dirty = True
 
     def schedule_planned(self, plan: SchedulePlanned, _env: Envelope) -> None:
         self.lr_panel.set_plan(
@@ -135,7 +149,8 @@ class MonitorScreen(Screen[None]):
         if "loss" in evaluation.metrics:
             self.loss_panel.add_validation(evaluation.step, evaluation.metrics["loss"])
             self._plots_dirty = True
-        self.query_one(EvaluationView).show(evaluation)
+        self.evaluation_view.add(evaluation)
+        self._eval_plot_dirty = True
 
     def checkpoint_saved(self, saved: CheckpointSaved, env: Envelope) -> None:
         self.query_one(CheckpointTable).add(saved, env.ts)
@@ -186,6 +201,16 @@ class MonitorScreen(Screen[None]):
             for panel in (self.loss_panel, self.lr_panel):
                 panel.set_x_range(lo, hi)
                 panel.draw()
+        # The evaluations' plot only while its tab shows (it draws everything again each time).
+        if self._eval_plot_dirty and self.query_one(TabbedContent).active == "evaluation":
+            self._eval_plot_dirty = False
+            self.evaluation_view.draw((self.loss_panel.steps, self.loss_panel.losses))
+
+    def action_zoom(self) -> None:
+        zoomed = not self.has_class("-zoomed")
+        self.set_class(zoomed, "-zoomed")
+        self._plots_dirty = self._eval_plot_dirty = True
+        self.call_after_refresh(self.redraw_plots)  # at the new size
 
     def action_log_scale(self) -> None:
         self.loss_panel.toggle_log_scale()
@@ -214,6 +239,14 @@ class MonitorScreen(Screen[None]):
     def action_next_tab(self) -> None:
         tabs = self.query_one(TabbedContent)
         tabs.active = TABS[(TABS.index(tabs.active) + 1) % len(TABS)] if tabs.active in TABS else TABS[0]
+
+    @on(TabbedContent.TabActivated, "#monitor-tabs")
+    def tab_activated(self, _message: TabbedContent.TabActivated) -> None:
+        if self.query_one(TabbedContent).active == "evaluation":
+            # Up and down choose an evaluation at once; tab moves on to its confusion matrix.
+            self.evaluation_view.table.focus()
+            self._eval_plot_dirty = True
+            self.call_after_refresh(self.redraw_plots)
 
     # ---------------------------------------------------------------- controls
 

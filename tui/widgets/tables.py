@@ -1,73 +1,21 @@
-"""The monitor's tables: the latest evaluation (overall and per class) and the checkpoint list."""
+"""The monitor's checkpoint list (the Evaluation tab's tables are in tui/widgets/evaluation.py)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Horizontal
 from textual.widgets import DataTable
 
 from tui.format import ago
+from tui.widgets.evaluation import EvaluationView
 
 if TYPE_CHECKING:
-    from engine.protocol import CheckpointSaved, EvaluationEnded
+    from engine.protocol import CheckpointSaved
 
-# Headline metrics in the order shown, with the names a reader knows them by; others follow as named.
-METRIC_LABELS = {
-    "loss": "loss",
-    "accuracy": "accuracy",
-    "macro_precision": "macro precision",
-    "macro_recall": "macro recall",
-    "macro_f1": "macro F1",
-    "roc_auc": "ROC-AUC",
-}
-
-
-class EvaluationView(Horizontal):
-    """The latest evaluation: every overall metric (metric | value) beside precision/recall/F1 per class.
-
-    One metric per row, so all of them fit an 80-column terminal however many there are.
-    """
-
-    DEFAULT_CSS = """
-    EvaluationView > #eval-metrics { width: 28; }
-    EvaluationView > #eval-classes { width: 1fr; }
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.last: EvaluationEnded | None = None
-
-    def compose(self) -> ComposeResult:
-        # No header row: "loss 0.4120" reads by itself, and the six headline metrics fit 80x24.
-        yield DataTable[str | Text](id="eval-metrics", cursor_type="row", show_header=False)
-        yield DataTable[str | Text](id="eval-classes", cursor_type="row")
-
-    def on_mount(self) -> None:
-        self.query_one("#eval-metrics", DataTable).add_columns("metric", "value")
-        self.query_one("#eval-classes", DataTable).add_columns(
-            "class", "precision", "recall", "f1", "support"
-        )
-
-    def show(self, evaluation: EvaluationEnded) -> None:
-        self.last = evaluation
-        self.border_title = f"evaluation at step {evaluation.step} [{evaluation.split}]"
-        metrics = evaluation.metrics
-        table = self.query_one("#eval-metrics", DataTable)
-        table.clear()
-        names = [k for k in METRIC_LABELS if k in metrics] + [k for k in metrics if k not in METRIC_LABELS]
-        for name in names:
-            table.add_row(METRIC_LABELS.get(name, name), f"{metrics[name]:.4f}", key=name)
-        classes = self.query_one("#eval-classes", DataTable)
-        classes.clear()
-        for name, figures in evaluation.per_class.items():
-            cells = [f"{figures[k]:.4f}" if k in figures else "-" for k in ("precision", "recall", "f1")]
-            support = f"{figures['support']:.0f}" if "support" in figures else "-"
-            classes.add_row(name, *cells, support, key=name)
+__all__ = ["CheckpointTable", "EvaluationView"]  # EvaluationView: where tests and older code import it
 
 
 class CheckpointTable(DataTable[str | Text]):
