@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from engine.errors import ConfigError
 from engine.train import freeze
 
 # Substrings of variable names that get no weight decay (biases and LayerNorm, as in BERT).
@@ -34,6 +35,22 @@ def lr_multiplier(group: str, layers: int, head: float = 1.0, decay: float = 1.0
     if group == "embeddings":
         return float(decay**layers)
     return float(decay ** (layers - 1 - int(group.split(":")[1])))
+
+
+def lr_scales(names: list[str], layers: int, head: float, decay: float, model_type: str) -> dict[str, float]:
+    """Each weight's LR over the schedule's (lr_multiplier of its group).
+
+    Differential rates need the encoder's layers told apart (``layer_._N`` in the weight names,
+    as BERT, RoBERTa, ELECTRA and DistilBERT have): in a model without them (ALBERT's shared
+    layer group) every weight would count as head, so they are refused there.
+    """
+    groups = {name: freeze.group_of(name) for name in names}
+    if (head != 1.0 or decay != 1.0) and not any(g.startswith("layer:") for g in groups.values()):
+        raise ConfigError(
+            f"[train] head_lr_multiplier, layer_lr_decay: ftc cannot tell the encoder layers of "
+            f"{model_type} models from the head; leave both at 1.0"
+        )
+    return {name: lr_multiplier(group, layers, head, decay) for name, group in groups.items()}
 
 
 class DifferentialAdamW(tf_keras.optimizers.AdamW):
@@ -180,11 +197,13 @@ class Stepper:
             self.optimizer = make_optimizer(weight_decay, mixed_float16, jit_optimizer)
             # Built over every weight once, so freezing changes only which ones get gradients.
             self.all_vars = list(model.trainable_variables)
-            layers = freeze.num_layers(model)
-            self.lr_scales = {
-                v.name: lr_multiplier(freeze.group_of(v.name), layers, head_lr_multiplier, layer_lr_decay)
-                for v in self.all_vars
-            }
+            self.lr_scales = lr_scales(
+                [v.name for v in self.all_vars],
+                freeze.num_layers(model),
+                head_lr_multiplier,
+                layer_lr_decay,
+                getattr(model.config, "model_type", "this"),
+            )
             if any(scale != 1.0 for scale in self.lr_scales.values()):
                 _inner(self.optimizer).set_lr_scales((v, self.lr_scales[v.name]) for v in self.all_vars)
             _inner(self.optimizer).build(self.all_vars)
