@@ -12,7 +12,7 @@ from textual.screen import Screen
 
 from engine.session import read_state, resolve
 from tui import keymap
-from tui.messages import DataFileRequested, SessionOpened
+from tui.messages import ComparisonRequested, DataFileRequested, SessionOpened
 from tui.screens.help import HelpScreen
 from tui.screens.sessions import SessionsScreen
 
@@ -86,6 +86,18 @@ class FtcApp(App[None]):
     @on(SessionOpened)
     def session_opened(self, message: SessionOpened) -> None:
         self.open_session(message.session, message.job)
+
+    @on(ComparisonRequested)
+    def comparison_requested(self, message: ComparisonRequested) -> None:
+        from engine.errors import FtcError
+        from tui.screens.compare import CompareScreen
+
+        try:
+            screen = CompareScreen(self.sessions_root, message.sessions)
+        except FtcError as exc:  # a session that vanished, or lost its config.toml, since it was listed
+            self.notify(str(exc), severity="error")
+            return
+        self.push_screen(screen)
 
     @on(DataFileRequested)
     def data_file_requested(self, _message: DataFileRequested) -> None:

@@ -8,7 +8,7 @@ from textual.binding import Binding
 
 # Keymap names, one per screen (a screen says which with its KEYMAP), plus the apps' own: "app" for
 # keys bound everywhere in the console, "predict_app" for ftc predict's window.
-APP, PREDICT_APP, SESSIONS, MONITOR, PREDICT, DATASET, HELP, OPEN_FILE, CONFIRM, DETAIL = (
+APP, PREDICT_APP, SESSIONS, MONITOR, PREDICT, DATASET, HELP, OPEN_FILE, CONFIRM, DETAIL, COMPARE = (
     "app",
     "predict_app",
     "sessions",
@@ -19,11 +19,13 @@ APP, PREDICT_APP, SESSIONS, MONITOR, PREDICT, DATASET, HELP, OPEN_FILE, CONFIRM,
     "open_file",
     "confirm",
     "detail",
+    "compare",
 )
 # The help's sections: a heading for each keymap, in the order a person meets the screens.
 SECTIONS = {
     SESSIONS: "Sessions screen",
     MONITOR: "Monitor screen",
+    COMPARE: "Compare screen",
     PREDICT: "Prediction screen",
     DATASET: "Data file screen",
     OPEN_FILE: "Open a data file",
@@ -83,10 +85,12 @@ ACTIONS: tuple[Action, ...] = (
         "quit the console (engines keep running); q and escape go back on every other screen",
         (SESSIONS,),
     ),
-    Action("back", "escape,q", "app.pop_screen", "Back", "back to the screen before", (MONITOR, DATASET)),
+    Action(
+        "back", "escape,q", "app.pop_screen", "Back", "back to the screen before", (MONITOR, DATASET, COMPARE)
+    ),
     # ftc predict shows this screen alone: there escape quits rather than uncovering a blank screen.
     Action("predict_back", "escape,q", "back", "Back", "back to the sessions list (or quit)", (PREDICT,)),
-    Action("open", "enter", "open", "Open", "open the selected session's monitor", (SESSIONS,)),
+    Action("open", "enter", "open", "Open", "open the selected session's monitor", (SESSIONS, COMPARE)),
     Action("pause", "p", "control('pause')", "Pause", "pause the session between steps", CONTROL_SCREENS),
     Action("unpause", "u", "control('unpause')", "Unpause", "continue a paused session", CONTROL_SCREENS),
     Action(
@@ -157,6 +161,31 @@ ACTIONS: tuple[Action, ...] = (
         "Data",
         "inspect and test a data file (preview, label and length histograms, data tests)",
         (SESSIONS,),
+    ),
+    Action(
+        "mark",
+        "space",
+        "mark",
+        "Mark",
+        "mark or unmark the selected session for comparing (a mark shows before its name)",
+        (SESSIONS,),
+    ),
+    Action(
+        "compare",
+        "m",
+        "compare",
+        "Compare",
+        "compare the marked sessions (2 to 8; one marked compares with the selected one): loss and metric "
+        "curves overlaid, best metric, steps, time, throughput, and the config keys that differ",
+        (SESSIONS,),
+    ),
+    Action(
+        "next_metric",
+        "m",
+        "next_metric",
+        "Metric",
+        "metric plot: validation macro F1, accuracy or loss",
+        (COMPARE,),
     ),
     Action("page_up", "pageup", "page(-1)", "Page up", "previous page of rows", (DATASET,), priority=True),
     Action("page_down", "pagedown", "page(1)", "Page down", "next page of rows", (DATASET,), priority=True),

@@ -15,13 +15,21 @@ from textual.widgets.data_table import ColumnKey
 from engine.session import LIVE_STATUSES, SessionInfo, list_sessions
 from tui import actions, keymap
 from tui.format import ago
-from tui.messages import CommandAnswered, DataFileRequested, SessionOpened, SessionsListed
+from tui.messages import (
+    CommandAnswered,
+    ComparisonRequested,
+    DataFileRequested,
+    SessionOpened,
+    SessionsListed,
+)
 from tui.screens.live import while_shown
 from tui.status import status_text
 from tui.widgets.confirm import ask
 from tui.widgets.footer import KeyFooter
 
 REFRESH_S = 1.0
+MAX_COMPARED = 8  # the compare screen has a colour for each of this many runs
+MARK = "● "  # before a marked session's name
 
 
 class SessionsScreen(Screen[None]):
@@ -35,6 +43,7 @@ class SessionsScreen(Screen[None]):
         self.root = root
         self.sessions: list[SessionInfo] = []
         self.columns: list[ColumnKey] = []
+        self.marked: set[str] = set()  # sessions marked (space) for comparing
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=True)
@@ -63,12 +72,13 @@ class SessionsScreen(Screen[None]):
         wanted = {s.id for s in self.sessions}
         for gone in present - wanted:
             table.remove_row(gone)
+        self.marked &= wanted
         now = time.time()
         for s in self.sessions:
             step = f"{s.step}" + (f"/{s.total_steps}" if s.total_steps else "")
             best = f"{s.best_metric_name} {s.best_metric:.4f}" if s.best_metric is not None else "-"
-            status = status_text(s.status)
-            cells: tuple[str | Text, ...] = (s.id, status, s.job, step, best, ago(s.heartbeat, now))
+            status, name = status_text(s.status), self.name_cell(s.id)
+            cells: tuple[str | Text, ...] = (name, status, s.job, step, best, ago(s.heartbeat, now))
             if s.id in present:
                 for column, value in zip(self.columns, cells, strict=True):
                     table.update_cell(s.id, column, value, update_width=True)
@@ -104,6 +114,40 @@ class SessionsScreen(Screen[None]):
             return
         job = next((info.job for info in self.sessions if info.id == session), None)
         self.post_message(SessionOpened(session, job))
+
+    def name_cell(self, session: str) -> str | Text:
+        return Text(MARK + session, style="bold") if session in self.marked else session
+
+    def action_mark(self) -> None:
+        """Mark or unmark the selected session for comparing, then move to the next row."""
+        session = self.selected_id()
+        if session is None:
+            self.notify("No session selected", severity="warning")
+            return
+        self.marked ^= {session}
+        table: DataTable[str | Text] = self.query_one("#sessions-table", DataTable)
+        table.update_cell(session, self.columns[0], self.name_cell(session), update_width=True)
+        col = table.columns[self.columns[0]]
+        col.content_width = max(col.content_width, len(MARK + session))
+        table.move_cursor(row=table.cursor_row + 1)
+
+    def action_compare(self) -> None:
+        table = self.query_one("#sessions-table", DataTable)
+        order = [str(row.key.value) for row in table.ordered_rows]
+        chosen = [session for session in order if session in self.marked]
+        selected = self.selected_id()
+        if len(chosen) == 1 and selected is not None and selected not in chosen:
+            chosen = [session for session in order if session in (*chosen, selected)]
+        if len(chosen) < 2:
+            self.notify("Mark two or more sessions (space), then press m to compare them", severity="warning")
+            return
+        if len(chosen) > MAX_COMPARED:
+            self.notify(
+                f"{len(chosen)} sessions marked; compare shows at most {MAX_COMPARED}: unmark some (space)",
+                severity="warning",
+            )
+            return
+        self.post_message(ComparisonRequested(chosen))
 
     def action_open_dataset(self) -> None:
         self.post_message(DataFileRequested())
