@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Markdown
 
 from tests.tui.compare_sessions import crashed_run, finished_run
 from tests.tui.screen_text import screen_text
+from tests.tui.test_keymap import _assert_documented_and_offered
 from tui.app import FtcApp
 from tui.screens.compare import RUN_COLUMNS, CompareScreen
+from tui.screens.help import HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.sessions import SessionsScreen
 from tui.widgets.compare import OverlayPanel
@@ -127,7 +129,15 @@ async def test_one_marked_compares_with_the_selected_and_one_alone_does_not(sess
         assert "Mark two or more sessions" in list(app._notifications)[-1].message
         await pilot.press("down", "m")  # run-b marked, run-a selected
         await _until(pilot, lambda: isinstance(app.screen, CompareScreen), what="compare screen")
-        assert [run.session for run in app.screen.runs] == ["run-b", "run-a"]
+        compare = app.screen
+        assert [run.session for run in compare.runs] == ["run-b", "run-a"]
+        # Its keys are in the ? help and the palette (from the keymap), as every screen's are.
+        await pilot.press("question_mark")
+        await _until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        help_text = app.screen.query_one(Markdown).source
+        await pilot.press("escape")
+        await _until(pilot, lambda: app.screen is compare, what="help closed")
+        _assert_documented_and_offered(app, compare, help_text)
         await pilot.press("escape")
         await _until(pilot, lambda: isinstance(app.screen, SessionsScreen), what="sessions")
         await pilot.press("up", "space")  # unmarked again
