@@ -30,8 +30,9 @@ def _resolve(args: argparse.Namespace) -> Any:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import FtcApp
+    from tui.hangup import run_app
 
-    FtcApp(sessions_root=_sessions_root(args)).run()
+    run_app(FtcApp(sessions_root=_sessions_root(args)))
     return ExitCode.OK
 
 
@@ -80,8 +81,9 @@ def _watch(args: argparse.Namespace, paths: Any, announce: bool = True) -> int:
         return ExitCode.OK
     if sys.stdout.isatty() and sys.stdin.isatty():
         from tui.app import FtcApp
+        from tui.hangup import run_app
 
-        FtcApp(sessions_root=_sessions_root(args), attach=paths.id).run()
+        run_app(FtcApp(sessions_root=_sessions_root(args), attach=paths.id))
         return ExitCode.OK
     if announce:
         print(paths.id, flush=True)
@@ -125,7 +127,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "label_col": args.label_col,
         "encoding": args.encoding,
     }
-    FtcApp(sessions_root=_sessions_root(args), dataset=dataset).run()
+    from tui.hangup import run_app
+
+    run_app(FtcApp(sessions_root=_sessions_root(args), dataset=dataset))
     return ExitCode.OK
 
 

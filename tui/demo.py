@@ -100,7 +100,8 @@ def run_demo(args: argparse.Namespace, root: Path) -> int:
     if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
         return follow_plain(paths)
     from tui.app import FtcApp
+    from tui.hangup import run_app
 
-    FtcApp(sessions_root=root, attach=paths.id).run()
+    run_app(FtcApp(sessions_root=root, attach=paths.id))
     print(f"the session keeps running; 'ftc attach {paths.id}' to watch it again")
     return ExitCode.OK

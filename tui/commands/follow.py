@@ -1,4 +1,8 @@
-"""Following a session without a terminal: every event as a plain line until its engine stops."""
+"""Following a session without a terminal: every event as a plain line until its engine stops.
+
+It stops too when its stdin or stdout hangs up (an SSH link dropped, ``| head`` done): the
+engine keeps running, and nobody is left to read.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ def follow_plain(paths: Any, out: Any = None) -> int:
     from engine.protocol import EngineStopped, ProgressReported
     from engine.session import LIVE_STATUSES, live_status, read_state
     from tui.format import event_line
+    from tui.hangup import Hangup
 
     out = sys.stdout if out is None else out  # looked up now: tests and redirections replace it
     follower = EventFollower(paths)
+    hangup = Hangup().start(follower.wake)
     status = "finished"
     shown_row = None  # the last row already shown: each chunk's rows once, not again with every report
 
@@ -42,7 +48,9 @@ def follow_plain(paths: Any, out: Any = None) -> int:
 
     try:
         while not follower.ended:
-            show(follower.poll(timeout=0.5))
+            show(follower.poll(timeout=1.0))  # a live event or a hang-up ends the wait at once
+            if hangup.happened.is_set():
+                return _hung_up(paths, hangup, out)
             if follower.ended or live_status(read_state(paths)) in LIVE_STATUSES:
                 continue
             show(follower.poll(timeout=0))  # the engine ended: print what the journal still holds
@@ -62,3 +70,20 @@ def follow_plain(paths: Any, out: Any = None) -> int:
     finally:
         follower.close()
     return ExitCode.OK if status in ("finished", "stopped") else ExitCode.FAILED
+
+
+def _hung_up(paths: Any, hangup: Any, out: Any) -> int:
+    """Stdin closed: say so where the output goes, if anywhere, and leave. Stdout gone: just leave."""
+    from tui.hangup import exit_now
+
+    if hangup.fd == 0:
+        try:
+            print(f"stdin closed: detached; the engine keeps running. 'ftc attach {paths.id}' to come back",
+                  file=out, flush=True)  # fmt: skip
+            return ExitCode.OK
+        except OSError:
+            pass
+    exit_now(
+        hangup.exit_code
+    )  # nothing can be written: no message, no traceback from the interpreter's last flush
+    return ExitCode.OK

@@ -1,0 +1,144 @@
+"""ftc as a process: no ftc outlives its terminal, its stdin or its reader, and the engine outlives them all.
+
+Real processes in real terminals (tmux) and real pipes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine import client, protocol
+from engine.journal import read_all
+from engine.session import SessionPaths, live_status, pid_alive, read_state
+from tests.conftest import REPO, wait_for
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+@contextmanager
+def tmux(command: str) -> Iterator[str]:
+    name = f"ftc-hyg-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", command], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def screen(name: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+
+
+def pane_pid(name: str) -> int:
+    out = subprocess.run(["tmux", "display", "-p", "-t", name, "#{pane_pid}"], capture_output=True, text=True)
+    return int(out.stdout)
+
+
+def attach_command(root: Path, session: str, *, ignore_hangup: bool = False) -> str:
+    # ``trap '' HUP``: started as under nohup or a runner that ignores SIGHUP, so the kernel's
+    # hang-up signal does not end it and only ftc's own watch can (the case that spun at 28%).
+    trap = "trap '' HUP; " if ignore_hangup else ""
+    return f"{trap}cd {REPO} && exec {sys.executable} -m tui --sessions-dir {root} attach {session}"
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def engine_pid(paths: SessionPaths) -> int:
+    pid: int = read_state(paths)["pid"]
+    return pid
+
+
+def paused_session(start_selftest: Callable[..., SessionPaths]) -> SessionPaths:
+    paths = start_selftest("paused", steps=100000, step_s=0.02)
+    wait_for(lambda: live_status(read_state(paths)) == "running", what="the engine to run")
+    wait_for(lambda: read_state(paths).get("step", 0) >= 3, what="a few steps")
+    client.request(paths, protocol.Pause())
+    wait_for(lambda: live_status(read_state(paths)) == "paused", what="the engine to pause")
+    return paths
+
+
+@needs_tmux
+def test_a_console_whose_terminal_closes_exits_and_the_engine_runs_on(
+    start_selftest, sessions_root: Path
+) -> None:
+    paths = start_selftest("hangup", steps=100000, step_s=0.02)
+    with tmux(attach_command(sessions_root, paths.id, ignore_hangup=True)) as name:
+        wait_for(lambda: "running" in screen(name), 30, what="the monitor")
+        console = pane_pid(name)
+        subprocess.run(["tmux", "kill-session", "-t", name], check=True)  # the terminal closes
+        wait_for(lambda: gone(console), 5, what="the console to exit after its terminal closed")
+    assert pid_alive(engine_pid(paths)), "the engine runs on"
+    assert live_status(read_state(paths)) == "running"
+
+
+def test_plain_attach_exits_when_its_stdin_closes(start_selftest, sessions_root: Path) -> None:
+    """``ssh host ftc attach S`` and the link drops: stdin closes; ftc says so and leaves, engine runs."""
+    paths = start_selftest("stdin", steps=100000, step_s=0.02)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "--sessions-dir", str(sessions_root), "attach", paths.id],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith("[1] "), "it follows the session"
+        proc.stdin.close()  # the link drops
+        proc.stdin = None  # (so that communicate does not flush it)
+        out, err = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert out.rstrip().splitlines()[-1].startswith("stdin closed: detached; the engine keeps running")
+    assert err == ""
+    assert pid_alive(engine_pid(paths)), "the engine runs on"
+
+
+def test_plain_attach_on_a_quiet_session_exits_when_its_reader_goes(
+    start_selftest, sessions_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ftc attach S | head -1`` on a paused session: no more output; ftc must not wait for ever."""
+    monkeypatch.setenv(
+        "FTC_RESOURCES_S", "3600"
+    )  # after its first sample, the paused engine publishes nothing
+    paths = paused_session(start_selftest)
+    wait_for(
+        lambda: "resources_sampled" in paths.events.read_text(), what="the engine's first resource sample"
+    )
+    last = read_all(paths.events)[-1].seq
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "--sessions-dir", str(sessions_root), "attach", paths.id],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        assert proc.stdout.readline().startswith(b"[1] ")
+        while not proc.stdout.readline().startswith(f"[{last}] ".encode()):  # the whole history is out ...
+            pass
+        proc.stdout.close()  # ... and the reader goes
+        code = proc.wait(timeout=5)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert err == "", err
+    assert code == 141
+    assert pid_alive(engine_pid(paths)), "the engine runs on"
