@@ -118,6 +118,15 @@ ACTIONS: tuple[Action, ...] = (
         CONTROL_SCREENS,
     ),
     Action("next_tab", "t", "next_tab", "Tab", "next tab", (MONITOR, DATASET)),
+    Action(
+        "zoom",
+        "z",
+        "zoom",
+        "Zoom",
+        "tabs at full height, without the plots above (again: back). In the Evaluation tab up/down "
+        "choose an evaluation, tab moves to its confusion matrix, enter on a cell lists its examples",
+        (MONITOR,),
+    ),
     Action("log_scale", "l", "log_scale", "Log y", "loss plot: logarithmic or linear scale", (MONITOR,)),
     Action("window", "w", "window", "Window", "plots: every step, or only the last steps", (MONITOR,)),
     Action(
