@@ -14,7 +14,7 @@ from tui.screens.compare import RUN_COLUMNS, CompareScreen
 from tui.screens.help import HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.sessions import SessionsScreen
-from tui.widgets.compare import OverlayPanel
+from tui.widgets.compare import OverlayPanel, config_diff, resolved_config
 
 
 async def _until(pilot, predicate, timeout: float = 15.0, what: str = "condition") -> None:
@@ -142,3 +142,18 @@ async def test_one_marked_compares_with_the_selected_and_one_alone_does_not(sess
         await _until(pilot, lambda: isinstance(app.screen, SessionsScreen), what="sessions")
         await pilot.press("up", "space")  # unmarked again
         await _until(pilot, lambda: "● " not in screen_text(app), what="mark gone")
+
+
+def test_a_config_that_does_not_validate_compares_as_written(tmp_path: Path) -> None:
+    good, bad, broken = tmp_path / "good.toml", tmp_path / "bad.toml", tmp_path / "broken.toml"
+    good.write_text('[model]\nsource = "bert-base-uncased"\n[train]\nbatch_size = 32\n')
+    bad.write_text('[model]\nsource = "bert-base-uncased"\n[train]\nbatch_size = 0\n')
+    broken.write_text("[train\n")
+    configs = [resolved_config(path) for path in (good, bad, broken)]
+    assert configs[0].problem is None and configs[0].values["train.epochs"] == 3  # a default, filled in
+    assert configs[1].problem == f"{bad}: [train] does not validate; shown as written"
+    assert configs[1].values["train.batch_size"] == 0 and "train.epochs" not in configs[1].values
+    assert configs[2].problem is not None and configs[2].problem.startswith(f"{broken}: not valid TOML")
+    rows = dict(config_diff([c.values for c in configs]))
+    assert rows["train.batch_size"] == [32, 0, None]
+    assert "model.source" in rows and "train.epochs" in rows  # the broken file has neither

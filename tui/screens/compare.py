@@ -132,7 +132,8 @@ class CompareScreen(Screen[None]):
             table.add_row(key, *(value_text(value) for value in values), key=key)
         title = Text()
         if rows:
-            title.append(f"config: {len(rows)} of {len(resolved[0].values)} keys differ", style="bold")
+            keys = len({key for config in resolved for key in config.values})
+            title.append(f"config: {len(rows)} of {keys} keys differ", style="bold")
         else:
             title.append("config: the same in every run", style="bold")
         title.append(" (defaults filled in)")
