@@ -154,7 +154,7 @@ async def test_every_evaluation_is_listed_and_the_best_marked(tmp_path: Path) ->
         assert [r[2] for r in rows] == [f"{s / 20:.2f}" for s in MATRICES] + ["2.00"], "epochs"
         assert [r[0] for r in rows].count("★") == 1 and rows[2][0] == "★", "best macro F1: step 24"
         text = screen_text(app)
-        assert "best by macro F1 max" in text and "★" in text
+        assert "★ best by macro F1 max" in text and "not recorded" not in text
 
 
 async def test_the_best_follows_the_runs_early_stopping_metric(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ async def test_the_cursor_chooses_the_matrix_and_its_figures_are_the_journals(tm
             assert [str(matrix.get_cell_at((r, 4))) for r in range(3)] == [
                 str(sum(row)) for row in MATRICES[step][0]
             ]
-            assert f"confusion at step {step} [validation]" in screen_text(app)
+            assert f"confusion at step {step} [val] (count, % of row)" in screen_text(app)
         await pilot.press("down", "down")
         await until(pilot, lambda: view.selected and view.selected.step == 24, "down to step 24")
         assert matrix_cells(matrix) == expected_cells(MATRICES[24][0])
@@ -211,6 +211,9 @@ async def test_enter_on_a_cell_asks_for_exactly_its_examples(tmp_path: Path) -> 
         assert (request.true_label, request.predicted_label) == ("positive", "neutral")
         assert request.predictions == "predictions/eval-000016-validation.h5"
         # The label column stands for the whole row: every example whose true label it is.
+        if app.screen is not monitor:  # the App opened the error-analysis view: back to the matrix
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is monitor and matrix.has_focus, "back on the matrix")
         asked.clear()
         await pilot.press("left", "left", "up", "enter")
         await until(pilot, lambda: [m for m in asked if isinstance(m, ErrorsRequested)], "a row's request")
@@ -225,10 +228,11 @@ async def test_an_older_journal_shows_what_there_is(tmp_path: Path) -> None:
         monitor = await open_tab(pilot, events)
         table = monitor.query_one(EvaluationTable)
         assert table.row_count == len(MATRICES) + 1
-        assert {str(table.get_cell_at((r, 2))) for r in range(table.row_count)} == {"not recorded"}
+        assert {str(table.get_cell_at((r, 2))) for r in range(table.row_count)} == {"-"}
         assert not monitor.query_one(ConfusionMatrix).display
         text = screen_text(app)
-        assert "not recorded" in text and "before 1.3" in text, text
+        assert "epoch not recorded" in text, text
+        assert "confusion matrix at step 40 [test]:" in text and "before 1.3" in text, text
 
 
 async def test_at_80x24_without_zoom_the_selected_metrics_show(tmp_path: Path) -> None:

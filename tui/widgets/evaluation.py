@@ -131,7 +131,7 @@ class EvaluationTable(DataTable[str | Text]):
             cells: list[str | Text] = [
                 Text(BEST_MARK, style="bold yellow") if is_best else "",
                 str(evaluation.step),
-                NOT_RECORDED if evaluation.epoch is None else f"{evaluation.epoch:.2f}",
+                "-" if evaluation.epoch is None else f"{evaluation.epoch:.2f}",  # the title says why
                 SPLIT_NAMES.get(evaluation.split, evaluation.split),
             ]
             for metric in self.metrics:
@@ -304,6 +304,7 @@ class EvaluationView(Vertical):
     EvaluationView #eval-table { width: 1fr; }
     EvaluationView #eval-confusion { width: auto; max-width: 75%; }
     EvaluationView #eval-confusion-none { width: 1fr; padding: 0 1; color: $text-muted; }
+    EvaluationView #eval-confusion-none { border-top: solid $primary 50%; }
     EvaluationView #eval-plot { width: 1fr; min-width: 24; }
     EvaluationView DataTable {
         border-top: solid $primary 50%;
@@ -374,6 +375,7 @@ class EvaluationView(Vertical):
         self.query_one("#eval-empty").display = not self.evaluations
         self.table.fill(self.evaluations, self.best)
         self._select()
+        self._titles()
 
     # ---------------------------------------------------------------- selection
 
@@ -400,18 +402,18 @@ class EvaluationView(Vertical):
     def _titles(self) -> None:
         rule = self.rule.text()
         zoom = "  (z: full height, for the matrix and the plot)" if self.compact else ""
-        self.table.border_title = Text(f"evaluations, {BEST_MARK} best by {rule}{zoom}")
+        epochs = any(e.epoch is None for e in self.evaluations)
+        unknown = f" · epoch {NOT_RECORDED}" if epochs else ""  # an ftc before 1.4 did not say
+        self.table.border_title = Text(f"{BEST_MARK} best by {rule}{unknown}{zoom}")
         selected = self.selected
         if selected is None:
-            self.query_one("#eval-top").border_title = None
             return
         where = f"step {selected.step} [{selected.split}]"
         self.query_one(MetricsList).border_title = Text(where)
-        self.matrix.border_title = Text(
-            f"confusion at {where}: rows true, columns predicted (count, row share)"
-        )
+        short = SPLIT_NAMES.get(selected.split, selected.split)
+        self.matrix.border_title = Text(f"confusion at step {selected.step} [{short}] (count, % of row)")
         self.query_one("#eval-confusion-none", Static).update(
-            f"confusion matrix at {where}: {NOT_RECORDED} (an evaluation by an ftc before 1.3)"
+            Text(f"confusion matrix at {where}: {NOT_RECORDED} (an evaluation by an ftc before 1.3)")
         )
 
     def on_resize(self, event: Resize) -> None:
