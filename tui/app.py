@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from engine.session import read_state, resolve
-from tui import keymap
+from tui import keymap, messages
 from tui.messages import ComparisonRequested, DataFileRequested, SessionOpened
+from tui.notify import Notifier
 from tui.screens.help import HelpScreen
 from tui.screens.sessions import SessionsScreen
 
 PREDICT_JOB = "predict"  # the [job] kind of sessions that open on the prediction screen
+LR_FIND_JOB = "lr_find"  # ... and of those that open on the range test's curve
 
 
 def session_job(root: Path, session_id: str) -> str | None:
@@ -62,6 +65,8 @@ class FtcApp(App[None]):
         self.sessions_root = sessions_root
         self.attach = attach
         self.dataset = dataset
+        # The bell and desktop notifications when a session seen live ends (tui/notify.py; FTC_NOTIFY=0: off).
+        self.notifier = Notifier(self.write_terminal)
 
     def on_mount(self) -> None:
         self.push_screen(SessionsScreen(self.sessions_root))
@@ -74,6 +79,11 @@ class FtcApp(App[None]):
 
     def open_session(self, session: str, job: str | None) -> None:
         """A prediction session opens on its throughput, labels and last rows; others on the monitor."""
+        if job == LR_FIND_JOB:
+            from tui.screens.lrfind import LrFindScreen
+
+            self.push_screen(LrFindScreen(self.sessions_root, session))
+            return
         if job == PREDICT_JOB:
             from tui.screens.predict import PredictScreen
 
@@ -86,6 +96,47 @@ class FtcApp(App[None]):
     @on(SessionOpened)
     def session_opened(self, message: SessionOpened) -> None:
         self.open_session(message.session, message.job)
+
+    @on(messages.SessionsListed)
+    def sessions_listed(self, message: messages.SessionsListed) -> None:
+        """Every listing of the sessions screen (bubbled up): ring for each session that has just ended."""
+        for text in self.notifier.listed(message.sessions):
+            self.notify(text, title="ftc")
+
+    def write_terminal(self, data: str) -> None:
+        """Bytes for the terminal itself (a bell, an OSC notification), through Textual's driver."""
+        if self._driver is not None:
+            self._driver.write(data)
+
+    @on(messages.LrFindRequested)
+    def lr_find_requested(self, message: messages.LrFindRequested) -> None:
+        """A range test of the new-run form's config: a new lr_find session, then its screen."""
+        self.notify("Starting the learning-rate range test...")
+        self._start_lr_find(copy.deepcopy(message.config))
+
+    @work(thread=True, group="lr-find")
+    def _start_lr_find(self, config: dict[str, Any]) -> None:
+        from engine.errors import FtcError, brief
+        from tui.commands.train import start_run
+
+        config["job"] = {"kind": LR_FIND_JOB}
+        try:
+            paths = start_run(self.sessions_root, config, name="lr-find")
+        except FtcError as exc:
+            self.call_from_thread(self.notify, brief(exc, 300), severity="error")
+            return
+        self.call_from_thread(self._open_lr_find, paths.id)
+
+    def _open_lr_find(self, session: str) -> None:
+        from tui.screens.lrfind import LrFindScreen
+
+        asking = self.screen  # the new-run form: the suggestion goes back to it
+
+        def used(rate: float | None) -> None:
+            if rate is not None:
+                asking.post_message(messages.LearningRateSuggested(rate))
+
+        self.push_screen(LrFindScreen(self.sessions_root, session, from_form=True), used)
 
     @on(ComparisonRequested)
     def comparison_requested(self, message: ComparisonRequested) -> None:

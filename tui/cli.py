@@ -112,7 +112,46 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    return _watch(args, _resolve(args), announce=False)
+    paths = _resolve(args)
+    if args.notify:
+        os.environ["FTC_NOTIFY"] = "1"  # the console, on a terminal, rings as the session ends
+    code = _watch(args, paths, announce=False)
+    if args.notify and not (sys.stdout.isatty() and sys.stdin.isatty()):
+        from tui.notify import ring_ended
+
+        ring_ended(paths, sys.stdout)  # plain: the bell and the OSC 9/777 notification once it has ended
+    return code
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    """A learning-rate range test of a run configuration: checked as ftc train checks it, then watched."""
+    from engine.config import job_kind, load_toml
+    from engine.errors import ConfigError
+    from tui.commands.train import start_run
+
+    config = load_toml(Path(args.config))
+    kind = job_kind(config)
+    if kind not in ("train", "lr_find"):
+        raise ConfigError(
+            f"{args.config}: [job] kind is {kind!r}; ftc lr-find takes a training run's config "
+            '(kind = "train", or no [job] section)'
+        )
+    config["job"] = {"kind": "lr_find"}
+    paths = start_run(_sessions_root(args), config, name=args.name or "lr-find")
+    code = _watch(args, paths)
+    if not args.detach and not (sys.stdout.isatty() and sys.stdin.isatty()):
+        from engine.client import EventFollower
+        from engine.protocol import JobFinished
+
+        follower = EventFollower(paths)
+        try:
+            ends = [e.body for e in follower.poll(timeout=0) if isinstance(e.body, JobFinished)]
+        finally:
+            follower.close()
+        rate = ends[-1].summary.suggested_learning_rate if ends else None
+        if rate is not None:
+            print(f"suggested learning rate: {rate:.2g} (set [train] learning_rate = {rate:.2g})", flush=True)
+    return code
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -154,10 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where sessions live (default: $FTC_SESSIONS_DIR or ./sessions)",
     )
+    parser.add_argument(
+        "--no-notify",
+        action="store_true",
+        help="no bell or desktop notification when a session ends (as FTC_NOTIFY=0)",
+    )
     parser.set_defaults(func=cmd_tui)
     # Also accepted after the command (``ftc ls --sessions-dir D``); SUPPRESS keeps the top-level value.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--sessions-dir", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--no-notify", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_sub_parser(common))
 
     p = sub.add_parser("demo", help="the embedded default: real tweets and a real small model")
@@ -179,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
+        "lr-find",
+        help="a learning-rate range test of a run config (short sweep, loss against LR, a suggested rate)",
+    )
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--name", help="a short name for the session id (default: lr-find)")
+    p.add_argument("--detach", action="store_true", help="start the engine and return at once")
+    p.set_defaults(func=cmd_lr_find)
+
+    p = sub.add_parser(
         "resume", help="restart a crashed or stopped session from its last complete checkpoint"
     )
     p.add_argument("session", metavar="SESSION")
@@ -195,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attach", help="open the console on a session's monitor (plain lines without a TTY)")
     p.add_argument("session", metavar="SESSION")
+    p.add_argument(
+        "--notify",
+        action="store_true",
+        help="when the session ends, ring the terminal and send a desktop notification (OSC 9/777)",
+    )
     p.set_defaults(func=cmd_attach)
 
     p = sub.add_parser("inspect", help="open the console's dataset screen on a data file (preview, tests)")
@@ -251,6 +310,8 @@ def _sub_parser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.no_notify:
+        os.environ["FTC_NOTIFY"] = "0"  # read by the console's notifier (tui/notify.py)
     try:
         code: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit

@@ -21,10 +21,12 @@ APP, PREDICT_APP, SESSIONS, MONITOR, PREDICT, DATASET, HELP, OPEN_FILE, CONFIRM,
     "detail",
     "compare",
 )
+LR_FIND = "lr_find"
 # The help's sections: a heading for each keymap, in the order a person meets the screens.
 SECTIONS = {
     SESSIONS: "Sessions screen",
     MONITOR: "Monitor screen",
+    LR_FIND: "Learning-rate range test screen",
     COMPARE: "Compare screen",
     PREDICT: "Prediction screen",
     DATASET: "Data file screen",
@@ -208,6 +210,16 @@ ACTIONS: tuple[Action, ...] = (
     Action("cancel", "escape", "cancel", "Cancel", "close without opening a file", (OPEN_FILE,)),
     Action("yes", "y,enter", "answer(True)", "Yes", "yes: do it", (CONFIRM,), priority=True),
     Action("no", "escape,n", "answer(False)", "No", "no: do nothing", (CONFIRM,), priority=True),
+    Action("lr_back", "escape,q", "app.pop_screen", "Back", "back to the screen before", (LR_FIND,)),
+    Action(
+        "use_lr",
+        "enter",
+        "use",
+        "Use it",
+        "the suggested learning rate into the new-run form (from the form's range test), else shown to copy",
+        (LR_FIND,),
+    ),
+    Action("lr_stop", "s", "stop", "Stop", "end the range test now (asks first)", (LR_FIND,)),
     Action("close_detail", "escape,q", "dismiss", "Close", "close this view", (DETAIL,)),
     Action("close_help", "escape,q,question_mark", "dismiss", "Close", "close this help", (HELP,)),
     Action("help", "question_mark", "app.help", "Help", "keys and concepts of ftc (this help)", (APP,)),
