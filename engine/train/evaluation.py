@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.train.batches import EpochPlan, SplitReader
+from engine.train.batches import Batch, SplitReader, pad
 from engine.train.callbacks import Callback, StepReport
 from engine.train.config import TrainSection
-from engine.train.metrics import Figures, evaluate_logits
+from engine.train.metrics import Figures, evaluate_logits, softmax
 from engine.train.state import Evaluation
 
 if TYPE_CHECKING:
     from engine.train.loop import Trainer
+
+WINDOW = 50  # batches per length-sorted window, as the training plan's default bucket_window
 
 
 class Evaluator:
@@ -27,6 +30,7 @@ class Evaluator:
         self.model, self.tokenizer = model, tokenizer
         self.data_dir, self.manifest, self.labels = data_dir, manifest, labels
         self._logits_fn: Any = None
+        self.scored: Scored | None = None
 
     def has(self, split: str) -> bool:
         return bool(self.manifest["splits"].get(split, {}).get("shards"))
@@ -45,28 +49,88 @@ class Evaluator:
         return self._logits_fn(ids, mask)
 
     def run(
-        self, split: str, t: TrainSection, on_batch: Callable[[int, int | None], None] | None = None
+        self,
+        split: str,
+        t: TrainSection,
+        on_batch: Callable[[int, int | None], None] | None = None,
+        positions: np.ndarray | None = None,
     ) -> Figures:
-        """Score the model on ``split``; ``on_batch(done, total)`` before the first batch and after each."""
-        plan = EpochPlan(
-            SplitReader(self.data_dir, split, self.manifest),
-            self.tokenizer,
-            batch_size=t.eval_batch_size or t.batch_size * 2,
-            max_length=t.max_length,
-            seed=0,
-            epoch=0,
-            shuffle=False,
-        )
-        logits, labels = [], []
-        total = plan.num_batches
+        """Score the model on ``split`` (or the rows at ``positions`` of it, ascending).
+
+        ``on_batch(done, total)`` is called before the first batch and after each. The examples'
+        positions, row ids, labels and probabilities stay in ``self.scored`` for the predictions file.
+        """
+        reader = SplitReader(self.data_dir, split, self.manifest)
+        batch_size = t.eval_batch_size or t.batch_size * 2
+        if positions is None:
+            positions = np.arange(reader.rows, dtype=np.int64)
+        total = -(-len(positions) // batch_size) if len(positions) else 0
+        logits, labels, rows, where = [], [], [], []
         if on_batch is not None:
             on_batch(0, total)
-        for done, b in enumerate(plan.batches(), start=1):
+        for done, (b, pos) in enumerate(self._batches(reader, positions, batch_size, t.max_length), start=1):
             logits.append(self._logits(b.input_ids, b.attention_mask).numpy())
             labels.append(b.labels)
+            rows.append(b.rows)
+            where.append(pos)
             if on_batch is not None:
                 on_batch(done, total)
-        return evaluate_logits(np.concatenate(logits), np.concatenate(labels), self.labels)
+        all_logits, all_labels = np.concatenate(logits), np.concatenate(labels)
+        self.scored = Scored(
+            split,
+            np.concatenate(where),
+            np.concatenate(rows),
+            all_labels,
+            softmax(all_logits.astype(np.float64)),
+        )
+        return evaluate_logits(all_logits, all_labels, self.labels)
+
+    def _batches(
+        self, reader: SplitReader, positions: np.ndarray, batch_size: int, max_length: int
+    ) -> Iterator[tuple[Batch, np.ndarray]]:
+        """The rows at ``positions`` in file order, by windows of WINDOW batches sorted by token length.
+
+        With every position these are the batches an unshuffled EpochPlan makes (the same windows,
+        the same length order), so evaluations score as they always have.
+        """
+        starts = np.concatenate([[0], np.cumsum([n for _, n in reader.shards])]).astype(np.int64)
+        shard_of = np.searchsorted(starts, positions, side="right") - 1
+        span = batch_size * WINDOW
+        index = 0
+        for shard in range(len(reader.shards)):
+            mine = positions[shard_of == shard]
+            if not len(mine):
+                continue
+            frame = reader.shard(shard)
+            texts, row_ids = frame["text"].to_numpy(), frame["row"].to_numpy()
+            label_ids = frame["label"].to_numpy().astype(np.int32)
+            for lo in range(0, len(mine), span):
+                pos = mine[lo : lo + span]
+                picks = pos - starts[shard]
+                encoded = self.tokenizer(
+                    [str(x) for x in texts[picks]],
+                    truncation=True,
+                    max_length=max_length,
+                    add_special_tokens=True,
+                )["input_ids"]
+                by_length = np.argsort(np.array([len(e) for e in encoded]), kind="stable")
+                for i in range(0, len(by_length), batch_size):
+                    group = by_length[i : i + batch_size]
+                    ids, mask = pad([encoded[j] for j in group], self.tokenizer.pad_token_id or 0)
+                    sel = picks[group]
+                    yield Batch(0, index, row_ids[sel], ids, mask, label_ids[sel]), pos[group]
+                    index += 1
+
+
+@dataclass
+class Scored:
+    """The last evaluation's examples: positions in the split, data row ids, true ids, probabilities."""
+
+    split: str
+    positions: np.ndarray
+    rows: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
 
 
 class EvaluationSchedule(Callback):

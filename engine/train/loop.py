@@ -27,7 +27,7 @@ from engine.model import (
     tokenizer_fingerprint,
 )
 from engine.train import checkpoints as ck
-from engine.train import freeze
+from engine.train import examples, freeze
 from engine.train.batches import Batch, EpochPlan, SplitReader, read_manifest, steps_per_epoch
 from engine.train.callbacks import Callback, CallbackList, StepReport
 from engine.train.checkpointing import Checkpointing
@@ -68,6 +68,7 @@ class Trainer:
         self.ckpt_dir = ctx.paths.checkpoints
         self.checkpointing: Checkpointing | None = None
         self.callbacks = CallbackList([])
+        self.predictions: str | None = None  # the latest evaluation's (session-relative path)
 
     @property
     def is_chief(self) -> bool:
@@ -289,12 +290,17 @@ class Trainer:
     # ------------------------------------------------------------ evaluation
 
     def evaluate(self, split: str = "validation") -> dict[str, float] | None:
-        """Evaluate on a split (None if the data has none) and call the callbacks with the result."""
+        """Evaluate on a split (None if the data has none) and call the callbacks with the result.
+
+        The chief keeps the per-example predictions in the session (engine.train.examples), names
+        them in ``self.predictions`` for the evaluation's event, and prunes the older ones after it.
+        """
         if not self.evaluator.has(split):
             return None
         result = self.evaluator.run(
             split, self.t, lambda done, total: self.callbacks.on_evaluate_batch(self, split, done, total)
         )
+        self.predictions = self._keep_predictions(split)
         if result.absent and split not in self._warned_absent:
             self._warned_absent.add(split)
             self.log(
@@ -303,7 +309,81 @@ class Trainer:
                 "in macro_f1 and roc_auc averages over the classes present",
             )
         self.callbacks.on_evaluate(self, split, result)
+        if self.predictions is not None:
+            self._prune_predictions(split)
         return result.metrics
+
+    def _prune_predictions(self, split: str) -> None:
+        """Keep the last examples.KEEP evaluations' predictions of each split, this one and the best."""
+        best = self.state.best_step
+        examples.prune(
+            self.ctx.paths.root,
+            protect=[(split, self.state.step)] + ([("validation", best)] if best is not None else []),
+        )
+
+    @property
+    def epoch(self) -> float:
+        """Epochs done, with the fraction of the current one (as StepEnded.epoch says it)."""
+        return self.state.epoch + self.state.batch_index / max(self.num_batches, 1)
+
+    def _keep_predictions(self, split: str) -> str | None:
+        """The chief writes the evaluation's per-example predictions; the session-relative path, or None."""
+        scored = self.evaluator.scored
+        if not self.is_chief or scored is None:
+            return None
+        try:
+            return examples.write(
+                self.ctx.paths.root,
+                split=split,
+                step=self.state.step,
+                epoch=self.epoch,
+                labels=self.labels,
+                data_dir=self.data_dir.resolve(),
+                positions=scored.positions,
+                rows=scored.rows,
+                true=scored.labels,
+                probs=scored.probs,
+            )
+        except OSError as exc:  # an output for the person, not the run's state: training goes on
+            from engine.errors import os_error_text
+
+            self.log("warning", f"per-example predictions not kept: {os_error_text(exc, 'free space')}")
+            return None
+
+    def score_training_split(self) -> None:
+        """At the end, the chief scores (a seeded sample of) the training rows for the label-noise list.
+
+        Written as evaluations/train-step<N>.npz, like an evaluation's predictions; no event, no
+        metric: the training curve stays the steps' own. At most examples.TRAIN_SAMPLE_ROWS rows.
+        """
+        if not self.is_chief:
+            return
+        total = self.train_reader.rows
+        positions = examples.sample_positions(total, examples.TRAIN_SAMPLE_ROWS, self.t.seed)
+        phases = self.ctx.phases
+        before = phases.phase
+        detail = "train (label noise)"
+        self.evaluator.run(
+            "train",
+            self.t,
+            lambda done, n: (
+                phases.enter("evaluating", done=done, total=n, unit="batches", detail=detail)
+                if done == 0
+                else phases.progress(done, n, unit="batches", detail=detail)
+            ),
+            positions=positions,
+        )
+        path = self._keep_predictions("train")
+        if path is not None:
+            self._prune_predictions("train")
+            sampled = (
+                f"a seeded sample of {len(positions):,} of {total:,}"
+                if len(positions) < total
+                else f"all {total:,}"
+            )
+            self.log("info", f"label noise: scored {sampled} training examples; per-example losses in {path}")
+        if before is not None:
+            phases.enter(before)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -390,6 +470,7 @@ class Trainer:
             restored = True
             self.log("info", f"restored the best weights (step {s.best_step}, {es.metric} {s.best:.4f})")
         test = self.evaluate("test")
+        self.score_training_split()
         self.callbacks.on_train_end(self)
         return {
             "steps": s.step,

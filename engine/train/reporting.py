@@ -114,7 +114,15 @@ class Events(Callback):
         rows = int(trainer.manifest["splits"].get(split, {}).get("rows", 0))
         if rows and self._eval_started:
             self._eval_row_s = (self.clock() - self._eval_started) / rows
-        self.emit(protocol.EvaluationEnded(step=trainer.state.step, split=split, **figures.payload()))
+        self.emit(
+            protocol.EvaluationEnded(
+                step=trainer.state.step,
+                split=split,
+                epoch=trainer.epoch,
+                predictions=trainer.predictions,  # written by the loop before this event names it
+                **figures.payload(),
+            )
+        )
         if self._before_eval is not None:
             trainer.ctx.phases.enter(self._before_eval)
 
