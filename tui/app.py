@@ -13,7 +13,7 @@ from textual.screen import Screen
 
 from engine.session import read_state, resolve
 from tui import keymap, messages
-from tui.messages import ComparisonRequested, DataFileRequested, SessionOpened
+from tui.messages import ComparisonRequested, DataFileRequested, ErrorsRequested, SessionOpened
 from tui.notify import Notifier
 from tui.screens.help import HelpScreen
 from tui.screens.sessions import SessionsScreen
@@ -150,6 +150,30 @@ class FtcApp(App[None]):
             return
         self.push_screen(screen)
 
+    @on(ErrorsRequested)
+    def errors_requested(self, message: ErrorsRequested) -> None:
+        from tui.screens.errors import ErrorsScreen
+
+        self.push_screen(
+            ErrorsScreen(
+                self.sessions_root,
+                message.session,
+                step=message.step,
+                split=message.split,
+                true_label=message.true_label,
+                predicted_label=message.predicted_label,
+                predictions=message.predictions,
+            )
+        )
+
+    def action_errors(self) -> None:
+        """The monitor's key: the session's latest validation evaluation, every misclassified example."""
+        session = getattr(self.screen, "session_id", None)
+        if session:
+            from tui.screens.errors import ErrorsScreen
+
+            self.push_screen(ErrorsScreen(self.sessions_root, session))
+
     @on(DataFileRequested)
     def data_file_requested(self, _message: DataFileRequested) -> None:
         from tui.screens.open_file import OpenFileScreen
@@ -162,6 +186,38 @@ class FtcApp(App[None]):
 
         ask = OpenFileScreen("Inspect and test a data file (CSV, TSV, JSONL, Parquet, HDF5):")
         self.push_screen(ask, opened)
+
+    @on(messages.NewRunRequested)
+    def new_run_requested(self, message: messages.NewRunRequested) -> None:
+        """The new-run form; for a session (clone and edit), filled from its config.toml."""
+        from engine.config import job_kind, load_toml
+        from engine.errors import FtcError
+        from tui.screens.newrun import NewRunScreen
+
+        prefill = None
+        if message.session is not None:
+            try:
+                prefill = load_toml(resolve(self.sessions_root, message.session).config)
+                kind = job_kind(prefill)
+            except FtcError as exc:
+                self.notify(f"{message.session}: {exc}", severity="error")
+                return
+            if kind != "train":
+                self.notify(f"{message.session} is a {kind} session: only a training run can be cloned")
+                return
+        self.push_screen(NewRunScreen(self.sessions_root, prefill, origin=message.session))
+
+    @on(messages.DataFileWanted)
+    def data_file_wanted(self, _message: messages.DataFileWanted) -> None:
+        from tui.screens.open_file import OpenFileScreen
+
+        asking = self.screen
+
+        def chosen(path: str | None) -> None:
+            if path:
+                asking.post_message(messages.DataFileChosen(path))
+
+        self.push_screen(OpenFileScreen("The run's data file (CSV, TSV, JSONL, Parquet, HDF5):"), chosen)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
