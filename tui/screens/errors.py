@@ -21,6 +21,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.events import Resize
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Input, Label, Static
@@ -34,7 +35,7 @@ from tui.widgets.footer import KeyFooter
 PAGE = 100  # rows read and shown at a time; the next page loads as the cursor nears the end
 SCAN = 1000  # texts searched per read while a search looks for a page of matches
 MORE_AT = 10  # rows from the end at which the next page is fetched
-LABEL_CHARS = 12
+LABEL_CHARS = 10
 ERRORS, NOISE = "errors", "noise"
 
 
@@ -163,6 +164,7 @@ class ErrorsScreen(Screen[None]):
         self.done = False
         self.loading = False
         self.generation = 0
+        self.text_chars, self._fixed = 40, 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -313,14 +315,20 @@ class ErrorsScreen(Screen[None]):
     # ---------------------------------------------------------------- display
 
     def _text_width(self, fixed: int) -> int:
-        return max(self.size.width - fixed - 2, 20)
+        # Less the other columns, the text column's own padding (2) and the vertical scrollbar (2).
+        return max((self.size.width or 80) - fixed - 5, 20)
+
+    def on_resize(self, event: Resize) -> None:
+        # The text column takes the width the others leave: laid out again for a new width.
+        if self.source is not None and self.text_chars != self._text_width(self._fixed):
+            self.restart()
 
     def _columns(self) -> None:
         table = self.table
         table.clear(columns=True)
         if self.mode == NOISE:
             heads = [
-                ("rank", 5),
+                ("rank", 4),
                 ("loss", 5),
                 ("given", LABEL_CHARS),
                 ("p", 4),
@@ -329,10 +337,10 @@ class ErrorsScreen(Screen[None]):
             ]
         else:
             heads = [("conf", 4), ("true", LABEL_CHARS), ("p", 4), ("predicted", LABEL_CHARS)]
-        fixed = sum(w + 2 for _, w in heads)
+        self._fixed = sum(w + 2 for _, w in heads)
         for name, width in heads:
             table.add_column(name, width=width)
-        self.text_chars = self._text_width(fixed)
+        self.text_chars = self._text_width(self._fixed)
         table.add_column("text", width=self.text_chars)
 
     def _cells(self, index: int, text: str) -> list[Any]:
