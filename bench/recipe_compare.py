@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/recipe_compare.py                 # 150 steps each, print the table
     .venv/bin/python bench/recipe_compare.py --write         # and write bench/results/recipe_compare.md
+    .venv/bin/python bench/recipe_compare.py --step-time --write   # only the step-time check, its section
 
 The settings (issue 17) differ from the default in one thing each: layer-wise LR decay 0.8 with
 the head at 10x, oversampling the minority classes, and cosine with warm restarts. Everything
@@ -159,6 +160,71 @@ def run_setting(opts: dict[str, Any], name: str, keys: dict[str, Any]) -> dict[s
     }
 
 
+def step_time_child(head: float, decay: float, reps: int) -> dict[str, float]:
+    """ftc's training step on MiniLM (32 x 40 tokens) with these multipliers: first, median, update alone."""
+    import tensorflow as tf
+
+    from bench.matmul_share import adamw_update_s, median_time, step_batch, three_class_model
+    from engine.train.optim import Stepper
+
+    model = three_class_model(str(MINILM))
+    stepper = Stepper(
+        model,
+        tf.distribute.get_strategy(),
+        weight_decay=0.01,
+        clip_norm=1.0,
+        head_lr_multiplier=head,
+        layer_lr_decay=decay,
+    )
+    stepper.set_learning_rate(1e-6)
+    batch = step_batch(model.config, 32, 40)
+    start = time.perf_counter()
+    stepper.step([batch])
+    first = time.perf_counter() - start
+    step = median_time(lambda: stepper.step([batch]), reps)
+    return {"first_s": first, "step_s": step, "update_s": adamw_update_s(stepper, reps)}
+
+
+STEP_TIME_HEADING = "## Does a per-weight LR cost time?"
+
+
+def step_time_section(repeats: int, reps: int, command: str) -> str:
+    """Multipliers 1.0 (AdamW's own update) against 10 and 0.8 (the scaled one), alternated processes."""
+    import statistics
+
+    runs: dict[str, list[dict[str, float]]] = {"1.0 and 1.0": [], "10 and 0.8": []}
+    load_before = load_note().replace("load average when written", "load average before")
+    for i in range(repeats):
+        order = list(runs) if i % 2 == 0 else list(reversed(runs))
+        for name in order:
+            head, decay = (1.0, 1.0) if name == "1.0 and 1.0" else (10.0, 0.8)
+            runs[name].append(in_child(step_time_child, head, decay, reps))
+            print(f"  {name}: {runs[name][-1]}", flush=True)
+    lines = [
+        STEP_TIME_HEADING,
+        "",
+        f"ftc's Stepper on MiniLM, one training step at 32 x 40 tokens (forward, backward, clipping, AdamW "
+        f"compiled with XLA); {repeats} fresh processes per setting, alternated; median of {reps} "
+        "repetitions each, then the median over processes.",
+        "",
+        "| head_lr_multiplier and layer_lr_decay | first step s | training step s | AdamW update alone s "
+        "| each process's step s |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("first_s", "step_s", "update_s")}
+        each = ", ".join(f"{r['step_s']:.3f}" for r in rs)
+        lines.append(
+            f"| {name} | {med['first_s']:.1f} | {med['step_s']:.3f} | {med['update_s']:.3f} | {each} |"
+        )
+    lines += [
+        "",
+        f"{load_before}; {load_note().replace('load average when written', 'load average after')}",
+        f"command: `{command}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _keys_text(keys: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {v!r}" for k, v in keys.items()) or "(none)"
 
@@ -174,10 +240,24 @@ def main() -> int:
     parser.add_argument("--validation", type=float, default=0.2, help="fraction of the sample for validation")
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "bench" / "recipe")
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(REPO)}")
+    parser.add_argument(
+        "--step-time", action="store_true", help="only time a training step with and without the multipliers"
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="--step-time: processes per setting")
+    parser.add_argument("--reps", type=int, default=10, help="--step-time: timed steps per process")
     args = parser.parse_args()
     if not (TWEETS.is_file() and MINILM.is_dir()):
         raise SystemExit("the tweets or MiniLM are not in .cache/assets: run `ftc demo` once to fetch them")
     command = "python bench/recipe_compare.py " + " ".join(sys.argv[1:])
+    if args.step_time:
+        section = step_time_section(args.repeats, args.reps, command.strip())
+        print(section)
+        if args.write:
+            old = RESULTS.read_text() if RESULTS.is_file() else ""
+            kept = old.split(STEP_TIME_HEADING, 1)[0].rstrip("\n")
+            RESULTS.write_text((kept + "\n\n" if kept else "") + section)
+            print(f"wrote {RESULTS}")
+        return 0
     load_before = load_note().replace("load average when written", "load average before")
     t0 = time.monotonic()
     data = prepare(args)
