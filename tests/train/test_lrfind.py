@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from engine import jobs
 from engine.errors import ConfigError
 from engine.train import lrfind
+from tests.conftest import REPO
 from tests.train.conftest import make_ctx, train_config
 
 
@@ -109,3 +112,52 @@ def test_config_is_checked_as_ftc_train_checks_it(tiny_tf: Path, tiny_data: Path
         jobs.validate("lr_find", bad_train)
     with pytest.raises(ValueError, match=r"\[lr_find\]: unknown section"):
         jobs.validate("train", _config(tiny_tf, tiny_data))
+
+
+def _ftc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tui", "--sessions-dir", str(root), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _toml(tmp_path: Path, model: Path, data: Path, extra: str = "") -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f'[model]\nsource = "{model}"\n[data]\ndir = "{data}"\n'
+        f"[train]\nbatch_size = 16\nmax_length = 32\njit_optimizer = false\n{extra}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_ftc_lr_find_refuses_a_bad_config_before_any_session(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "sessions"
+    out = _ftc(root, "lr-find", str(_toml(tmp_path, tiny_tf, tiny_data, "[lr_find]\nend_lr = 1e-9\n")))
+    assert out.returncode != 0 and out.stderr.count("\n") == 1, out.stderr
+    assert "[lr_find] end_lr: 1e-09 is not above start_lr 1e-07" in out.stderr
+    predict = tmp_path / "predict.toml"
+    predict.write_text('[job]\nkind = "predict"\n', encoding="utf-8")
+    out = _ftc(root, "lr-find", str(predict))
+    assert out.returncode != 0 and "ftc lr-find takes a training run's config" in out.stderr, out.stderr
+    assert not root.exists() or not any(root.iterdir())
+
+
+@pytest.mark.slow  # an engine with TensorFlow: ~30 s on 2 busy cores
+def test_ftc_lr_find_plain_prints_the_steps_and_the_suggestion(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "sessions"
+    out = _ftc(root, "lr-find", str(_toml(tmp_path, tiny_tf, tiny_data, "[lr_find]\nsteps = 10\n")))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "step 10/10" in out.stdout
+    assert lines[-1].startswith("suggested learning rate: ") and "set [train] learning_rate = " in lines[-1]
+    (session,) = root.iterdir()
+    assert "lr-find" in session.name and not any((session / "checkpoints").iterdir())
