@@ -32,9 +32,10 @@ from tests.tui.screen_text import screen_text
 from tui.app import FtcApp
 from tui.messages import LearningRateSuggested, LrFindRequested
 from tui.screens.lrfind import LrFindScreen
+from tui.widgets.curves import rate_text
 
 STEPS = 60
-SUGGESTED = 1e-3
+SUGGESTED = 1.234e-3  # shown, and given to the form, as 1.2e-3
 
 
 def _rate(i: int) -> float:
@@ -65,7 +66,7 @@ def lr_find_session(root: Path, name: str = "lr-done", finished: bool = True) ->
     ]
     if finished:
         events += [
-            LogRecorded(text="suggested learning rate 0.001 (steepest descent of the smoothed loss)"),
+            LogRecorded(text="suggested learning rate 0.00123 (steepest descent of the smoothed loss)"),
             JobFinished(step=STEPS, summary=JobSummary(steps=STEPS, suggested_learning_rate=SUGGESTED)),
             EngineStopped(status="finished"),
         ]
@@ -112,9 +113,9 @@ async def test_a_finished_test_shows_its_curve_and_suggestion(tmp_path: Path) ->
         screen.redraw()
         await pilot.pause(0.2)
         text = screen_text(app)
-        assert "Suggested learning rate 1e-3" in text, text
-        assert "Set [train] learning_rate = 1e-3" in text  # opened from the list, not from the form
-        assert "suggested 1e-3" in text  # the plot's legend names the marked rate
+        assert "Suggested learning rate 1.2e-3" in text, text
+        assert "Set [train] learning_rate = 1.2e-3" in text  # opened from the list, not from the form
+        assert "suggested 1.2e-3" in text  # the plot's legend names the marked rate
         assert "1e-7" in text and "1e-1" in text  # the x axis in decades of the learning rate
         # The curve is the journal's: every step's rate and loss, rising rates.
         assert screen.curve.rates == pytest.approx([_rate(i) for i in range(STEPS)])
@@ -152,7 +153,7 @@ async def test_use_it_fills_the_rate_into_the_form_that_asked(tmp_path: Path) ->
         await _until(pilot, lambda: _settled(app.screen, STEPS), what="the sweep replayed")
         assert "use it in the new-run form" in screen_text(app)
         await pilot.press("enter")
-        await _until(pilot, lambda: form.rates == [SUGGESTED], what="the form given the rate")
+        await _until(pilot, lambda: form.rates == [1.2e-3], what="the form given the rate")
         assert app.screen is form
 
 
@@ -196,7 +197,7 @@ async def test_a_range_test_of_the_form_on_the_tiny_model(tmp_path: Path, sessio
         assert rate is not None and 1e-6 <= rate <= 1.0
         assert not any((sessions_root / screen.session_id / "checkpoints").iterdir())
         await pilot.press("enter")
-        await _until(pilot, lambda: form.rates == [rate], what="the form given the rate")
+        await _until(pilot, lambda: form.rates == [float(rate_text(rate))], what="the form given the rate")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])

@@ -220,7 +220,7 @@ class LrFindScreen(Screen[float | None]):
             self.notify(f"No suggestion yet: {why}", severity="warning")
             return
         if self.from_form:
-            self.dismiss(self.suggested)
+            self.dismiss(float(rate_text(self.suggested)))  # the rate as shown: 2.4e-2, not 0.02361...
             return
         self.notify(f"Suggested learning rate {rate_text(self.suggested)}: set [train] learning_rate to it")
 
