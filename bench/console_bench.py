@@ -1,7 +1,8 @@
 """Console speed: ``ftc --help``, the TUI's first frame, and how far the monitor lags a live engine.
 
 Run: ``.venv/bin/python -m bench.console_bench [--runs N] [--seconds S] [--rate R] [--step-s T]
-[--terminal] [--only help frame lag] [--write]`` (``--write``: bench/results/console.md).
+[--terminal] [--only help frame lag reattach] [--events N ...] [--write]`` (``--write``:
+bench/results/console.md; ``--only reattach --write``: bench/results/console_reattach.md).
 
 - ``ftc --help`` is timed as a fresh interpreter, ``-m tui --help``.
 - The first frame is timed from launching ``ftc`` inside tmux until its sessions screen is on
@@ -16,6 +17,11 @@ Run: ``.venv/bin/python -m bench.console_bench [--runs N] [--seconds S] [--rate 
 - ``--terminal`` adds the same run seen through a real terminal: ``ftc attach`` in tmux, the
   status line's ``step N`` read with capture-pane every 10 ms, lag = first sight of step N minus
   its ``ts``. This includes painting, but the polling costs CPU and adds up to ~10 ms.
+- Reattach: a finished training session whose journal holds ``--events`` events (a realistic
+  mix: a step_ended per step, an evaluation every 500 steps, a checkpoint every 1,000, a log line
+  every 100) is opened in the headless console (``App.run_test``, 80x24); the time runs from
+  creating the app until the monitor's feed has dispatched every journal event and both plots
+  have been drawn with the last step. Checked: every seq once, in order.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import re
 import shutil
 import statistics
@@ -289,6 +296,135 @@ def measure_terminal_lag(seconds: float, rate: float, step_s: float | None = Non
     )
 
 
+# ---------------------------------------------------------------- reattach to a long history
+
+
+@dataclass
+class ReattachResult:
+    """One reattach: how long until the whole history was dispatched and drawn."""
+
+    events: int
+    journal_mb: float
+    dispatched_s: float  # app created -> the feed has dispatched the journal's last event
+    drawn_s: float  # app created -> both plots drawn with the last step
+    in_order: bool  # every seq 1..N dispatched once, in order
+
+
+def write_history(root: Path, events: int) -> Any:
+    """A finished training session whose journal holds ``events`` events; returns its paths."""
+    from engine import protocol
+    from engine.journal import Journal
+    from engine.launcher import create_session
+    from engine.session import write_state
+
+    paths = create_session(root, {"job": {"kind": "selftest"}}, name=f"history-{events}")
+    write_state(paths, job="train")
+    journal = Journal(paths.events, paths.id)
+    steps = written = 0
+    while True:  # as many steps as fit, with the 5 events that open and close a run
+        nxt = steps + 1
+        cost = 1 + (nxt % 100 == 0) + (nxt % 500 == 0) + (nxt % 1000 == 0)
+        if written + cost + 5 > events:
+            break
+        steps, written = nxt, written + cost
+    journal.append(protocol.EngineStarted(pid=os.getpid(), hostname="bench", job="train"))
+    journal.append(protocol.JobStarted(job="train", step=0, total_steps=steps))
+    plan = list(range(0, steps + 1, max(1, steps // 500)))
+    journal.append(
+        protocol.SchedulePlanned(steps=plan, learning_rates=[5e-5 * (1 - s / (steps + 1)) for s in plan])
+    )
+    for step in range(1, steps + 1):
+        journal.append(
+            protocol.StepEnded(
+                step=step, total_steps=steps, epoch=step / 1000, loss=1 / (1 + step / 500),
+                learning_rate=5e-5 * (1 - step / (steps + 1)), grad_norm=1.0, examples_per_s=250.0,
+                tokens_per_s=32000.0, eta_s=float(steps - step),
+            )
+        )  # fmt: skip
+        if step % 100 == 0:
+            journal.append(protocol.LogRecorded(level="info", text=f"step {step}: all is well"))
+        if step % 500 == 0:
+            journal.append(protocol.EvaluationEnded(step=step, metrics={"loss": 0.5, "accuracy": 0.8}))
+        if step % 1000 == 0:
+            journal.append(
+                protocol.CheckpointSaved(step=step, path=str(paths.root / "checkpoints" / f"ckpt-{step}"))
+            )
+    while journal.seq < events - 2:
+        journal.append(protocol.LogRecorded(level="info", text="padding to the asked number of events"))
+    journal.append(protocol.JobFinished(step=steps))
+    journal.append(protocol.EngineStopped(status="finished"))
+    journal.close()
+    write_state(paths, status="finished", step=steps, total_steps=steps)
+    return paths
+
+
+async def _reattach(root: Path, paths: Any, total: int, last_step: int) -> tuple[float, float, list[int]]:
+    from tui.app import FtcApp
+    from tui.screens.monitor import MonitorScreen
+    from tui.widgets.curves import LossPanel
+
+    seqs: list[int] = []
+    drawn: list[float] = []
+    original_draw = LossPanel.draw
+
+    def draw(panel: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original_draw(panel, *args, **kwargs)
+        if panel.steps and panel.steps[-1] == last_step:
+            drawn.append(time.perf_counter())
+        return result
+
+    def record(_now: float, events: list[Any]) -> None:
+        seqs.extend(env.seq for env in events)
+
+    LossPanel.draw = draw  # type: ignore[method-assign]
+    try:
+        with recording_events(record):
+            start = time.perf_counter()
+            app = FtcApp(root, attach=paths.id)
+            async with app.run_test(size=(80, 24)) as pilot:
+                if not isinstance(app.screen, MonitorScreen):
+                    raise RuntimeError(f"the console opened {type(app.screen).__name__}, not the monitor")
+                feed = app.screen.feed
+                deadline = time.monotonic() + 600
+                while feed.events_seen < total and time.monotonic() < deadline:
+                    await pilot.pause(0.01)
+                dispatched = time.perf_counter() - start
+                while not drawn and time.monotonic() < deadline:
+                    await pilot.pause(0.01)
+                return dispatched, drawn[0] - start if drawn else math.nan, seqs
+    finally:
+        LossPanel.draw = original_draw  # type: ignore[method-assign]
+
+
+def measure_reattach(events: int) -> ReattachResult:
+    with tempfile.TemporaryDirectory(prefix="ftc-reattach-") as tmp:
+        root = Path(tmp)
+        paths = write_history(root, events)
+        journal = read_journal(paths.events)
+        last_step = max(env.body.step for env in journal if env.type == "step_ended")
+        dispatched, drawn, seqs = asyncio.run(_reattach(root, paths, len(journal), last_step))
+        return ReattachResult(
+            events=len(journal),
+            journal_mb=paths.events.stat().st_size / 1e6,
+            dispatched_s=dispatched,
+            drawn_s=drawn,
+            in_order=seqs == list(range(1, len(journal) + 1)),
+        )
+
+
+def reattach_table(results: list[ReattachResult]) -> str:
+    rows = [
+        "| journal events | journal MB | all dispatched s | plots drawn s | every seq once, in order |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r.events:,} | {r.journal_mb:.1f} | {r.dispatched_s:.2f} | {r.drawn_s:.2f} "
+            f"| {'yes' if r.in_order else 'NO'} |"
+        )
+    return "\n".join(rows)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -333,7 +469,10 @@ def main() -> None:
     )
     parser.add_argument("--terminal", action="store_true", help="also measure the lag through tmux")
     parser.add_argument(
-        "--only", nargs="+", choices=("help", "frame", "lag"), default=["help", "frame", "lag"]
+        "--only", nargs="+", choices=("help", "frame", "lag", "reattach"), default=["help", "frame", "lag"]
+    )
+    parser.add_argument(
+        "--events", type=int, nargs="+", default=[10_000, 100_000], help="reattach journals (10000 100000)"
     )
     parser.add_argument("--write", action="store_true", help="write bench/results/console.md")
     args = parser.parse_args()
@@ -366,6 +505,29 @@ def main() -> None:
         parts.append(lag_table(lags))
         print(parts[-1])
     command = "python -m bench.console_bench " + " ".join(sys.argv[1:])
+    if "reattach" in args.only:
+        load_before = os.getloadavg()
+        results = [measure_reattach(n) for n in args.events]
+        load_after = os.getloadavg()
+        table = reattach_table(results)
+        print(table)
+        if args.write:
+            out = REPO / "bench/results/console_reattach.md"
+            out.write_text(
+                "# Console benchmark: reattach to a long history\n\n"
+                + table
+                + f"\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
+                f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}\n\n"
+                "A finished training session's journal (a step_ended per step, an evaluation every 500 "
+                "steps, "
+                "a checkpoint every 1,000, a log line every 100) is opened in the headless console "
+                "(`App.run_test`, 80x24). Times run from creating the app until the monitor's feed has "
+                "dispatched the journal's last event, and until both plots have been drawn with the last "
+                "step. Every seq is checked to arrive once, in order.\n"
+            )
+            print(f"wrote {out}")
+        if args.only == ["reattach"]:
+            return
     if args.write:
         out = REPO / "bench/results/console.md"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -381,6 +543,10 @@ def main() -> None:
             "hence engine events/s below 1/sleep.\n"
         )
         print(f"wrote {out}")
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 if __name__ == "__main__":

@@ -104,3 +104,39 @@ def test_a_failed_append_leaves_no_half_line_and_no_gap_in_seq(tmp_path: Path, m
     journal.close()
     assert env.seq == 2
     assert [e.seq for e in read_all(path)] == [1, 2]
+
+
+def test_a_follower_replays_10k_events_once_each_in_order_while_more_are_appended(tmp_path: Path) -> None:
+    """A reattach to a long history: every event once, in seq order, though the journal grows meanwhile."""
+    import threading
+    import time
+
+    from engine.client import EventFollower
+    from engine.session import SessionPaths, write_state
+
+    paths = SessionPaths(tmp_path / "20261130-000000-long-abcd")
+    paths.create()
+    write_state(paths, status="finished", job="selftest")
+    journal = Journal(paths.events, paths.id)
+    for step in range(1, 5001):
+        journal.append(protocol.StepEnded(step=step, loss=1.0 / step))
+
+    def more() -> None:  # the rest arrives while the follower reads (as a live engine's would)
+        for step in range(5001, 10000):
+            journal.append(protocol.StepEnded(step=step, loss=1.0 / step))
+        journal.append(protocol.EngineStopped(status="finished"))
+
+    writer = threading.Thread(target=more)
+    writer.start()
+    follower = EventFollower(paths)
+    seqs: list[int] = []
+    deadline = time.monotonic() + 60
+    try:
+        while not follower.ended and time.monotonic() < deadline:
+            seqs.extend(env.seq or 0 for env in follower.poll(timeout=0.05))
+    finally:
+        follower.close()
+        writer.join()
+        journal.close()
+    assert seqs == list(range(1, 10001))
+    assert follower.poll(timeout=0) == [], "nothing twice"
