@@ -238,13 +238,18 @@ class MonitorScreen(Screen[None]):
 
     def action_next_tab(self) -> None:
         tabs = self.query_one(TabbedContent)
+        # Focus left in a pane being hidden moves to a sibling there, which would bring the pane back.
+        self.set_focus(None)
         tabs.active = TABS[(TABS.index(tabs.active) + 1) % len(TABS)] if tabs.active in TABS else TABS[0]
 
     @on(TabbedContent.TabActivated, "#monitor-tabs")
-    def tab_activated(self, _message: TabbedContent.TabActivated) -> None:
-        if self.query_one(TabbedContent).active == "evaluation":
-            # Up and down choose an evaluation at once; tab moves on to its confusion matrix.
-            self.evaluation_view.table.focus()
+    def tab_activated(self, message: TabbedContent.TabActivated) -> None:
+        if message.pane.id == "evaluation" and self.query_one(TabbedContent).active == "evaluation":
+            # Up and down choose an evaluation at once; tab moves on to its confusion matrix. Focused
+            # now, not later, and without the pane's Focused message: a deferred focus would bring
+            # this tab back after a quick second t.
+            with self.prevent(TabPane.Focused):
+                self.set_focus(self.evaluation_view.table)
             self._eval_plot_dirty = True
             self.call_after_refresh(self.redraw_plots)
 

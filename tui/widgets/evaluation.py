@@ -147,6 +147,8 @@ class EvaluationTable(DataTable[str | Text]):
 class MetricsList(DataTable[str | Text]):
     """The selected evaluation's every metric, one a row (metric | value), so all fit 80 columns."""
 
+    can_focus = False  # nothing to choose in it: tab goes from the history to the matrix
+
     def __init__(self, **kwargs: Any) -> None:
         # No header row: "loss 0.4120" reads by itself, and the six headline metrics fit 80x24.
         super().__init__(cursor_type="none", show_header=False, **kwargs)
