@@ -13,7 +13,8 @@ def group_of(name: str) -> str:
     m = _LAYER.search(name)
     if m:
         return f"layer:{int(m.group(1))}"
-    if "/embeddings/" in name:
+    # ELECTRA projects its embeddings to the hidden size (electra/embeddings_project): part of the embeddings.
+    if "/embeddings/" in name or "/embeddings_project/" in name:
         return "embeddings"
     return "head"
 
