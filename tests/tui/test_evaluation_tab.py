@@ -65,7 +65,7 @@ def evaluations(*, old: bool = False) -> list[EvaluationEnded]:
     out = []
     for step, (confusion, loss) in MATRICES.items():
         extra = {} if old else {"confusion": confusion, "epoch": step / 20}
-        predictions = None if old else f"predictions/eval-{step:06d}-validation.h5"
+        predictions = None if old else f"evaluations/validation-step{step}.npz"
         out.append(EvaluationEnded(step=step, predictions=predictions, **figures(confusion, loss), **extra))
     test = [[7, 2, 1], [2, 12, 1], [1, 1, 3]]
     extra = {} if old else {"confusion": test, "epoch": 2.0}
@@ -209,7 +209,7 @@ async def test_enter_on_a_cell_asks_for_exactly_its_examples(tmp_path: Path) -> 
         request = next(m for m in asked if isinstance(m, ErrorsRequested))
         assert (request.session, request.step, request.split) == (paths.id, 16, "validation")
         assert (request.true_label, request.predicted_label) == ("positive", "neutral")
-        assert request.predictions == "predictions/eval-000016-validation.h5"
+        assert request.predictions == "evaluations/validation-step16.npz"
         # The label column stands for the whole row: every example whose true label it is.
         if app.screen is not monitor:  # the App opened the error-analysis view: back to the matrix
             await pilot.press("escape")
