@@ -184,7 +184,7 @@ async def test_the_cursor_chooses_the_matrix_and_its_figures_are_the_journals(tm
             assert [str(matrix.get_cell_at((r, 4))) for r in range(3)] == [
                 str(sum(row)) for row in MATRICES[step][0]
             ]
-            assert f"confusion at step {step} [val] (count, % of row)" in screen_text(app)
+            assert f"confusion, step {step} [val]: count, % of row" in screen_text(app)
         await pilot.press("down", "down")
         await until(pilot, lambda: view.selected and view.selected.step == 24, "down to step 24")
         assert matrix_cells(matrix) == expected_cells(MATRICES[24][0])

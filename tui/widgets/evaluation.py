@@ -304,7 +304,7 @@ class EvaluationView(Vertical):
     EvaluationView.-compact #eval-bottom { display: none; }
     EvaluationView #eval-metrics { width: 26; }
     EvaluationView #eval-table { width: 1fr; }
-    EvaluationView #eval-confusion { width: auto; max-width: 75%; }
+    EvaluationView #eval-confusion { width: auto; min-width: 46; max-width: 75%; }
     EvaluationView #eval-confusion-none { width: 1fr; padding: 0 1; color: $text-muted; }
     EvaluationView #eval-confusion-none { border-top: solid $primary 50%; }
     EvaluationView #eval-plot { width: 1fr; min-width: 24; }
@@ -413,7 +413,7 @@ class EvaluationView(Vertical):
         where = f"step {selected.step} [{selected.split}]"
         self.query_one(MetricsList).border_title = Text(where)
         short = SPLIT_NAMES.get(selected.split, selected.split)
-        self.matrix.border_title = Text(f"confusion at step {selected.step} [{short}] (count, % of row)")
+        self.matrix.border_title = Text(f"confusion, step {selected.step} [{short}]: count, % of row")
         self.query_one("#eval-confusion-none", Static).update(
             Text(f"confusion matrix at {where}: {NOT_RECORDED} (an evaluation by an ftc before 1.3)")
         )
