@@ -219,6 +219,10 @@ class FtcApp(App[None]):
 
         self.push_screen(OpenFileScreen("The run's data file (CSV, TSV, JSONL, Parquet, HDF5):"), chosen)
 
+    def action_toggle_notifications(self) -> None:
+        self.notifier.on = not self.notifier.on
+        self.notify(f"Notifications when a session ends: {'on' if self.notifier.on else 'off'}")
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())

@@ -338,6 +338,15 @@ ACTIONS: tuple[Action, ...] = (
     Action("close_help", "escape,q,question_mark", "dismiss", "Close", "close this help", (HELP,)),
     Action("help", "question_mark", "app.help", "Help", "keys and concepts of ftc (this help)", (APP,)),
     Action(
+        "notifications",
+        "ctrl+g",
+        "app.toggle_notifications",
+        "Notifications",
+        "the bell and desktop notification when a session ends: on or off (FTC_NOTIFY=0 starts with off)",
+        (APP,),
+        footer=False,
+    ),
+    Action(
         "quit_predict",
         "q",
         "app.quit",

@@ -88,15 +88,19 @@ async def _until(pilot: Pilot[None], predicate: Any, what: str, timeout: float =
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("on", [True, False], ids=["on", "off"])
+@pytest.mark.parametrize("mode", ["on", "FTC_NOTIFY=0", "ctrl+g"])
 async def test_the_console_writes_them_to_its_terminal_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
-    monkeypatch.setenv("FTC_NOTIFY", "1" if on else "0")
+    monkeypatch.setenv("FTC_NOTIFY", "0" if mode == "FTC_NOTIFY=0" else "1")
+    on = mode == "on"
     running = _session(tmp_path, "run-a", "running")
     _session(tmp_path, "run-old", "failed")
     app = FtcApp(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
+        if mode == "ctrl+g":  # the key (and palette command) that switches them off for this console
+            await pilot.press("ctrl+g")
+            await _until(pilot, lambda: not app.notifier.on, "notifications off")
         written: list[str] = []
         assert app._driver is not None
         monkeypatch.setattr(app._driver, "write", written.append)  # what goes to the terminal
