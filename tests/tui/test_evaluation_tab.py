@@ -248,3 +248,32 @@ async def test_at_80x24_without_zoom_the_selected_metrics_show(tmp_path: Path) -
         lines = [" ".join(line.split()) for line in screen_text(app).splitlines()]
         for label, name in (("accuracy", "accuracy"), ("macro F1", "macro_f1"), ("loss", "loss")):
             assert any(f"{label} {metrics[name]:.4f}" in line for line in lines), (label, lines)
+
+
+async def test_a_new_evaluation_is_followed_from_the_last_row_only_and_a_resume_rewinds(
+    tmp_path: Path,
+) -> None:
+    from textual.app import App, ComposeResult
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield EvaluationView("s", id="eval-view")
+
+    ordered = [e for e in evaluations() if e.split == "validation"]
+    app = Host()
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.query_one(EvaluationView)
+        view.table.focus()
+        for evaluation in ordered[:3]:
+            view.add(evaluation)
+            await pilot.pause()
+            assert view.selected is evaluation, "on the last row, the newest evaluation is shown"
+        await pilot.press("up")
+        await until(pilot, lambda: view.selected is ordered[1], "an older one chosen")
+        view.add(ordered[3])
+        await pilot.pause()
+        assert view.selected is ordered[1] and view.table.row_count == 4, "a person's choice stays"
+        view.rewind(16)  # a resume from the checkpoint at step 16 repeats the evaluations after it
+        await pilot.pause()
+        assert [e.step for e in view.evaluations] == [8, 16] and view.selected is ordered[1]
+        assert view.best == 1, "the best of what is left"
