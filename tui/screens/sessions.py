@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Header, Static
 from textual.widgets.data_table import ColumnKey
 
 from engine.session import LIVE_STATUSES, SessionInfo, list_sessions
-from tui import actions, keymap
+from tui import actions, keymap, messages
 from tui.format import ago
 from tui.messages import (
     CommandAnswered,
@@ -151,6 +151,16 @@ class SessionsScreen(Screen[None]):
 
     def action_open_dataset(self) -> None:
         self.post_message(DataFileRequested())
+
+    def action_new_run(self) -> None:
+        self.post_message(messages.NewRunRequested())
+
+    def action_clone(self) -> None:
+        session = self.selected_id()
+        if session is None:
+            self.notify("No session selected", severity="warning")
+            return
+        self.post_message(messages.NewRunRequested(session))
 
     @on(DataTable.RowSelected)
     def row_selected(self, _event: DataTable.RowSelected) -> None:
