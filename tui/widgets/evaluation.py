@@ -60,9 +60,8 @@ class BestRule:
 def best_rule(config: Path) -> BestRule:
     """The session's [train.early_stopping] metric and mode, read as the engine reads them.
 
-    Without them: macro F1, higher is better (the engine's default).
-
-    A config that cannot be read or validated gives the default: the tab still shows the evaluations.
+    Unset, or a config that cannot be read: macro F1, higher is better (the engine's default), so
+    the tab still shows the evaluations.
     """
     try:
         from engine.config import load_toml
