@@ -64,7 +64,7 @@ class Smoother:
 
 
 def suggest(rates: Sequence[float], losses: Sequence[float]) -> float | None:
-    """The suggested rate: the steepest descent of the (smoothed) loss against log10(LR) before its minimum.
+    """The suggested rate: the steepest descent of the (smoothed) loss against log10(LR), before its minimum.
 
     With the minimum among the first three points there is no descent to measure: the minimum's
     rate / 10. None without any finite point.
@@ -77,8 +77,10 @@ def suggest(rates: Sequence[float], losses: Sequence[float]) -> float | None:
     lowest = int(np.argmin(loss))
     if lowest < 2:
         return float(lr[lowest] / 10)
-    slopes = np.gradient(loss[: lowest + 1], np.log10(lr[: lowest + 1]))
-    return float(lr[int(np.argmin(slopes))])
+    # Central differences over the whole curve (fast.ai's), so the slope at a point looks both ways and
+    # the last drop into the minimum does not make the minimum itself the steepest point.
+    slopes = np.gradient(loss, np.log10(lr)) if len(loss) > 1 else np.zeros(1)
+    return float(lr[int(np.argmin(slopes[:lowest]))])
 
 
 def diverged(smoothed: float, best: float, factor: float) -> bool:

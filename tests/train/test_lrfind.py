@@ -87,6 +87,8 @@ def test_suggestion_is_the_steepest_descent_before_the_minimum() -> None:
         1.0 - 0.5 * math.tanh(2 * (math.log10(r) + 3)) if r <= 1e-2 else 0.5 + 5 * (r - 1e-2) for r in rates
     ]
     assert lrfind.suggest(rates, losses) == pytest.approx(1e-3, rel=0.3)
+    # A plunge straight into the minimum: the point the plunge starts from, not the minimum itself.
+    assert lrfind.suggest([1e-5, 1e-4, 1e-3, 1e-2, 1e-1], [5, 4.9, 4.8, 1, 1.1]) == pytest.approx(1e-3)
     # A minimum at the first points: no descent to measure, so the minimum / 10.
     assert lrfind.suggest([1e-4, 1e-3, 1e-2], [0.5, 0.9, 2.0]) == pytest.approx(1e-5)
     assert lrfind.suggest([1e-4], [math.nan]) is None
