@@ -66,7 +66,10 @@ def lr_find_session(root: Path, name: str = "lr-done", finished: bool = True) ->
     ]
     if finished:
         events += [
-            LogRecorded(text="suggested learning rate 0.00123 (steepest descent of the smoothed loss)"),
+            LogRecorded(
+                text="suggested learning rate 0.00123 (steepest descent of the smoothed loss); "
+                "the lowest loss was at 0.0301"
+            ),
             JobFinished(step=STEPS, summary=JobSummary(steps=STEPS, suggested_learning_rate=SUGGESTED)),
             EngineStopped(status="finished"),
         ]

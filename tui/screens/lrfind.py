@@ -108,7 +108,9 @@ class LrFindScreen(Screen[float | None]):
     DEFAULT_CSS = """
     LrFindScreen #lr-curve { height: 1fr; min-height: 6; }
     LrFindScreen #lr-suggestion { height: auto; padding: 0 1; }
-    LrFindScreen #lr-note { height: 1; padding: 0 1; color: $text-muted; }
+    LrFindScreen #lr-note {
+        height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
     KEYMAP = keymap.LR_FIND
     BINDINGS = keymap.bindings(KEYMAP)
