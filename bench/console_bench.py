@@ -1,8 +1,9 @@
 """Console speed: ``ftc --help``, the TUI's first frame, and how far the monitor lags a live engine.
 
 Run: ``.venv/bin/python -m bench.console_bench [--runs N] [--seconds S] [--rate R] [--step-s T]
-[--terminal] [--only help frame lag reattach] [--events N ...] [--write]`` (``--write``:
-bench/results/console.md; ``--only reattach --write``: bench/results/console_reattach.md).
+[--terminal] [--only help frame lag reattach idle] [--events N ...] [--write]`` (``--write``:
+bench/results/console.md; ``--only reattach --write``: console_reattach.md; ``--only idle
+--write``: console_idle.md).
 
 - ``ftc --help`` is timed as a fresh interpreter, ``-m tui --help``.
 - The first frame is timed from launching ``ftc`` inside tmux until its sessions screen is on
@@ -22,6 +23,9 @@ bench/results/console.md; ``--only reattach --write``: bench/results/console_rea
   every 100) is opened in the headless console (``App.run_test``, 80x24); the time runs from
   creating the app until the monitor's feed has dispatched every journal event and both plots
   have been drawn with the last step. Checked: every seq once, in order.
+- Idle CPU: ``ftc attach`` in tmux (80x24) on a finished session and on a paused one, side by
+  side; after the first frame and 2 s to settle, each console's own CPU time (psutil: user +
+  system, all threads) over ``--idle-s`` seconds, as % of one core.
 """
 
 from __future__ import annotations
@@ -425,6 +429,61 @@ def reattach_table(results: list[ReattachResult]) -> str:
     return "\n".join(rows)
 
 
+# ---------------------------------------------------------------- idle CPU
+
+
+def measure_idle(seconds: float) -> dict[str, float]:
+    """% of one core that ``ftc attach`` uses, idle, on a finished and on a paused session."""
+    import psutil
+
+    from engine import client, protocol
+    from engine.launcher import create_session, start_engine
+    from engine.session import live_status, read_state
+
+    def wait(predicate: Callable[[], Any], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    with tempfile.TemporaryDirectory(prefix="ftc-idle-") as tmp:
+        root = Path(tmp)
+        finished = create_session(root, selftest_config(100, 0.3, 0.001), name="idle-a")
+        start_engine(finished)
+        paused = create_session(
+            root, {"job": {"kind": "selftest"}, "selftest": {"steps": 10**6}}, "idle-paused"
+        )
+        start_engine(paused)
+        try:
+            wait(lambda: live_status(read_state(finished)) == "finished", "the finished session")
+            wait(lambda: read_state(paused).get("step", 0) >= 3, "the paused session's first steps")
+            client.request(paused, protocol.Pause())
+            wait(lambda: live_status(read_state(paused)) == "paused", "the pause")
+            sessions = {"finished": finished, "paused": paused}
+            with contextlib.ExitStack() as stack:
+                consoles = {}
+                for label, paths in sessions.items():
+                    cmd = f"cd {REPO} && exec {sys.executable} -m tui --sessions-dir {root} attach {paths.id}"
+                    name = stack.enter_context(tmux_session(cmd))
+                    wait(lambda name=name, label=label: label in capture(name), f"the {label} monitor")
+                    pid = subprocess.run(
+                        ["tmux", "display", "-p", "-t", name, "#{pane_pid}"], capture_output=True, text=True
+                    ).stdout
+                    consoles[label] = psutil.Process(int(pid))
+                time.sleep(2)  # the first frames' work settles
+                before = {label: sum(proc.cpu_times()[:2]) for label, proc in consoles.items()}
+                start = time.monotonic()
+                time.sleep(seconds)
+                elapsed = time.monotonic() - start
+                return {
+                    label: (sum(proc.cpu_times()[:2]) - before[label]) / elapsed * 100
+                    for label, proc in consoles.items()
+                }
+        finally:
+            stop_engine(paused)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -469,8 +528,12 @@ def main() -> None:
     )
     parser.add_argument("--terminal", action="store_true", help="also measure the lag through tmux")
     parser.add_argument(
-        "--only", nargs="+", choices=("help", "frame", "lag", "reattach"), default=["help", "frame", "lag"]
+        "--only",
+        nargs="+",
+        choices=("help", "frame", "lag", "reattach", "idle"),
+        default=["help", "frame", "lag"],
     )
+    parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU window in seconds (10)")
     parser.add_argument(
         "--events", type=int, nargs="+", default=[10_000, 100_000], help="reattach journals (10000 100000)"
     )
@@ -505,6 +568,30 @@ def main() -> None:
         parts.append(lag_table(lags))
         print(parts[-1])
     command = "python -m bench.console_bench " + " ".join(sys.argv[1:])
+    if "idle" in args.only:
+        load_before = os.getloadavg()
+        runs = [measure_idle(args.idle_s) for _ in range(args.runs)]
+        load_after = os.getloadavg()
+        rows = ["| ftc attach on | % of one core, each run | median |", "|---|---|---:|"]
+        for label in ("finished", "paused"):
+            values = [run[label] for run in runs]
+            each = ", ".join(f"{v:.2f}" for v in values)
+            rows.append(f"| a {label} session | {each} | {statistics.median(values):.2f} |")
+        table = "\n".join(rows)
+        print(table)
+        if args.write:
+            out = REPO / "bench/results/console_idle.md"
+            out.write_text(
+                "# Console benchmark: an idle attached console's CPU\n\n"
+                + table
+                + f"\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
+                f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}\n\n"
+                f"`ftc attach` in tmux (80x24); after its first frame and 2 s to settle, the console's own "
+                f"CPU time (user + system, all threads) over {args.idle_s:g} s, as % of one core.\n"
+            )
+            print(f"wrote {out}")
+        if set(args.only) <= {"idle", "reattach"} and "reattach" not in args.only:
+            return
     if "reattach" in args.only:
         load_before = os.getloadavg()
         results = [measure_reattach(n) for n in args.events]
@@ -526,7 +613,7 @@ def main() -> None:
                 "step. Every seq is checked to arrive once, in order.\n"
             )
             print(f"wrote {out}")
-        if args.only == ["reattach"]:
+        if set(args.only) <= {"idle", "reattach"}:
             return
     if args.write:
         out = REPO / "bench/results/console.md"
