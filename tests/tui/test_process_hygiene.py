@@ -142,3 +142,36 @@ def test_plain_attach_on_a_quiet_session_exits_when_its_reader_goes(
     assert err == "", err
     assert code == 141
     assert pid_alive(engine_pid(paths)), "the engine runs on"
+
+
+def test_plain_attach_to_a_long_history_piped_into_head_exits_quietly(sessions_root: Path) -> None:
+    """``ftc attach S | head -c 200``: the history is far longer than a pipe holds; no traceback."""
+    from engine.journal import Journal
+    from engine.launcher import create_session
+    from engine.session import write_state
+
+    paths = create_session(sessions_root, {"job": {"kind": "selftest"}}, name="long")
+    journal = Journal(paths.events, paths.id)
+    for step in range(1, 3001):  # ~200 KB of plain lines: more than a pipe's 64 KiB
+        journal.append(protocol.StepEnded(step=step, total_steps=3000, loss=1.0 / step, learning_rate=1e-4))
+    journal.append(protocol.EngineStopped(status="finished"))
+    journal.close()
+    write_state(paths, status="finished", step=3000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "--sessions-dir", str(sessions_root), "attach", paths.id],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        head = proc.stdout.read(200)
+        proc.stdout.close()
+        code = proc.wait(timeout=30)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert head.startswith(b"[1] ")
+    assert err == "", err
+    assert code == 141
