@@ -24,6 +24,7 @@ from tests.support.tiny import write_dataset
 from tests.tui.journals import session_in_phase
 from tui.app import FtcApp
 from tui.messages import ErrorsRequested
+from tui.screens import errors as errors_screen
 from tui.screens.errors import PAGE, ErrorsScreen
 
 LABELS = ("neg", "mid", "pos")
@@ -163,7 +164,12 @@ async def test_the_monitor_key_opens_every_error_of_the_latest_evaluation_lazily
         assert screen.shown[: 2 * PAGE] == wrong[: 2 * PAGE].tolist()
 
 
-async def test_search_finds_the_matching_errors_in_order(session: SessionPaths) -> None:
+async def test_search_finds_the_matching_errors_in_order(
+    session: SessionPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small reads, reported back often: the search goes on by itself until the end (fewer than a page).
+    monkeypatch.setattr(errors_screen, "SCAN", 20)
+    monkeypatch.setattr(errors_screen, "SCAN_REPORT", 60)
     app = FtcApp(session.root.parent)
     p = examples.load(session.root / examples.relative_path("validation", STEP))
     texts = _texts(session, "validation")

@@ -34,6 +34,7 @@ from tui.widgets.footer import KeyFooter
 
 PAGE = 100  # rows read and shown at a time; the next page loads as the cursor nears the end
 SCAN = 1000  # texts searched per read while a search looks for a page of matches
+SCAN_REPORT = 10 * SCAN  # texts searched before the count on screen is brought up to date (about 1 s)
 MORE_AT = 10  # rows from the end at which the next page is fetched
 LABEL_CHARS = 10
 ERRORS, NOISE = "errors", "noise"
@@ -284,7 +285,8 @@ class ErrorsScreen(Screen[None]):
         pos = start
         needle = query.lower()
         try:
-            while pos < len(order) and len(rows) < PAGE:
+            # A rare search reports back after SCAN_REPORT texts, so the count searched moves on screen.
+            while pos < len(order) and len(rows) < PAGE and pos - start < SCAN_REPORT:
                 chunk = order[pos : pos + (SCAN if needle else PAGE - len(rows))]
                 with src.lock:
                     texts = src.texts.get(src.preds.position[chunk])
@@ -311,6 +313,8 @@ class ErrorsScreen(Screen[None]):
         if message.error:
             self._notice(message.error)
         self._describe()
+        if self.search_text and not self.done and self.table.row_count - self.table.cursor_row < PAGE:
+            self.fetch()  # searching on until a page of matches is shown
 
     # ---------------------------------------------------------------- display
 
