@@ -273,6 +273,7 @@ class _LrApp(FtcApp):
     @on(LrFindRequested)
     def _lr_find(self, message: LrFindRequested) -> None:
         self.asked.append(message.config)
+        message.prevent_default()  # the app's own handler would start a range test
 
 
 async def test_find_lr_sends_the_config_and_a_suggestion_fills_the_rate(

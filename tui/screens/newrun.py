@@ -60,6 +60,8 @@ MAIN_DATA = ("format", "encoding", "text_col", "label_col")
 # [data] keys the form sets itself: the data file (source, or dir for a prepared folder).
 DATA_OWN = ("source", "dir")
 COLUMNS = ("text_col", "label_col")
+# What an unset key means, where its default (None) does not say.
+PLACEHOLDERS = {"data-encoding": "utf-8", "data-format": "by extension"}
 TYPING_PAUSE_S = 0.3  # the data file is opened and the model checked once typing pauses this long
 
 
@@ -117,11 +119,13 @@ def field_specs(model: type[BaseModel], section: str, prefix: str = "") -> list[
 def all_specs() -> tuple[list[FieldSpec], list[FieldSpec]]:
     """The form's fields: (main, advanced). The format's choices are the readers' formats."""
     from engine.data.readers import FORMATS
-    from engine.train.config import DataSection, TrainSection
+    from engine.train.config import EVAL_METRICS, DataSection, TrainSection
 
     data = {s.key: s for s in field_specs(DataSection, "data") if s.key not in DATA_OWN}
     data["format"] = FieldSpec("data", "format", FORMATS, None, True, "override the file extension")
     train = {s.key: s for s in field_specs(TrainSection, "train")}
+    metric = train["early_stopping.metric"]  # a string the model checks against the metrics: offer them
+    train[metric.key] = FieldSpec("train", metric.key, EVAL_METRICS, metric.default, True, metric.description)
     main = [data[k] for k in MAIN_DATA] + [train[k] for k in MAIN_TRAIN]
     advanced = [s for k, s in train.items() if k not in MAIN_TRAIN]
     advanced += [s for k, s in data.items() if k not in MAIN_DATA]
@@ -278,14 +282,14 @@ class NewRunScreen(Screen[None]):
         value = self._prefilled(spec)
         if spec.choices is not None or spec.key in COLUMNS:
             options = [(_option(c), c) for c in spec.choices or ()]
-            default = "not set" if spec.default is None else _option(spec.default)
+            default = PLACEHOLDERS.get(spec.id, "not set" if spec.default is None else _option(spec.default))
             if spec.key in COLUMNS:
                 default = "(data file)"
             select: Select[Any] = Select(options, prompt=default, compact=True, id=f"f-{spec.id}")
             if value is not None and value in (spec.choices or ()):
                 select.value = value
             return select
-        placeholder = "not set" if spec.default is None else _display(spec.default)
+        placeholder = PLACEHOLDERS.get(spec.id, "not set" if spec.default is None else _display(spec.default))
         text = "" if value is None else _display(value)
         return Input(text, placeholder=placeholder, compact=True, id=f"f-{spec.id}", tooltip=spec.description)
 
@@ -327,7 +331,7 @@ class NewRunScreen(Screen[None]):
             yield Static("Training", classes="nr-heading")
             for spec in self.main_specs[len(MAIN_DATA) :]:
                 yield self._row(spec.key, self._widget(spec), spec.id)
-            with Collapsible(title="Advanced: every other [train] and [data] key", id="nr-advanced"):
+            with Collapsible(title="Advanced: every other train and data key", id="nr-advanced"):
                 for spec in self.advanced_specs:
                     yield self._row(
                         f"{spec.section}.{spec.key}" if spec.section == "data" else spec.key,
@@ -589,7 +593,7 @@ class NewRunScreen(Screen[None]):
         note = (
             "local folder: config.json, weights and tokenizer found"
             if Path(found).is_dir()
-            else ("a hub name: downloaded when the run starts (or found in the hub cache)")
+            else ("a hub name: fetched at the start unless in the hub cache")
         )
         self.post_message(ModelChecked(value, None, note, limit))
 
