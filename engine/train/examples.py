@@ -111,12 +111,20 @@ def stored(session_root: Path) -> dict[str, list[int]]:
     return {split: sorted(steps) for split, steps in found.items()}
 
 
-def prune(session_root: Path, *, keep: int = KEEP, protect: Iterable[tuple[str, int]] = ()) -> list[Path]:
-    """Delete all but each split's last ``keep`` files and the ``protect``ed (split, step) ones."""
+def prune(
+    session_root: Path, *, keep: int = KEEP, protect: Iterable[tuple[str, int]] = (), upto: int | None = None
+) -> list[Path]:
+    """Delete all but each split's last ``keep`` files and the ``protect``ed (split, step) ones.
+
+    With ``upto`` (the run's step now), files of later steps go too: a run resumed from an earlier
+    checkpoint left them on a path it no longer follows (it writes its own when it gets there).
+    """
     spare = set(protect)
     removed = []
     for split, steps in stored(session_root).items():
-        for step in steps[:-keep] if keep else steps:
+        later = [s for s in steps if upto is not None and s > upto]
+        steps = [s for s in steps if s not in later]
+        for step in later + (steps[:-keep] if keep else steps):
             if (split, step) not in spare:
                 path = session_root / FOLDER / file_name(split, step)
                 path.unlink(missing_ok=True)

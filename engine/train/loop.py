@@ -319,6 +319,7 @@ class Trainer:
         examples.prune(
             self.ctx.paths.root,
             protect=[(split, self.state.step)] + ([("validation", best)] if best is not None else []),
+            upto=self.state.step,
         )
 
     @property

@@ -154,3 +154,16 @@ def test_csv_export_round_trips_and_never_writes_over_the_data(tmp_path: Path, t
         examples.write_csv(tmp_path / "nope" / "x.csv", ["x"], [])
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tiny_data.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_pruning_keeps_the_last_the_best_and_drops_an_abandoned_future(tmp_path: Path) -> None:
+    folder = tmp_path / examples.FOLDER
+    folder.mkdir()
+    for split, steps in {"validation": [2, 4, 6, 8, 10, 12, 14], "test": [14], "train": [14]}.items():
+        for step in steps:
+            (folder / examples.file_name(split, step)).write_bytes(b"x")
+    # Resumed from step 6, evaluated again at 8 (best: 4): the old run's 10..14 are another path.
+    examples.prune(tmp_path, protect=[("validation", 8), ("validation", 4)], upto=8)
+    assert examples.stored(tmp_path) == {"validation": [4, 6, 8]}
+    examples.prune(tmp_path, keep=1, protect=[("validation", 4)])
+    assert examples.stored(tmp_path) == {"validation": [4, 8]}
