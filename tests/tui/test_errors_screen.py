@@ -18,10 +18,11 @@ import pytest
 from textual.pilot import Pilot
 
 from engine.data.shards import read_shard
-from engine.session import SessionPaths
+from engine.protocol import EvaluationEnded, JobStopped
+from engine.session import SessionPaths, write_state
 from engine.train import examples
 from tests.support.tiny import write_dataset
-from tests.tui.journals import session_in_phase
+from tests.tui.journals import TOTAL, _steps, events_in_phase, session_in_phase, write_journal
 from tui.app import FtcApp
 from tui.messages import ErrorsRequested
 from tui.screens import errors as errors_screen
@@ -253,3 +254,34 @@ async def test_a_session_without_predictions_says_so(tmp_path: Path) -> None:
         notice: Any = screen.query_one("#errors-notice")
         await _until(pilot, lambda: "no per-example predictions" in str(notice.render()), "the notice")
         assert screen.shown == []
+
+
+async def test_enter_on_a_confusion_cell_in_the_evaluation_tab_lists_exactly_its_examples(
+    session: SessionPaths,
+) -> None:
+    """The whole way by keys: monitor, Evaluation tab, the matrix, a cell, its examples."""
+    p = examples.load(session.root / examples.relative_path("validation", STEP))
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (p.label, p.pred), 1)
+    evaluation = EvaluationEnded(
+        step=STEP,
+        epoch=2.0,
+        metrics={"accuracy": float((p.label == p.pred).mean()), "loss": float(p.loss.mean())},
+        per_class={n: {"f1": 0.5, "support": float(confusion[i].sum())} for i, n in enumerate(LABELS)},
+        confusion=confusion.tolist(),
+        predictions=examples.relative_path("validation", STEP),
+    )
+    events = [*events_in_phase("training")[:-24], *_steps(TOTAL), evaluation, JobStopped(step=TOTAL, reason="finished")]
+    write_journal(session, events)
+    write_state(session, status="finished", job="train", step=TOTAL, total_steps=TOTAL)
+    app = FtcApp(session.root.parent, attach=session.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _until(pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "the monitor")
+        monitor: Any = app.screen
+        await _until(pilot, lambda: monitor.feed.events_seen >= len(events), "the replay")
+        await pilot.press("t", "z", "tab")  # the Evaluation tab, zoomed, its confusion matrix
+        await pilot.pause(0.2)
+        await pilot.press("down", "right", "right", "right", "enter")  # true mid, predicted pos
+        screen = await _shown(pilot)
+        cell = [i for i in range(len(p)) if (p.label[i], p.pred[i]) == (1, 2)]
+        assert screen.cell == ("mid", "pos") and sorted(screen.shown) == cell
