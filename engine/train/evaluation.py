@@ -64,7 +64,7 @@ class Evaluator:
         batch_size = t.eval_batch_size or t.batch_size * 2
         if positions is None:
             positions = np.arange(reader.rows, dtype=np.int64)
-        total = -(-len(positions) // batch_size) if len(positions) else 0
+        total = _batch_count(reader, positions, batch_size)
         logits, labels, rows, where = [], [], [], []
         if on_batch is not None:
             on_batch(0, total)
@@ -120,6 +120,16 @@ class Evaluator:
                     sel = picks[group]
                     yield Batch(0, index, row_ids[sel], ids, mask, label_ids[sel]), pos[group]
                     index += 1
+
+
+def _batch_count(reader: SplitReader, positions: np.ndarray, batch_size: int) -> int:
+    """How many batches ``Evaluator._batches`` makes: windows of WINDOW batches within each shard."""
+    starts = np.concatenate([[0], np.cumsum([n for _, n in reader.shards])]).astype(np.int64)
+    per_shard = np.bincount(
+        np.searchsorted(starts, positions, side="right") - 1, minlength=len(reader.shards)
+    )
+    span = batch_size * WINDOW
+    return int(sum((n // span) * WINDOW + -(-(n % span) // batch_size) for n in per_shard.tolist()))
 
 
 @dataclass

@@ -167,3 +167,18 @@ def test_pruning_keeps_the_last_the_best_and_drops_an_abandoned_future(tmp_path:
     assert examples.stored(tmp_path) == {"validation": [4, 6, 8]}
     examples.prune(tmp_path, keep=1, protect=[("validation", 4)])
     assert examples.stored(tmp_path) == {"validation": [4, 8]}
+
+
+def test_an_evaluation_says_its_number_of_batches_beforehand(run, tiny_data: Path) -> None:
+    from engine.train.evaluation import Evaluator
+
+    trainer, _, _ = run
+    seen: list[tuple[int, int | None]] = []
+    evaluator = Evaluator(trainer.model, trainer.tokenizer, tiny_data, trainer.manifest, trainer.labels)
+    t = trainer.t.model_copy(update={"eval_batch_size": 7})  # windows and shards end mid-batch
+    for positions in (None, examples.sample_positions(128, 37, seed=1)):
+        seen.clear()
+        evaluator.run("train", t, lambda done, total: seen.append((done, total)), positions=positions)
+        assert seen[-1][0] == seen[-1][1] == len(seen) - 1
+        rows = 128 if positions is None else 37
+        assert len(evaluator.scored.positions) == rows  # type: ignore[union-attr]
