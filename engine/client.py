@@ -135,8 +135,9 @@ class EventFollower:
     next to nothing, however long it waits.
     """
 
-    def __init__(self, paths: SessionPaths) -> None:
+    def __init__(self, paths: SessionPaths, page_bytes: int | None = None) -> None:
         self.paths = paths
+        self.page_bytes = page_bytes  # a long journal is read this much per poll (None: all at once)
         self.last_seq = 0
         self._reader = JournalReader(paths.events)
         self._sub: zmq.Socket[bytes] | None = None
@@ -197,8 +198,8 @@ class EventFollower:
         sock.connect(endpoint)
         self._sub, self._endpoint = sock, (endpoint, state.get("pid"))
 
-    def _from_journal(self) -> Iterator[protocol.Envelope]:
-        for env in self._reader.read_new():
+    def _from_journal(self, max_bytes: int | None = None) -> Iterator[protocol.Envelope]:
+        for env in self._reader.read_new(max_bytes):
             if env.seq is not None and env.seq > self.last_seq:
                 yield from self._accept(env)
 
@@ -214,7 +215,7 @@ class EventFollower:
     def poll(self, timeout: float = 0.2) -> list[protocol.Envelope]:
         """The events that arrived since the last call (waits up to timeout for live ones, or a wake)."""
         self._connect()
-        out = list(self._from_journal())
+        out = list(self._from_journal(self.page_bytes))
         if not self.ended:
             out.extend(self._until_last_event())
         if not out and timeout > 0:
@@ -246,8 +247,8 @@ class EventFollower:
         """The engine writes its final state just before its last events: when the state says it ended
         and the engine still lives, wait (briefly) for them, so nobody takes a clean end for a crash."""
         state = self.state()
-        if state.get("status") not in ENDED_STATUSES:
-            return []
+        if state.get("status") not in ENDED_STATUSES or self._reader.pending():
+            return []  # running, or history still to page through before the end can be awaited
         out: list[protocol.Envelope] = []
         deadline = time.monotonic() + timeout
         while not self.ended and time.monotonic() < deadline:

@@ -118,13 +118,27 @@ class JournalReader:
         self.skipped = 0  # lines that were not valid events (reported, not fatal)
         self.notices = Notices()
 
-    def read_new(self) -> Iterator[Envelope]:
+    def pending(self) -> bool:
+        """Whether the journal holds bytes this reader has not read yet (a stat)."""
+        try:
+            return os.stat(self.path).st_size > self.offset
+        except FileNotFoundError:
+            return False
+
+    def read_new(self, max_bytes: int | None = None) -> Iterator[Envelope]:
+        """The complete lines appended since the last call; with ``max_bytes``, about that much at most
+        (always at least one line), the rest at the next call: a long history in pages."""
         try:
             if os.stat(self.path).st_size <= self.offset:
                 return  # nothing appended: a stat, not an open and a read (followers call this often)
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                data = fh.read()
+                data = fh.read(max_bytes if max_bytes else -1)
+                while max_bytes and b"\n" not in data:  # a line longer than a page: read on to its end
+                    more = fh.read(max_bytes)
+                    if not more:
+                        break
+                    data += more
         except FileNotFoundError:
             return
         end = data.rfind(b"\n")

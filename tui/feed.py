@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 # The longest the follower sleeps: a live event wakes it at once; with no engine, a resume started
 # elsewhere, or an engine that died, is seen within this.
 WAIT_S = 1.0
+# A long history is handed over in pages of about this much journal (~2,500 step events), so the
+# screen draws and answers keys between pages instead of freezing until the whole replay is done.
+PAGE_BYTES = 1 << 20
 
 Body = TypeVar("Body")
 
@@ -118,7 +121,7 @@ class SessionFeed(Widget):
         from engine.client import EventFollower
 
         worker = get_current_worker()
-        follower = EventFollower(self.paths)
+        follower = EventFollower(self.paths, page_bytes=PAGE_BYTES)
         self._follower = follower
         status = self._post_status(follower, None)
         try:

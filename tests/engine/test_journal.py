@@ -128,7 +128,7 @@ def test_a_follower_replays_10k_events_once_each_in_order_while_more_are_appende
 
     writer = threading.Thread(target=more)
     writer.start()
-    follower = EventFollower(paths)
+    follower = EventFollower(paths, page_bytes=64 * 1024)  # paged, as the console reads it
     seqs: list[int] = []
     deadline = time.monotonic() + 60
     try:
@@ -140,3 +140,19 @@ def test_a_follower_replays_10k_events_once_each_in_order_while_more_are_appende
         journal.close()
     assert seqs == list(range(1, 10001))
     assert follower.poll(timeout=0) == [], "nothing twice"
+
+
+def test_a_reader_pages_through_a_journal_without_losing_or_repeating_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    journal = Journal(path, "s")
+    journal.append(protocol.LogRecorded(text="x" * 5000))  # one line longer than a page
+    for step in range(1, 201):
+        journal.append(protocol.StepEnded(step=step, loss=0.5))
+    journal.close()
+    reader = JournalReader(path)
+    pages = []
+    while reader.pending():
+        pages.append([env.seq for env in reader.read_new(max_bytes=1000)])
+    assert pages[0][0] == 1 and len(pages[0]) < 20, "a line longer than the page comes whole, few after it"
+    assert len(pages) > 10 and all(pages)
+    assert [seq for page in pages for seq in page] == list(range(1, 202))
