@@ -182,3 +182,32 @@ def test_an_evaluation_says_its_number_of_batches_beforehand(run, tiny_data: Pat
         assert seen[-1][0] == seen[-1][1] == len(seen) - 1
         rows = 128 if positions is None else 37
         assert len(evaluator.scored.positions) == rows  # type: ignore[union-attr]
+
+
+def test_a_stopped_and_resumed_run_writes_the_same_predictions(
+    run, tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    from engine.jobs.base import StopRequested
+    from engine.train.config import parse_config
+    from engine.train.loop import Trainer
+
+    _, _, full_root = run
+    cfg = train_config(tiny_tf, tiny_data, epochs=1, eval_every_steps=1)
+    root = tmp_path / "session"
+    ctx, rec = make_ctx(root, config=cfg)
+    first = Trainer(parse_config(cfg), tiny_data, ctx)
+
+    def stop_at_4(event: Any) -> None:
+        if type(event).__name__ == "StepEnded" and event.step == 4:
+            first.ctx.control.request_stop("test")
+
+    rec.on_event = stop_at_4
+    with pytest.raises(StopRequested):
+        first.run()
+    ctx2, _ = make_ctx(root, resume=True, config=cfg)
+    Trainer(parse_config(cfg), tiny_data, ctx2).run(resume=True)
+    assert examples.stored(root) == examples.stored(full_root)
+    for split, steps in examples.stored(root).items():
+        a, b = (examples.load(r / examples.relative_path(split, steps[-1])) for r in (full_root, root))
+        assert a.position.tolist() == b.position.tolist() and a.pred.tolist() == b.pred.tolist()
+        np.testing.assert_allclose(a.p_true, b.p_true, atol=1e-5)
