@@ -160,6 +160,14 @@ async def test_the_monitor_key_opens_every_error_of_the_latest_evaluation_lazily
         assert {s for s, _ in reads} == {int(x) for x in p.position[first] // 100}
         summary = str(screen.query_one("#errors-summary").render())
         assert f"{len(wrong):,} misclassified of 1,000" in summary and "more as you scroll" in summary
+        await pilot.press("enter")  # the first example in full
+        await _until(pilot, lambda: type(app.screen).__name__ == "TextScreen", "the example in full")
+        full: Any = app.screen
+        i = first[0]
+        assert full.text.startswith(_texts(session, "validation")[p.position[i]] + "\n")
+        assert f"predicted: {LABELS[p.pred[i]]}" in full.text and f"data row {p.row[i]}" in full.text
+        await pilot.press("escape")
+        await _until(pilot, lambda: app.screen is screen, "back to the list")
         await pilot.press("ctrl+end")  # the cursor near the end fetches the next page
         await _until(pilot, lambda: len(screen.shown) >= 2 * PAGE, "the next page")
         assert screen.shown[: 2 * PAGE] == wrong[: 2 * PAGE].tolist()
@@ -188,6 +196,12 @@ async def test_search_finds_the_matching_errors_in_order(
         assert f"search {word!r}: {len(want)} found" in str(screen.query_one("#errors-summary").render())
         await pilot.press("c")  # clears the search (and any cell)
         await _until(pilot, lambda: screen.search_text == "" and len(screen.shown) == PAGE, "every error")
+        await pilot.press("slash", *"zzz", "enter")
+        await _until(pilot, lambda: screen.search_text == "zzz" and screen.done, "nothing found")
+        assert screen.shown == []
+        await pilot.press("slash", "escape")  # escape in the search field clears it, and stays here
+        await _until(pilot, lambda: screen.search_text == "" and len(screen.shown) == PAGE, "every error")
+        assert app.screen is screen and not screen.has_class("-searching")
 
 
 async def test_label_noise_is_ranked_by_loss_and_exports_as_csv(
@@ -271,7 +285,12 @@ async def test_enter_on_a_confusion_cell_in_the_evaluation_tab_lists_exactly_its
         confusion=confusion.tolist(),
         predictions=examples.relative_path("validation", STEP),
     )
-    events = [*events_in_phase("training")[:-24], *_steps(TOTAL), evaluation, JobStopped(step=TOTAL, reason="finished")]
+    events = [
+        *events_in_phase("training")[:-24],
+        *_steps(TOTAL),
+        evaluation,
+        JobStopped(step=TOTAL, reason="finished"),
+    ]
     write_journal(session, events)
     write_state(session, status="finished", job="train", step=TOTAL, total_steps=TOTAL)
     app = FtcApp(session.root.parent, attach=session.id)
