@@ -81,7 +81,7 @@ class Evaluator:
             np.concatenate(where),
             np.concatenate(rows),
             all_labels,
-            softmax(all_logits.astype(np.float64)),
+            softmax(all_logits.astype(np.float32)),
         )
         return evaluate_logits(all_logits, all_labels, self.labels)
 
