@@ -108,8 +108,10 @@ async def _start_and_open_monitor(pilot) -> MonitorScreen:
     if isinstance(app.screen, ConfirmScreen):  # a data test failed: go on, as --allow-failing-checks
         await pilot.press("y")
         await _until(pilot, lambda: isinstance(app.screen, MonitorScreen), 60, "the monitor")
-    assert isinstance(app.screen, MonitorScreen)
-    return app.screen
+    monitor = app.screen
+    assert isinstance(monitor, MonitorScreen)
+    await _until(pilot, lambda: monitor.feed.status != "?", 30, "the monitor's first status")
+    return monitor
 
 
 async def test_a_new_run_from_a_data_file_fix_a_field_start_and_see_it_run(

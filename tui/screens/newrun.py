@@ -225,7 +225,8 @@ class NewRunScreen(Screen[None]):
     DEFAULT_CSS = """
     NewRunScreen #nr-title { height: 1; padding: 0 1; background: $boost; text-style: bold; }
     NewRunScreen #nr-notice { height: auto; padding: 0 1; }
-    NewRunScreen #nr-notice.error { color: $error; }
+    NewRunScreen #nr-notice.error, NewRunScreen #nr-general { color: $error; }
+    NewRunScreen #nr-general { height: auto; padding: 0 1; }
     NewRunScreen #nr-form { height: 1fr; }
     NewRunScreen .nr-row { height: auto; }
     NewRunScreen .nr-key { width: 26; padding: 0 1; }
@@ -308,6 +309,7 @@ class NewRunScreen(Screen[None]):
         )
         yield Static(title, id="nr-title")
         yield Static("", id="nr-notice")
+        yield Static("", id="nr-general")  # errors of the config as a whole (two keys that conflict)
         data = self.prefill.get("data", {})
         with VerticalScroll(id="nr-form"):
             yield Static("Data and model", classes="nr-heading")
@@ -438,7 +440,7 @@ class NewRunScreen(Screen[None]):
             else:
                 label.update(self._note(field_id))
                 label.set_class(True, "note")
-        self._notice(" · ".join(general), error=True)
+        self.query_one("#nr-general", Static).update(" · ".join(general))
 
     def _note(self, field_id: str) -> str:
         if field_id == "model-source":
