@@ -30,6 +30,7 @@ from tui.messages import (
     NoticesReceived,
     StatusRefreshed,
 )
+from tui.screens.live import on_stack
 
 if TYPE_CHECKING:
     from engine.client import EventFollower
@@ -158,10 +159,7 @@ class SessionFeed(Widget):
         The follower thread may have posted events just before the screen was popped; those
         arrive while the screen's widgets are being removed, and must not reach its handlers.
         """
-        try:
-            return self.is_attached and self.screen in self.app.screen_stack
-        except Exception:  # no screen or no app any more: detached
-            return False
+        return self.is_attached and on_stack(self.screen)
 
     @on(EventsReceived)
     def _events_received(self, message: EventsReceived) -> None:

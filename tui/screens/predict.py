@@ -175,4 +175,6 @@ class PredictApp(App[None]):
 
 
 def run_predict_app(root: Path, session_id: str) -> None:
-    PredictApp(root, session_id).run()
+    from tui.hangup import run_app
+
+    run_app(PredictApp(root, session_id))  # ends when its terminal hangs up; the job runs on

@@ -28,6 +28,7 @@ from tui.widgets.confirm import ask
 from tui.widgets.footer import KeyFooter
 
 REFRESH_S = 1.0
+BACKGROUND_EVERY = 5  # under another screen: a listing every 5 s (the app's notifications)
 MAX_COMPARED = 8  # the compare screen has a colour for each of this many runs
 MARK = "● "  # before a marked session's name
 
@@ -46,7 +47,7 @@ class SessionsScreen(Screen[None]):
         self.marked: set[str] = set()  # sessions marked (space) for comparing
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header()  # no clock: its repaint each second reached the screens above this one
         yield Static(f"Sessions in {self.root}", id="sessions-title")
         table: DataTable[str | Text] = DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
         self.columns = table.add_columns("Session", "Status", "Job", "Step", "Best", "Seen")
@@ -55,8 +56,19 @@ class SessionsScreen(Screen[None]):
         yield KeyFooter(self.KEYMAP)
 
     def on_mount(self) -> None:
+        self._ticks = 0
         self.refresh_sessions()
-        self.set_interval(REFRESH_S, self.refresh_sessions)
+        self.set_interval(REFRESH_S, self._tick)
+
+    def _tick(self) -> None:
+        # Under another screen the listing goes on, slower, for the app's notifications when a
+        # session ends; the table is updated when this screen is shown again.
+        self._ticks += 1
+        if self.app.screen is self or self._ticks % BACKGROUND_EVERY == 0:
+            self.refresh_sessions()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_sessions()
 
     @work(thread=True, exclusive=True, group="sessions-list")
     def refresh_sessions(self) -> None:
@@ -67,6 +79,8 @@ class SessionsScreen(Screen[None]):
     def show_sessions(self, message: SessionsListed) -> None:
         # Update cells in place (not clear and refill) so the cursor, scroll and widths stay put.
         self.sessions = message.sessions
+        if self.app.screen is not self:
+            return  # repainting a hidden table redraws the screen above it; done on resume
         table: DataTable[str | Text] = self.query_one("#sessions-table", DataTable)
         present = {str(key.value) for key in table.rows}
         wanted = {s.id for s in self.sessions}

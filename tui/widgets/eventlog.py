@@ -1,7 +1,8 @@
 """The monitor's event log: one line per event, wrapped; enter shows a line in full; / filters.
 
-Lines are kept in memory (the last ``max_lines``); the filter shows those containing the text
-typed, case-insensitively, and escape clears it. Nothing is redrawn but the lines added.
+Lines are kept in memory (the last ``max_lines``, up to a fifth more between trims); the filter
+shows those containing the text typed, case-insensitively, and escape clears it. The list is
+updated once per batch of writes, so a reattach's replay of thousands of lines is one update.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class EventLog(Vertical):
         self.lines: list[Text] = []
         self.filter = ""
         self._follow = True
+        self._pending: list[Text] = []  # written, not yet in the list
+        self._rebuild = False
+        self._flush_scheduled = False
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: type text, enter to browse, escape to clear", id="event-filter")
@@ -64,17 +68,33 @@ class EventLog(Vertical):
         return [line.plain for line in self.lines if self.matches(line)]
 
     def write(self, line: Text) -> None:
+        """Add a line; the list is updated once per batch of writes (a reattach replays thousands)."""
         self.lines.append(line)
+        if self.matches(line):
+            self._pending.append(line)
+        if len(self.lines) > self.max_lines + self.max_lines // 5:
+            # Trimmed in blocks, rebuilt once: removing the first option per line costs a refresh each.
+            del self.lines[: len(self.lines) - self.max_lines]
+            self._rebuild = True
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.is_attached:
+            return
         options = self.options
         at_end = options.highlighted is None or options.highlighted >= options.option_count - 1
-        if len(self.lines) > self.max_lines:
-            dropped = self.lines.pop(0)
-            if self.matches(dropped) and options.option_count:
-                options.remove_option_at_index(0)
-        if self.matches(line):
-            options.add_option(line)
-            if at_end and not options.has_focus:
-                options.scroll_end(animate=False)
+        if self._rebuild:
+            options.clear_options()
+            options.add_options([line for line in self.lines if self.matches(line)])
+        elif self._pending:
+            options.add_options(self._pending)
+        self._rebuild = False
+        self._pending = []
+        if at_end and not options.has_focus:
+            options.scroll_end(animate=False)
 
     # ---------------------------------------------------------------- filter
 
@@ -84,6 +104,8 @@ class EventLog(Vertical):
 
     def set_filter(self, text: str) -> None:
         self.filter = text
+        self._pending = []
+        self._rebuild = False
         options = self.options
         options.clear_options()
         options.add_options([line for line in self.lines if self.matches(line)])
