@@ -348,6 +348,8 @@ class NewRunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#f-data-path", Input).focus()
+        self._show("#nr-notice", "")
+        self._show("#nr-checks", "")
         self.validate_form()
         self._open_data()
         self._check_model()
@@ -440,7 +442,7 @@ class NewRunScreen(Screen[None]):
             else:
                 label.update(self._note(field_id))
                 label.set_class(True, "note")
-        self.query_one("#nr-general", Static).update(" · ".join(general))
+        self._show("#nr-general", " · ".join(general))
 
     def _note(self, field_id: str) -> str:
         if field_id == "model-source":
@@ -468,9 +470,14 @@ class NewRunScreen(Screen[None]):
         return None
 
     def _notice(self, text: str, error: bool = False) -> None:
-        notice = self.query_one("#nr-notice", Static)
-        notice.update(text)
-        notice.set_class(error, "error")
+        self._show("#nr-notice", text).set_class(error, "error")
+
+    def _show(self, selector: str, text: str) -> Static:
+        """A line's text; an empty line takes no room."""
+        line = self.query_one(selector, Static)
+        line.update(text)
+        line.display = bool(text)
+        return line
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
@@ -620,7 +627,7 @@ class NewRunScreen(Screen[None]):
             return
         self.starting = True
         self._notice("checking the config, the model and the data (the tests ftc check runs)…")
-        self.query_one("#nr-checks", Static).update("")
+        self._show("#nr-checks", "")
         self._check_worker(self.config())
 
     def _focus_field(self, field_id: str) -> None:
@@ -702,7 +709,7 @@ class NewRunScreen(Screen[None]):
     @while_shown
     def _data_checked(self, message: DataChecked) -> None:
         report = message.report
-        self.query_one("#nr-checks", Static).update(self._verdicts(report))
+        self._show("#nr-checks", self._verdicts(report))
         failed = report is not None and report.get("status") == "fail"
         if failed and message.config["data"].get("on_fail") != "warn":
             names = (
