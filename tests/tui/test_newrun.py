@@ -38,12 +38,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("newrun") / "model", fmt="tf", seed=0)
 
 
-def write_csv(path: Path, n: int = 160, seed: int = 1) -> Path:
+def write_csv(path: Path, n: int = 160, seed: int = 1, sort: bool = False) -> Path:
     """A labelled CSV with its own column names (review, sentiment) the form must detect."""
+    rows = synthetic_texts(n, ["neg", "pos"], seed)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "review", "sentiment"])
-        for i, (text, label) in enumerate(synthetic_texts(n, ["neg", "pos"], seed)):
+        for i, (text, label) in enumerate(sorted(rows, key=lambda r: r[1]) if sort else rows):
             writer.writerow([i, text, ["neg", "pos"][label]])
     return path
 
@@ -297,6 +298,33 @@ async def test_find_lr_sends_the_config_and_a_suggestion_fills_the_rate(
         assert app.asked[0]["data"]["source"] == str(data_csv.resolve())
         form.post_message(LearningRateSuggested(3.2e-4))
         await _until(pilot, lambda: form.config()["train"].get("learning_rate") == 3.2e-4)
+
+
+async def test_a_failing_data_test_stops_the_start_unless_accepted(
+    tiny_model: Path, tmp_path: Path, sessions_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").symlink_to(tiny_model)
+    sorted_csv = write_csv(tmp_path / "sorted.csv", sort=True)  # every neg row, then every pos row
+    app = FtcApp(sessions_root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await _until(pilot, lambda: isinstance(app.screen, NewRunScreen), what="the form")
+        form = app.screen
+        await _type(pilot, sorted_csv.name)
+        await _set(pilot, "model-source", "model")
+        await _set(pilot, "train-max_length", "32")
+        await _until(pilot, lambda: form.source is not None and not form.errors, what="a valid form")
+        await pilot.press("ctrl+s")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 60, "the question")
+        assert "Data test failed (order)" in screen_text(app)
+        await pilot.press("n")
+        await _until(pilot, lambda: "not started" in _notice(form), what="not started")
+        assert "FAIL order" in str(form.query_one("#nr-checks", Static).render())
+        assert list_sessions(sessions_root) == []
+        monitor = await _start_and_open_monitor(pilot)  # this time: y
+    config = load_toml(resolve(sessions_root, monitor.session_id).config)
+    assert config["data"]["on_fail"] == "warn", "as ftc train --allow-failing-checks writes it"
 
 
 def test_every_train_key_has_a_field() -> None:

@@ -737,8 +737,10 @@ class NewRunScreen(Screen[None]):
         lines = [f"data tests: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail"]
         for test in tests:
             if test.get("status") in ("fail", "warn"):
-                summary = " ".join(str(test.get("summary") or test.get("message") or "").split())
-                lines.append(f"{test['status'].upper()} {test.get('name')}: {summary}")
+                figure = " ".join(str(test.get("figure", "")).split())
+                lines.append(
+                    f"{test['status'].upper()} {test.get('name')}: {figure}; {test.get('advice', '')}"
+                )
         return "\n".join(lines)
 
     def _launch(self, config: dict[str, Any], allow: bool) -> None:
