@@ -176,6 +176,8 @@ def _failed_session(root: Path, model: Path, data: Path) -> Any:
     }
     paths = create_session(root, config, name="broken")
     config["train"]["max_length"] = 512  # as an older ftc, or a hand edit, let through
+    config["train"]["class_weights"] = {"neg": 2.0, "pos": 1.0}
+    config["train"]["gone_key"] = 1  # a key of another ftc: the form says it leaves it out
     paths.config.write_text(dump_toml(config), encoding="utf-8")
     write_state(paths, status="failed", error="[train] max_length: 512 is more than the model takes")
     return paths
@@ -199,7 +201,9 @@ async def test_clone_a_failed_run_fix_it_and_retry(
             "batch_size": 8,
             "max_length": 512,
             "learning_rate": 2e-3,
+            "class_weights": {"neg": 2.0, "pos": 1.0},
         }
+        assert "left out): [train] gone_key" in _notice(form)
         # The limit is the model's (ftc train checks it): said next to max_length, and Start refuses.
         assert "max_position_embeddings" in _err(form, "train-max_length")
         await pilot.press("ctrl+s")
@@ -209,6 +213,7 @@ async def test_clone_a_failed_run_fix_it_and_retry(
         assert monitor.session_id != old.id
     new = resolve(sessions_root, monitor.session_id)
     assert load_config(new.config).train.max_length == 64
+    assert load_config(new.config).train.class_weights == {"neg": 2.0, "pos": 1.0}
     assert {s.id for s in list_sessions(sessions_root)} == {old.id, new.id}
     assert digest(old.root) == before, "cloning must not change the old session"
 

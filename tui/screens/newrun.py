@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -134,8 +135,18 @@ def all_specs() -> tuple[list[FieldSpec], list[FieldSpec]]:
 
 def toml_value(value: Any) -> str:
     """A value as it is typed into the form (and written in TOML): 5e-05, "x", [0.8, 0.2], {a = 1.0}."""
+    import json
+    import re
+
     import tomli_w
 
+    if isinstance(value, dict):
+        keys = [k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k) for k in value]
+        return (
+            "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in zip(keys, value.values(), strict=True)) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return tomli_w.dumps({"v": value}).partition("=")[2].strip()
 
 
@@ -350,9 +361,30 @@ class NewRunScreen(Screen[None]):
         self.query_one("#f-data-path", Input).focus()
         self._show("#nr-notice", "")
         self._show("#nr-checks", "")
+        if dropped := self._unknown_prefill():
+            self._notice(f"not in this form (left out): {', '.join(dropped)}", error=True)
         self.validate_form()
         self._open_data()
         self._check_model()
+
+    def _unknown_prefill(self) -> list[str]:
+        """The prefilled config's keys no field holds (another ftc's), so a clone says what it leaves out."""
+        known = {(s.section, *s.key.split(".")) for s in self.specs.values()}
+        known |= {("model", "source"), ("data", "source"), ("data", "dir"), ("job", "kind")}
+        dropped = []
+
+        def walk(node: Any, path: tuple[str, ...]) -> None:
+            if path in known:
+                return
+            if isinstance(node, dict) and any(k[: len(path)] == path for k in known):
+                for key, value in node.items():
+                    walk(value, (*path, str(key)))
+                return
+            dropped.append(f"[{path[0]}] {'.'.join(path[1:])}".strip() if len(path) > 1 else f"[{path[0]}]")
+
+        for section, value in self.prefill.items():
+            walk(value, (str(section),))
+        return dropped
 
     # ------------------------------------------------------------ the form's config
 
@@ -437,10 +469,10 @@ class NewRunScreen(Screen[None]):
         for field_id in ["data-path", "model-source", *self.specs]:
             label = self.query_one(f"#e-{field_id}", Static)
             if field_id in errors:
-                label.update(errors[field_id])
+                label.update(Text(errors[field_id]))
                 label.set_class(False, "note")
             else:
-                label.update(self._note(field_id))
+                label.update(Text(self._note(field_id)))
                 label.set_class(True, "note")
         self._show("#nr-general", " · ".join(general))
 
@@ -475,7 +507,7 @@ class NewRunScreen(Screen[None]):
     def _show(self, selector: str, text: str) -> Static:
         """A line's text; an empty line takes no room."""
         line = self.query_one(selector, Static)
-        line.update(text)
+        line.update(Text(text))  # not markup: "[train] x" is text
         line.display = bool(text)
         return line
 
@@ -690,7 +722,7 @@ class NewRunScreen(Screen[None]):
         field = self._field_named(line)
         if field is not None:
             label = self.query_one(f"#e-{field}", Static)
-            label.update(line.split(": ", 1)[1] if line.startswith("[") and ": " in line else line)
+            label.update(Text(line.split(": ", 1)[1] if line.startswith("[") and ": " in line else line))
             label.set_class(False, "note")
         self._notice(f"{what}: {line}", error=True)
 
