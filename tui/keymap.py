@@ -199,7 +199,7 @@ ACTIONS: tuple[Action, ...] = (
         "(a new session; the selected one is not changed)",
         (SESSIONS,),
     ),
-    Action("new_run_back", "escape", "back", "Back", "back (the form is dropped)", (NEW_RUN,)),
+    Action("new_run_back", "escape", "back", "Back", "back (asks first if the form was edited)", (NEW_RUN,)),
     Action(
         "start_run",
         "ctrl+s",

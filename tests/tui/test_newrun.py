@@ -28,6 +28,7 @@ from tui.messages import LearningRateSuggested, LrFindRequested
 from tui.screens.monitor import MonitorScreen
 from tui.screens.newrun import NewRunScreen, all_specs
 from tui.screens.open_file import OpenFileScreen
+from tui.screens.sessions import SessionsScreen
 from tui.widgets.confirm import ConfirmScreen
 
 SIZE = (80, 24)
@@ -303,6 +304,15 @@ async def test_find_lr_sends_the_config_and_a_suggestion_fills_the_rate(
         assert app.asked[0]["data"]["source"] == str(data_csv.resolve())
         form.post_message(LearningRateSuggested(3.2e-4))
         await _until(pilot, lambda: form.config()["train"].get("learning_rate") == 3.2e-4)
+        # escape asks before it drops an edited form: no keeps it, yes goes back.
+        await pilot.press("escape")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n")
+        await _until(pilot, lambda: app.screen is form, what="the form again")
+        await pilot.press("escape")
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await _until(pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions screen")
 
 
 async def test_a_failing_data_test_stops_the_start_unless_accepted(

@@ -269,6 +269,7 @@ class NewRunScreen(Screen[None]):
         self.source: Any = None  # the opened data file (engine.data.readers.Source)
         self.data_run = 0  # the newest opening of the data file; older answers are dropped
         self.starting = False
+        self.initial: dict[str, Any] = {}  # the config as the form opened, to ask before dropping edits
         self.timers: dict[str, Timer] = {}
         prefill_data = self.prefill.get("data", {})
         self.data_path = prefill_data.get("source") or prefill_data.get("dir") or ""
@@ -361,6 +362,7 @@ class NewRunScreen(Screen[None]):
         self.query_one("#f-data-path", Input).focus()
         self._show("#nr-notice", "")
         self._show("#nr-checks", "")
+        self.initial = self.config()
         if dropped := self._unknown_prefill():
             self._notice(f"not in this form (left out): {', '.join(dropped)}", error=True)
         self.validate_form()
@@ -877,6 +879,7 @@ class NewRunScreen(Screen[None]):
             self._notice(f"not saved: {path}: {exc.strerror}; choose another path", error=True)
             return
         self.query_one("#nr-save").remove_class("shown")
+        self.initial = self.config()
         self._notice(f"saved {path}; 'ftc train {path}' runs it")
 
     def action_back(self) -> None:
@@ -885,4 +888,20 @@ class NewRunScreen(Screen[None]):
             row.remove_class("shown")
             self.query_one("#f-data-path", Input).focus()
             return
-        self.dismiss()
+        if not self.edited():
+            self.dismiss()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss()
+
+        self.app.push_screen(ConfirmScreen("Drop this form (nothing was started or saved since)?"), answered)
+
+    def edited(self) -> bool:
+        """Whether the form says something its opening did not (detected columns aside)."""
+        now = self.config()
+        for column in COLUMNS:
+            if column not in self.initial["data"]:
+                now["data"].pop(column, None)
+        return now != self.initial
