@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 from engine.session import live_status, resolve
 from tui import actions
 from tui.format import event_line
+from tui.live import on_stack
 from tui.messages import (
     CommandAnswered,
     EventsReceived,
@@ -30,7 +31,6 @@ from tui.messages import (
     NoticesReceived,
     StatusRefreshed,
 )
-from tui.screens.live import on_stack
 
 if TYPE_CHECKING:
     from engine.client import EventFollower

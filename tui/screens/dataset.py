@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Header, Label, Select, Static, TabbedCont
 from textual.worker import get_current_worker
 
 from tui import keymap
-from tui.screens.live import while_shown
+from tui.live import while_shown
 from tui.widgets.footer import KeyFooter
 
 STATUS_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"}

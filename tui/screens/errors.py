@@ -27,7 +27,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Input, Label, Static
 
 from tui import keymap
-from tui.screens.live import on_stack, while_shown
+from tui.live import on_stack, while_shown
 from tui.screens.log import TextScreen
 from tui.widgets.confirm import ask
 from tui.widgets.footer import KeyFooter

@@ -29,6 +29,7 @@ from textual.timer import Timer
 from textual.widgets import Collapsible, Header, Input, Label, Select, Static
 
 from tui import keymap
+from tui.live import while_shown
 from tui.messages import (
     DataFileChosen,
     DataFileWanted,
@@ -36,7 +37,6 @@ from tui.messages import (
     LrFindRequested,
     SessionOpened,
 )
-from tui.screens.live import while_shown
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.footer import KeyFooter
 

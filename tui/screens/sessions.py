@@ -15,6 +15,7 @@ from textual.widgets.data_table import ColumnKey
 from engine.session import LIVE_STATUSES, SessionInfo, list_sessions
 from tui import actions, keymap, messages
 from tui.format import ago
+from tui.live import while_shown
 from tui.messages import (
     CommandAnswered,
     ComparisonRequested,
@@ -22,7 +23,6 @@ from tui.messages import (
     SessionOpened,
     SessionsListed,
 )
-from tui.screens.live import while_shown
 from tui.status import status_text
 from tui.widgets.confirm import ask
 from tui.widgets.footer import KeyFooter

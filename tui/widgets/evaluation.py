@@ -21,6 +21,7 @@ from textual.events import Resize
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from tui.live import on_stack
 from tui.messages import ErrorsRequested
 from tui.widgets.curves import legend, step_ticks, thin, value_ticks
 
@@ -322,6 +323,7 @@ class EvaluationView(Vertical):
         self.session = session
         self.rule = rule or BestRule()
         self.evaluations: list[EvaluationEnded] = []
+        self._refill_scheduled = False
         self.best: int | None = None
         self.selected: EvaluationEnded | None = None
         self.compact = False
@@ -362,7 +364,15 @@ class EvaluationView(Vertical):
 
     def add(self, evaluation: EvaluationEnded) -> None:
         self.evaluations.append(evaluation)
-        self._refill()
+        # Refilled once per batch of events: a reattach replays hundreds of evaluations at once.
+        if not self._refill_scheduled:
+            self._refill_scheduled = True
+            self.call_later(self._scheduled_refill)
+
+    def _scheduled_refill(self) -> None:
+        self._refill_scheduled = False
+        if self.is_mounted and on_stack(self.screen):
+            self._refill()
 
     def rewind(self, step: int) -> None:
         """Forget evaluations after ``step``: a resumed run repeats them from its checkpoint."""

@@ -17,6 +17,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, OptionList, Static
 
+from tui.live import on_stack
+
 
 class FailureNote(Static):
     """Why a run failed before its first step, in full, above everything else (hidden otherwise)."""
@@ -82,7 +84,7 @@ class EventLog(Vertical):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self.is_attached:
+        if not (self.is_mounted and on_stack(self.screen)):
             return
         options = self.options
         at_end = options.highlighted is None or options.highlighted >= options.option_count - 1

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from tui.format import ago
+from tui.live import on_stack
 from tui.widgets.evaluation import EvaluationView
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class CheckpointTable(DataTable[str | Text]):
         self.cursor_type = "row"
         self.saved_column = self.add_columns("step", "saved", "reason", "metric", "name")[1]
         self.entries: list[tuple[CheckpointSaved, float]] = []  # each with when it was saved
+        self._redraw_scheduled = False
         self.set_interval(self.AGES_EVERY_S, self.update_ages)
 
     def add(self, saved: CheckpointSaved, ts: float) -> None:
@@ -38,7 +40,15 @@ class CheckpointTable(DataTable[str | Text]):
         # from an earlier checkpoint writes a new folder where a set-aside one was.
         self.entries = [(e, t) for e, t in self.entries if e.path != saved.path]
         self.entries.append((saved, ts))
-        self.redraw()
+        # Redrawn once per batch of events: a reattach replays every checkpoint at once.
+        if not self._redraw_scheduled:
+            self._redraw_scheduled = True
+            self.call_later(self._scheduled_redraw)
+
+    def _scheduled_redraw(self) -> None:
+        self._redraw_scheduled = False
+        if self.is_mounted and on_stack(self.screen):
+            self.redraw()
 
     def redraw(self) -> None:
         cursor = self.cursor_row
@@ -54,6 +64,8 @@ class CheckpointTable(DataTable[str | Text]):
 
     def update_ages(self, now: float | None = None) -> None:
         """Bring each "saved ... ago" up to date; a cell whose text is unchanged is left alone."""
+        if self._redraw_scheduled:
+            return  # rows are being added: the redraw writes every age
         now = time.time() if now is None else now
         for i, (_entry, ts) in enumerate(reversed(self.entries)):
             text = ago(ts, now)
