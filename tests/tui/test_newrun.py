@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from textual import on
-from textual.widgets import Select, Static
+from textual.widgets import Input, Select, Static
 
 import tui.app
 from engine.config import dump_toml, load_toml
@@ -350,3 +350,23 @@ def test_every_train_key_has_a_field() -> None:
         f"early_stopping.{k}" for k in TrainSection.model_fields["early_stopping"].annotation.model_fields
     }
     assert keys == wanted
+
+
+async def test_a_latin_1_file_is_detected_and_its_encoding_written_into_the_form(
+    data_csv: Path, sessions_root: Path
+) -> None:
+    """An unset encoding is detected (as --encoding auto) and filled in, so the run reads the file so."""
+    latin = data_csv.with_name("tweets.csv")
+    rows = "id,review,sentiment\n1,Caf\xe9 ma\xf1ana was great,pos\n2,awful,neg\n"
+    latin.write_bytes(rows.encode("latin-1"))
+    app = FtcApp(sessions_root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await _until(pilot, lambda: isinstance(app.screen, NewRunScreen), what="the new-run screen")
+        form = app.screen
+        await _set(pilot, "data-path", latin.name)
+        await _until(pilot, lambda: form.source is not None, what="the data file opened")
+        assert "(detected)" in _err(form, "data-path")
+        encoding = form.query_one("#f-data-encoding", Input).value
+        assert encoding in ("latin-1", "cp1252", "iso8859-1"), encoding
+        assert form.query_one("#f-data-label_col", Select).value == "sentiment"

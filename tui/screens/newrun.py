@@ -483,7 +483,8 @@ class NewRunScreen(Screen[None]):
             return self.model_note
         if field_id == "data-path" and self.source is not None:
             src = self.source
-            encoding = (src.encoding or "binary") + (" (detected)" if src.encoding_note else "")
+            detected = src.encoding_note and src.encoding != "utf-8"  # utf-8 is what an unset field reads
+            encoding = (src.encoding or "binary") + (" (detected)" if detected else "")
             return f"{src.format} · {encoding} · {len(src.columns)} columns"
         return ""
 
@@ -559,7 +560,8 @@ class NewRunScreen(Screen[None]):
             return
         options: dict[str, Any] = {
             "fmt": self.value(self.specs["data-format"]),
-            "encoding": self.value(self.specs["data-encoding"]),
+            # Unset: detected (as --encoding auto), and the detected codec is then written into the field.
+            "encoding": self.value(self.specs["data-encoding"]) or "auto",
             "hdf_key": self.value(self.specs["data-key"]),
         }
         for column in COLUMNS:
@@ -591,6 +593,12 @@ class NewRunScreen(Screen[None]):
         if message.run != self.data_run:
             return
         self.source = src = message.source
+        encoding = self.query_one("#f-data-encoding", Input)
+        if src.encoding_note and src.encoding not in (None, "utf-8") and not encoding.value.strip():
+            # Written into the config, so the run reads the file as it was detected (a latin-1 file
+            # would otherwise be read as utf-8 by the engine and refused at its first odd byte).
+            with encoding.prevent(Input.Changed):
+                encoding.value = src.encoding
         for column in COLUMNS:
             select = self.query_one(f"#f-data-{column}", Select)
             wanted = self.wanted_columns.get(column) or getattr(src, column)
