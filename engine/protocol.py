@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, 
 MAJOR, MINOR = 1, 4
 # 1.2: JobSummary.truncated; 1.3: EvaluationEnded.confusion; 1.4: PhaseChanged, ResourcesSampled,
 # SchedulePlanned.head_lr_multiplier and lowest_lr_multiplier, EvaluationEnded.epoch and .predictions,
-# JobSummary.suggested_learning_rate
+# JobSummary.suggested_learning_rate, EngineStarted.step
 PROTOCOL_VERSION = f"{MAJOR}.{MINOR}"
 
 
@@ -155,6 +155,9 @@ class EngineStarted(_Body):
     hostname: str
     job: str
     resumed: bool = False
+    # A resume: the step of the checkpoint it resumes from, as far as known before loading it
+    # (its job_started says for sure, after the model loads) (since 1.4).
+    step: int | None = None
 
 
 class JobStarted(_Body):

@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import os
 import queue
+import re
 import signal
 import sys
 import threading
@@ -57,6 +58,17 @@ from engine.session import (
 )
 
 HEARTBEAT_S = 1.0
+
+
+def resume_step(resume_from: str | None, state: dict[str, Any]) -> int | None:
+    """The step a resume starts from, before its job loads the checkpoint: the one named, or the last."""
+    if resume_from:
+        named = re.fullmatch(r"ckpt-(\d+)", Path(resume_from).name)
+        return int(named.group(1)) if named else None
+    step = state.get("last_checkpoint_step")
+    return step if isinstance(step, int) else None
+
+
 # Room kept on the session's disk for the final record (journal lines and state.json) after a full disk.
 RESERVE_BYTES = 256 * 1024
 # A command is a few hundred bytes: anything far larger is refused unread.
@@ -471,7 +483,11 @@ class Engine:
             )
             self.emit(
                 protocol.EngineStarted(
-                    pid=ident["pid"], hostname=ident["hostname"], job=self.kind, resumed=self.resume
+                    pid=ident["pid"],
+                    hostname=ident["hostname"],
+                    job=self.kind,
+                    resumed=self.resume,
+                    step=resume_step(self.resume_from, self.store.snapshot()) if self.resume else None,
                 )
             )
             self.sampler.start()

@@ -232,3 +232,31 @@ def test_every_width_from_24_to_200_fits_whole_fields(tmp_path: Path, phase: str
         assert feed.status in lines[0] and re.search(r"step \d+/40", lines[1]), (width, lines)
         if phase in ("training", "evaluating"):
             assert "ETA 1m12s" in lines[1], (width, lines)
+
+
+async def test_a_resumed_engine_that_names_its_checkpoint_step_shows_it_before_loading(
+    tmp_path: Path,
+) -> None:
+    """Since 1.4 engine_started carries the checkpoint's step: shown while the model still loads."""
+    paths = session_in_phase(tmp_path, "training")
+    old = events_in_phase("training")
+    finished = [StepEnded(step=s, total_steps=TOTAL, loss=0.1, eta_s=0.0) for s in range(25, TOTAL + 1)]
+    resumed = [
+        EngineStarted(pid=4343, hostname="gpu-box", job="train", resumed=True, step=16),
+        PhaseChanged(phase="loading_model"),
+    ]
+    write_journal(paths, [*old, *finished, *resumed])
+    app = FtcApp(tmp_path, attach=paths.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        _monitor, header = await _open(pilot, app, len(old) + len(finished) + len(resumed))
+        text = "\n".join(_header_rows(app, header))
+        assert "step 16/40" in text and "resuming" in text and "loading model" in text, text
+        assert "100%" not in text and "step 40" not in text, text
+
+
+def test_a_resume_names_the_step_of_the_checkpoint_it_starts_from() -> None:
+    from engine.server import resume_step
+
+    assert resume_step(None, {"last_checkpoint_step": 30}) == 30
+    assert resume_step("ckpt-20", {"last_checkpoint_step": 30}) == 20
+    assert resume_step(None, {}) is None

@@ -117,6 +117,7 @@ class RunHeader(Widget):
         self.pending: PhaseChanged | None = None  # a pause or stop asked for, not yet done
         self.resources: ResourcesSampled | None = None
         self.resuming = False  # a resumed engine is starting: its step is known at its job_started
+        self.resume_step: int | None = None
         feed.handle(EngineStarted, self.engine_started)
         feed.handle(JobStarted, self.job_started)
         feed.handle(StepEnded, self.step_ended)
@@ -143,6 +144,8 @@ class RunHeader(Widget):
         self.last = None
         self.activity = self.pending = None
         self.resuming = started.resumed
+        # The checkpoint's step, at once (from 1.4's engine_started; confirmed by job_started).
+        self.resume_step = started.step if started.resumed else None
 
     def job_started(self, job: JobStarted, _env: Envelope) -> None:
         # A resume starts at its checkpoint's step: the old run's step, loss and ETA no longer hold.
@@ -234,7 +237,11 @@ class RunHeader(Widget):
         total = self.total
         of = f"/{total}" if total else ""
         if self.resuming and self.status in ACTIVE:
-            return [(RANK["step"], Text(f"step ?{of}")), (RANK["percent"], Text("resuming", style="cyan"))]
+            step = "?" if self.resume_step is None else str(self.resume_step)
+            return [
+                (RANK["step"], Text(f"step {step}{of}")),
+                (RANK["percent"], Text("resuming", style="cyan")),
+            ]
         fields: list[Field] = [(RANK["step"], Text(f"step {self.step}{of}"))]
         if total:
             fields.append((RANK["percent"], Text(f"{100 * min(self.step, total) // total}%")))
