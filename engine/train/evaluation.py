@@ -144,13 +144,16 @@ class Scored:
 
 
 class EvaluationSchedule(Callback):
-    """Asks for a validation evaluation at each epoch's end and every eval_every_steps steps."""
+    """Asks for a validation evaluation at each epoch end, every eval_every_steps steps and the last step."""
 
     def __init__(self, every: int | None) -> None:
         self.every = every
 
     def on_step_end(self, trainer: Trainer, report: StepReport) -> None:
-        if report.epoch_done or (self.every and report.step % self.every == 0):
+        # The last step too: a run of max_steps shorter than an epoch would end with no validation
+        # figures at all (no best, no confusion matrix, nothing for the error analysis).
+        last = report.step >= trainer.state.total_steps
+        if report.epoch_done or last or (self.every and report.step % self.every == 0):
             trainer.control.should_evaluate = True
 
 

@@ -264,13 +264,17 @@ class ModelExport(Callback):
 
 
 def evaluations_left(step: int, total: int, every: int | None, per_epoch: int) -> int:
-    """The validation evaluations at steps ``step`` to ``total``: every ``every`` steps and at epoch ends."""
+    """The validation evaluations at steps ``step`` to ``total``: every ``every`` steps, at epoch ends
+    and at the last step (once, when it is neither)."""
 
     def multiples(k: int) -> int:
         return 0 if k <= 0 or total < step else total // k - (step - 1) // k
 
     both = math.lcm(every, per_epoch) if every and per_epoch else 0
-    return multiples(every or 0) + multiples(per_epoch) - multiples(both)
+    last = int(
+        step <= total and not (every and total % every == 0) and not (per_epoch and total % per_epoch == 0)
+    )
+    return multiples(every or 0) + multiples(per_epoch) - multiples(both) + last
 
 
 def device_text(trainer: Trainer) -> str:

@@ -106,6 +106,8 @@ def test_evaluations_left_count_epoch_ends_and_every_n_steps_once_each() -> None
     assert evaluations_left(26, 100, None, 25) == 3
     assert evaluations_left(25, 100, None, 25) == 4  # step 25's own evaluation is still to come
     assert evaluations_left(101, 100, 10, 25) == 0
+    assert evaluations_left(1, 90, None, 25) == 3 + 1  # and the last step, 90, which ends no epoch
+    assert evaluations_left(90, 90, 7, 25) == 1
 
 
 def _trainer(phases: Phases, *, total: int = 100, every: int | None = None) -> Any:
@@ -118,6 +120,8 @@ def _trainer(phases: Phases, *, total: int = 100, every: int | None = None) -> A
         manifest={"splits": {"validation": {"rows": 240}, "train": {"rows": 800}}},
         evaluator=evaluator,
         steps_per_epoch=50,
+        epoch=0.2,
+        predictions=None,
     )
 
 
