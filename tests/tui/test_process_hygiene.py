@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -175,3 +176,36 @@ def test_plain_attach_to_a_long_history_piped_into_head_exits_quietly(sessions_r
     assert head.startswith(b"[1] ")
     assert err == "", err
     assert code == 141
+
+
+IDLE_CPU_BOUND = 1.0  # percent of one core, the issue's bound
+IDLE_SECONDS = 10.0
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+@needs_tmux
+def test_an_idle_console_uses_under_1_percent_of_a_core(start_selftest, sessions_root: Path) -> None:
+    """The monitor on a finished session and on a paused one, side by side, each over the same 10 s."""
+    finished = start_selftest("idle-a", steps=30, step_s=0.001, checkpoint_every=10)
+    wait_for(lambda: live_status(read_state(finished)) == "finished", what="the selftest to finish")
+    paused = paused_session(start_selftest)
+    with (
+        tmux(attach_command(sessions_root, finished.id)) as first,
+        tmux(attach_command(sessions_root, paused.id)) as second,
+    ):
+        wait_for(lambda: "finished" in screen(first), 30, what="the finished session's monitor")
+        wait_for(lambda: "paused" in screen(second), 30, what="the paused session's monitor")
+        consoles = {"finished": psutil.Process(pane_pid(first)), "paused": psutil.Process(pane_pid(second))}
+        time.sleep(2)  # let the first frames' work settle: a measurement window, not a synchronisation
+        before = {label: cpu_seconds(proc) for label, proc in consoles.items()}
+        start = time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        elapsed = time.monotonic() - start
+        used = {
+            label: (cpu_seconds(proc) - before[label]) / elapsed * 100 for label, proc in consoles.items()
+        }
+    assert all(percent < IDLE_CPU_BOUND for percent in used.values()), f"% of a core while idle: {used}"
