@@ -346,6 +346,7 @@ def test_callbacks_are_called_at_each_point_in_order(tiny_tf: Path, tiny_data: P
         ("evaluate", 2, "validation"),
         ("save", 2, "best"),  # the first evaluation is the best so far
         ("step_end", 3),
+        ("evaluate", 3, "validation"),  # the last step is evaluated too (no better than step 2 here)
         ("save", 3, "final"),
         ("evaluate", 3, "test"),
         ("train_end", 3),

@@ -131,6 +131,7 @@ async def test_checkpoint_ages_update_by_themselves(tmp_path: Path) -> None:
         table = monitor.query_one(CheckpointTable)
         saved = time.time() - 5
         table.add(protocol.CheckpointSaved(step=DONE, path=str(paths.root / "ck"), reason="stop"), saved)
+        await _until(pilot, lambda: table.row_count == 1, what="the row (drawn once per batch of events)")
         first = table.get_cell("0", table.saved_column)
         await _until(pilot, lambda: table.get_cell("0", table.saved_column) != first, what="a newer age")
         table.update_ages(now=saved + 65)

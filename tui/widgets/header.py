@@ -129,8 +129,9 @@ class RunHeader(Widget):
         feed.handle(JobFinished, self.job_ended)
         feed.handle(JobFailed, self.job_ended)
         feed.handle(JobStopped, self.job_ended)
-        # Each sample restates the figures: only the newest of a burst matters here.
-        feed.handle(ResourcesSampled, self.resources_sampled, latest_only=True)
+        # Every sample, in order with the rest (one each 5 s): the journal's history reaches the
+        # console whole, and the strip shows the newest.
+        feed.handle(ResourcesSampled, self.resources_sampled)
         feed.on_change(self.changed)
 
     # ---------------------------------------------------------------- events in
