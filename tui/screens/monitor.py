@@ -212,7 +212,9 @@ class MonitorScreen(Screen[None]):
         zoomed = not self.has_class("-zoomed")
         self.set_class(zoomed, "-zoomed")
         self._plots_dirty = self._eval_plot_dirty = True
-        self.call_after_refresh(self.redraw_plots)  # at the new size
+        # At the new size: the evaluation view is not always sent a Resize when the tabs grow.
+        self.call_after_refresh(self.evaluation_view.fit)
+        self.call_after_refresh(self.redraw_plots)
 
     def action_log_scale(self) -> None:
         self.loss_panel.toggle_log_scale()

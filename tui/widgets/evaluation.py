@@ -428,8 +428,13 @@ class EvaluationView(Vertical):
         )
 
     def on_resize(self, event: Resize) -> None:
-        self.set_class(event.size.height < TITLES_FROM_ROWS, "-short")
-        compact = event.size.height < COMPACT_BELOW_ROWS
+        self.fit(event.size.height)
+
+    def fit(self, height: int | None = None) -> None:
+        """Show the matrix and the plot when there is room (the tab zoomed or the terminal tall)."""
+        height = self.size.height if height is None else height
+        self.set_class(height < TITLES_FROM_ROWS, "-short")
+        compact = height < COMPACT_BELOW_ROWS
         if compact != self.compact:
             self.compact = compact
             self.set_class(compact, "-compact")
