@@ -32,7 +32,9 @@ async def test_loss_and_learning_rate_panels_follow_a_training_run(tiny, session
         "model": {"source": str(model)},
         "data": {"dir": str(data)},
         "train": {
-            "epochs": 4,
+            # Long enough to be still running when p is pressed, on a loaded machine where the
+            # console sees the first evaluation late (the teardown kills the engine).
+            "epochs": 40,
             "batch_size": 8,
             "max_length": 32,
             "learning_rate": 2e-3,
