@@ -12,6 +12,7 @@ import pytest
 from engine import protocol
 from engine.journal import Journal
 from engine.session import SessionPaths, write_state
+from tests.tui.pilot import until as _until
 from tests.tui.screen_text import screen_text
 from tui import actions
 from tui.app import FtcApp
@@ -50,14 +51,6 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str | None]]:
 
     monkeypatch.setattr(actions, "control", control)
     return calls
-
-
-async def _until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_stop_on_the_sessions_screen_asks_and_cancel_sends_nothing(tmp_path: Path, sent: list) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from engine import protocol
 from engine.journal import Journal
 from engine.session import SessionPaths, write_state
+from tests.tui.pilot import until as _until
 from tests.tui.screen_text import screen_text
 from tui.app import FtcApp
 from tui.screens.dataset import DatasetScreen, PageLoaded, SourceOpened
@@ -44,14 +45,6 @@ def _history() -> list[protocol._Body]:
     events.append(protocol.LogRecorded(level="warning", text=LONG))
     events.append(protocol.JobFailed(step=30, error_name="DataError", error_text="bad row 7"))
     return events
-
-
-async def _until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _monitor(app: FtcApp, pilot, paths: SessionPaths) -> MonitorScreen:

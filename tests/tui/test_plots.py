@@ -10,6 +10,7 @@ from pathlib import Path
 from engine import protocol
 from engine.journal import Journal
 from engine.session import SessionPaths, write_state
+from tests.tui.pilot import until as _until
 from tests.tui.screen_text import screen_text
 from tui.app import FtcApp
 from tui.format import ago
@@ -42,14 +43,6 @@ def _session(root: Path, head: float = 1.0, lowest: float = 1.0) -> SessionPaths
     journal.append(protocol.EvaluationEnded(step=400, metrics={"loss": 0.3}))
     journal.close()
     return paths
-
-
-async def _until(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _drawn(app: FtcApp, pilot) -> MonitorScreen:
