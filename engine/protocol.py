@@ -33,10 +33,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, ValidationError
 
-MAJOR, MINOR = 1, 4
+MAJOR, MINOR = 1, 5
 # 1.2: JobSummary.truncated; 1.3: EvaluationEnded.confusion; 1.4: PhaseChanged, ResourcesSampled,
 # SchedulePlanned.head_lr_multiplier and lowest_lr_multiplier, EvaluationEnded.epoch and .predictions,
-# JobSummary.suggested_learning_rate, EngineStarted.step
+# JobSummary.suggested_learning_rate, EngineStarted.step; 1.5: WorkersReported, EngineStarted.workers,
+# EngineState.workers, JobSummary.shard and .shards_merged
 PROTOCOL_VERSION = f"{MAJOR}.{MINOR}"
 
 
@@ -125,6 +126,7 @@ class EngineState(_Part):
     best_metric_name: str | None = None
     last_checkpoint: str | None = None
     last_checkpoint_step: int | None = None
+    workers: int = 1  # training worker processes in the group (since 1.5)
 
 
 class CommandResult(_Part):
@@ -158,6 +160,7 @@ class EngineStarted(_Body):
     # A resume: the step of the checkpoint it resumes from, as far as known before loading it
     # (its job_started says for sure, after the model loads) (since 1.4).
     step: int | None = None
+    workers: int = 1  # training worker processes in the group; this engine is worker 0 (since 1.5)
 
 
 class JobStarted(_Body):
@@ -267,6 +270,25 @@ class ResourcesSampled(_Body):
     precision: str = ""  # the Keras precision policy: float32, mixed_bfloat16, mixed_float16
 
 
+class WorkerHealth(_Part):
+    """One training worker as the chief last heard of it (since 1.5)."""
+
+    index: int
+    host: str = ""
+    pid: int | None = None
+    alive: bool = True
+    step: int | None = None
+    last_seen: float | None = None  # unix time of its last report
+    note: str = ""  # why it is not alive: "exited with 9", "no report for 30 s"
+
+
+class WorkersReported(_Body):
+    """A multi-worker group's health, from the chief (since 1.5): sent on a change and every few seconds."""
+
+    total: int
+    workers: list[WorkerHealth] = Field(default_factory=list)
+
+
 class CheckpointSaved(_Body):
     """A complete checkpoint is on disk."""
 
@@ -368,6 +390,9 @@ class JobSummary(_Part):
     truncated: int | None = None  # predict: texts longer than max_length, cut to it (since 1.2)
     # lr_find: the learning rate the range test suggests (since 1.4)
     suggested_learning_rate: float | None = None
+    # predict: this output is shard "K/N" of the input's rows (since 1.5); a merge: how many shards
+    shard: str | None = None
+    shards_merged: int | None = None
 
 
 class JobFinished(_Body):
@@ -407,6 +432,7 @@ EVENTS: dict[str, type[_Body]] = {
     "evaluation_ended": EvaluationEnded,
     "phase_changed": PhaseChanged,
     "resources_sampled": ResourcesSampled,
+    "workers_reported": WorkersReported,
     "checkpoint_saved": CheckpointSaved,
     "progress_reported": ProgressReported,
     "paused": Paused,

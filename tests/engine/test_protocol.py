@@ -23,6 +23,13 @@ SAMPLES: dict[str, protocol._Body] = {
         steps=[0, 50, 100], learning_rates=[0.0, 5e-5, 0.0], head_lr_multiplier=10.0, lowest_lr_multiplier=0.2
     ),
     "phase_changed": protocol.PhaseChanged(phase="evaluating", step=40, done=3, total=12, unit="batches"),
+    "workers_reported": protocol.WorkersReported(
+        total=2,
+        workers=[
+            protocol.WorkerHealth(index=0, host="gpu1", pid=41, step=12, last_seen=1700000000.0),
+            protocol.WorkerHealth(index=1, host="gpu2", pid=77, alive=False, note="exited with signal 9"),
+        ],
+    ),
     "resources_sampled": protocol.ResourcesSampled(
         cpu_percent=187.5,
         rss=2_000_000_000,
