@@ -25,6 +25,7 @@ def predict_config(
     max_length: int | None = None,
     chunk_rows: int | None = None,
     precision: str | None = None,
+    shard: str | None = None,
 ) -> dict[str, Any]:
     """The run configuration of a prediction session; raises a one-sentence error for what cannot work.
 
@@ -41,6 +42,10 @@ def predict_config(
     ):
         if value is not None and value <= 0:
             raise ConfigError(f"--{name} must be a positive number, got {value}")
+    if shard is not None:
+        from engine.predict.shards import parse_shard
+
+        shard = str(parse_shard(shard))
     try:
         return _checked_config(
             model=model,
@@ -57,6 +62,7 @@ def predict_config(
             max_length=max_length,
             chunk_rows=chunk_rows,
             precision=precision,
+            shard=shard,
         )
     except OSError as exc:  # permission denied, a read-only disk, an I/O error: name the file
         raise ConfigError(os_error_line(exc)) from None
@@ -93,8 +99,10 @@ def _checked_config(
     max_length: int | None,
     chunk_rows: int | None,
     precision: str | None,
+    shard: str | None,
 ) -> dict[str, Any]:
     from engine.predict.models import base_folder, check_loadable, fingerprint, resolve_model
+    from engine.predict.shards import check_same_shard, parse_shard
     from engine.predict.source import input_fingerprint, open_input
     from engine.predict.writer import check_not_an_input, check_same_run, check_target, read_cursor
 
@@ -115,6 +123,7 @@ def _checked_config(
         assert cursor is not None  # check_target made sure
         now = {"model": {"fingerprint": fingerprint(source)}, "input": input_fingerprint(src)}
         check_same_run(cursor["meta"], now, target)
+        check_same_shard(cursor["meta"], parse_shard(shard) if shard else None, target)
     predict = {
         "model": source,
         "input": str(Path(src.path).resolve()),
@@ -129,6 +138,7 @@ def _checked_config(
         "resume": resume,
         "overwrite": overwrite,
         "precision": precision,
+        "shard": shard,
     }
     return {"job": {"kind": "predict"}, "predict": {k: v for k, v in predict.items() if v is not None}}
 

@@ -17,7 +17,15 @@ from engine import protocol
 from engine.model import position_limit
 from engine.predict import batching, models
 from engine.predict.progress import LAST_ROWS, STAGE, Tracker
-from engine.predict.source import InputChunk, Position, input_fingerprint, iter_input, open_input
+from engine.predict.shards import Shard, check_same_shard, parse_shard, shard_meta
+from engine.predict.source import (
+    InputChunk,
+    Position,
+    count_records,
+    input_fingerprint,
+    iter_input,
+    open_input,
+)
 from engine.predict.writer import (
     DamagedOutput,
     OutputError,
@@ -52,6 +60,8 @@ class Params:
     overwrite: bool = False
     # bfloat16: the model computes under Keras 'mixed_bfloat16'; probabilities are still float32.
     precision: str = "float32"
+    # "K/N": predict only shard K of N of the input's rows (engine.predict.shards); None: all of them.
+    shard: str | None = None
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], sessions_root: Path | None = None) -> Params:
@@ -70,6 +80,8 @@ class Params:
         for name in ("chunk_rows", "token_budget", "multiple", "max_length"):
             if values.get(name) is not None and int(values[name]) <= 0:
                 raise ValueError(f"[predict] {name}: must be a positive number, got {values[name]!r}")
+        if values.get("shard") is not None:
+            values["shard"] = str(parse_shard(str(values["shard"])))
         if values.get("precision", "float32") not in models.PRECISIONS:
             raise ValueError(
                 f"[predict] precision: {values['precision']!r} is not one of {', '.join(models.PRECISIONS)}"
@@ -173,14 +185,25 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         "settings": {k: getattr(params, k) for k in _PINNED},
         "precision": params.precision,
     }
+    shard = parse_shard(params.shard) if params.shard else None
+    offsets: dict[int, int] = {}
+    if shard is not None:
+        meta["shard"], offsets = _shard_part(params, shard, src, output, hooks)
     writer = _open_writer(params, output, labels, meta, hooks)
     writer.resume_command = resume_command(params)
+    part = writer.cursor["meta"].get("shard")
+    first, last_row = (int(part["start"]), int(part["stop"])) if part else (0, None)
+    writer.index_base = first  # a shard's index is the input's row position: the merge concatenates
+    done_summary = {"shard": str(shard)} if shard is not None else {}
     if writer.cursor.get("done"):
         _log(hooks, "info", f"{output} is already complete ({writer.rows:,} rows); nothing to do")
-        return {"rows": writer.rows, "output": str(output), "already_complete": True}
+        return {"rows": writer.rows, "output": str(output), "already_complete": True, **done_summary}
     settings = writer.cursor["meta"]["settings"]
     pos = Position(**writer.cursor["position"])
-    tracker = Tracker(writer.rows, src.n_rows, pos.offset or 0, src.size)
+    if last_row is not None and writer.rows == 0 and first < last_row:
+        pos = _shard_start(src, first, settings["chunk_rows"], offsets)
+    total = last_row - first if last_row is not None else src.n_rows
+    tracker = Tracker(writer.rows, total, pos.offset or 0, src.size)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     forward = batching.make_forward(model)
     n_classes = len(labels)
@@ -203,10 +226,10 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
             b.index = np.asarray(keep, dtype=np.int64)[b.index]
         return Prepared(chunk, built, truncated)
 
-    hooks.update_state(step=writer.rows, total_steps=src.n_rows)
-    hooks.emit(protocol.JobStarted(job="predict", step=writer.rows, total_steps=src.n_rows))
+    hooks.update_state(step=writer.rows, total_steps=total)
+    hooks.emit(protocol.JobStarted(job="predict", step=writer.rows, total_steps=total))
     started = time.monotonic()
-    prefetch = _Prefetcher(iter_input(src, settings["chunk_rows"], pos), prepare)
+    prefetch = _Prefetcher(iter_input(src, settings["chunk_rows"], pos, last_row), prepare)
     last_report = time.monotonic()
     last_rows: list[protocol.RowWritten] | None = None
     try:
@@ -244,6 +267,7 @@ def run_prediction(params: Params, hooks: Hooks) -> dict[str, Any]:
         "padding": tracker.padding(),
         "real_tokens": tracker.real_tokens,
         "truncated": writer.truncated,
+        **done_summary,
     }
     writer.finish(summary)
     _log(hooks, "info", truncation_line(writer.truncated, writer.rows, settings["max_length"]))
@@ -278,7 +302,46 @@ def resume_command(params: Params) -> str:
     parts += ["--output", params.output]
     if params.text_col:
         parts += ["--text-col", params.text_col]
+    if params.shard:
+        parts += ["--shard", params.shard]
     return shlex.join([*parts, "--resume"])
+
+
+def _shard_part(
+    params: Params, shard: Shard, src: Any, output: Path, hooks: Hooks
+) -> tuple[dict[str, Any], dict[int, int]]:
+    """This shard's rows (from its output's cursor when resuming, else counted once) and, when
+    counted, the byte offsets of the text input's chunk boundaries."""
+    from engine.predict.writer import read_cursor
+
+    cursor = read_cursor(output) if params.resume else None
+    if cursor is not None:
+        check_same_shard(cursor["meta"], shard, output)
+        return dict(cursor["meta"]["shard"]), {}
+    offsets: dict[int, int] = {}
+    if src.n_rows is None:
+        _log(hooks, "info", f"counting the rows of {Path(src.path).name} to find shard {shard}'s part")
+        total, offsets = count_records(src, params.chunk_rows)
+    else:
+        total = src.n_rows
+    part = shard_meta(shard, total, params.chunk_rows, src.path, src.hdf_key)
+    _log(
+        hooks,
+        "info",
+        f"shard {shard}: rows {part['start'] + 1:,}-{part['stop']:,} of {total:,}"
+        if part["stop"] > part["start"]
+        else f"shard {shard}: no rows (the input's {total:,} rows make fewer chunks than shards)",
+    )
+    return part, offsets
+
+
+def _shard_start(src: Any, first: int, chunk_rows: int, offsets: dict[int, int]) -> Position:
+    """Where a shard with nothing written yet starts reading: after data row ``first``."""
+    if first == 0 or src.n_rows is not None:
+        return Position(first, None)
+    if first not in offsets:  # a resume of a shard killed before its first chunk: count again
+        _total, offsets = count_records(src, chunk_rows)
+    return Position(first, offsets[first])
 
 
 def _max_length(asked: int | None, model: Any, tokenizer: Any, trained: int | None = None) -> int:
@@ -326,6 +389,7 @@ def _open_writer(
     for note in writer.notes:
         _log(hooks, "warning", note)
     check_same_run(writer.cursor["meta"], meta, output)
+    check_same_shard(writer.cursor["meta"], parse_shard(params.shard) if params.shard else None, output)
     changed = [k for k in _PINNED if writer.cursor["meta"]["settings"][k] != meta["settings"][k]]
     if changed:
         _log(

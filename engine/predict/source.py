@@ -109,20 +109,45 @@ def flag_of(value: Any) -> tuple[str | None, str]:
     return text, ""
 
 
-def iter_input(src: readers.Source, chunk_rows: int, start: Position | None = None) -> Iterator[InputChunk]:
-    """Chunks of exactly ``chunk_rows`` records (the last may be shorter), starting after ``start``.
+def iter_input(
+    src: readers.Source, chunk_rows: int, start: Position | None = None, last_row: int | None = None
+) -> Iterator[InputChunk]:
+    """Chunks of exactly ``chunk_rows`` records (the last may be shorter), starting after ``start``
+    and ending at data row ``last_row`` (a shard's last; None: the end of the file).
 
     Every record counts, malformed ones included, so chunk boundaries after a resume fall
     where they fell in an uninterrupted run and the batches (and float results) are the same.
     """
     start = start or Position()
+    if last_row is not None and start.row >= last_row:
+        return
     if src.format in ("csv", "tsv", "jsonl"):
-        yield from _iter_text(src, chunk_rows, start)
+        yield from _iter_text(src, chunk_rows, start, last_row)
     else:
-        yield from _iter_columnar(src, chunk_rows, start.row)
+        yield from _iter_columnar(src, chunk_rows, start.row, last_row)
 
 
-def _iter_text(src: readers.Source, chunk_rows: int, start: Position) -> Iterator[InputChunk]:
+def count_records(src: readers.Source, every: int) -> tuple[int, dict[int, int]]:
+    """(data rows, {row: byte offset of that record}) for every ``every``-th row of a text file.
+
+    One pass over the records (malformed ones count, as in ``iter_input``), so a shard can
+    open the file right at the record before its first row instead of parsing its way there.
+    Parquet and HDF5 know their row count and seek by row: nothing is read for them.
+    """
+    if src.n_rows is not None:
+        return src.n_rows, {}
+    offsets: dict[int, int] = {}
+    rows = 0
+    for row, offset, _values in readers.iter_records(src):
+        rows = row
+        if row % every == 0:
+            offsets[row] = offset
+    return rows, offsets
+
+
+def _iter_text(
+    src: readers.Source, chunk_rows: int, start: Position, last_row: int | None = None
+) -> Iterator[InputChunk]:
     if start.row and start.offset is not None:
         # Reopen at the last consumed record and skip it: its start offset is known, the next one's is not.
         records = readers.iter_records(src, start.offset, start.row - 1)
@@ -148,6 +173,10 @@ def _iter_text(src: readers.Source, chunk_rows: int, start: Position) -> Iterato
         chunk.texts.append(text)
         chunk.flags.append(flag)
         chunk.last_offset = offset
+        if row == last_row:  # a shard's end: the records after it are another shard's
+            chunk.bytes_done = offset
+            yield chunk
+            return
         if len(chunk.rows) >= chunk_rows:
             chunk.bytes_done = offset
             yield chunk
@@ -157,19 +186,27 @@ def _iter_text(src: readers.Source, chunk_rows: int, start: Position) -> Iterato
         yield chunk
 
 
-def _iter_columnar(src: readers.Source, chunk_rows: int, done: int) -> Iterator[InputChunk]:
+def _iter_columnar(
+    src: readers.Source, chunk_rows: int, done: int, last_row: int | None = None
+) -> Iterator[InputChunk]:
     tc = src.text_col
     if src.format == "hdf5":
         total = src.n_rows or 0
+        if last_row is not None:
+            total = min(total, last_row)
         for first in range(done + 1, total + 1, chunk_rows):
-            cols = columnar.hdf_page(src.path, src.hdf_key or "", [tc], first, chunk_rows)
+            cols = columnar.hdf_page(
+                src.path, src.hdf_key or "", [tc], first, min(chunk_rows, total + 1 - first)
+            )
             yield _columnar_chunk(first, cols[tc])
         return
-    for first, values in _parquet_values(src.path, tc, chunk_rows, done):
+    for first, values in _parquet_values(src.path, tc, chunk_rows, done, last_row):
         yield _columnar_chunk(first, values)
 
 
-def _parquet_values(path: str, column: str, chunk_rows: int, done: int) -> Iterator[tuple[int, list[Any]]]:
+def _parquet_values(
+    path: str, column: str, chunk_rows: int, done: int, last_row: int | None = None
+) -> Iterator[tuple[int, list[Any]]]:
     """(first row, values) of exactly ``chunk_rows`` rows after row ``done``, the last maybe shorter.
 
     Row groups wholly before the cursor are never read (the footer's row counts say where
@@ -184,6 +221,8 @@ def _parquet_values(path: str, column: str, chunk_rows: int, done: int) -> Itera
     first = 1
     for g in range(meta.num_row_groups):
         n = meta.row_group(g).num_rows
+        if last_row is not None and first > last_row:
+            break  # a shard's rows end before this group: it and those after are never read
         if first + n - 1 > done:
             groups.append(g)
             first_of_read = first if first_of_read is None else first_of_read
@@ -200,10 +239,14 @@ def _parquet_values(path: str, column: str, chunk_rows: int, done: int) -> Itera
         if skip:
             cut = min(skip, len(values))
             values, skip = values[cut:], skip - cut
+        if last_row is not None:
+            values = values[: max(0, last_row + 1 - row - len(pending))]
         pending.extend(values)
         while len(pending) >= chunk_rows:
             yield row, pending[:chunk_rows]
             row, pending = row + chunk_rows, pending[chunk_rows:]
+        if last_row is not None and row + len(pending) > last_row:
+            break
     if pending:
         yield row, pending
 

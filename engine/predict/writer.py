@@ -74,6 +74,20 @@ def first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
+# How the output file and its table are written (a merge writes its file the same way).
+STORE_OPTIONS: dict[str, Any] = {"complevel": 1, "complib": "blosc:lz4"}
+
+
+def table_options(label_width: int) -> dict[str, Any]:
+    """The arguments of ``HDFStore.append`` for the predictions table."""
+    return {
+        "format": "table",
+        "index": False,
+        "data_columns": ["row", "label", "label_id", "score", "flag"],
+        "min_itemsize": {"label": label_width, "flag": FLAG_WIDTH},
+    }
+
+
 def cursor_path(output: Path) -> Path:
     return output.with_name(output.name + ".cursor.json")
 
@@ -289,6 +303,8 @@ class PredictionWriter:
         self.cursor = cursor
         self.label_width = max([len(x) for x in labels] + [1])
         self.notes: list[str] = []  # what a resume found and did, for the job's log
+        # The table index of the first row: a shard's rows keep their position in the whole input.
+        self.index_base = 0
 
     @property
     def rows(self) -> int:
@@ -407,7 +423,7 @@ class PredictionWriter:
         for j, name in enumerate(self.labels):
             data[prob_column(name)] = probs[:, j]
         data["flag"] = flags
-        start = self.rows
+        start = self.index_base + self.rows
         return pd.DataFrame(data, index=pd.RangeIndex(start, start + len(rows)))
 
     @property
@@ -432,15 +448,8 @@ class PredictionWriter:
             with warnings.catch_warnings():
                 # Label names become column names; odd ones are fine for pandas but PyTables warns.
                 warnings.simplefilter("ignore")
-                with pd.HDFStore(self.output, mode="a", complevel=1, complib="blosc:lz4") as store:
-                    store.append(
-                        KEY,
-                        frame,
-                        format="table",
-                        index=False,
-                        data_columns=["row", "label", "label_id", "score", "flag"],
-                        min_itemsize={"label": self.label_width, "flag": FLAG_WIDTH},
-                    )
+                with pd.HDFStore(self.output, mode="a", **STORE_OPTIONS) as store:
+                    store.append(KEY, frame, **table_options(self.label_width))
                     # The metadata, with the truncated count up to this chunk: equal to a single run's
                     # however often the job was resumed (rows past the cursor are cut, then rewritten).
                     store.get_storer(KEY).attrs.ftc = json.dumps(

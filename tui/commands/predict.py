@@ -7,27 +7,46 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ExitCode, FtcError
 from engine.predict.models import PRECISIONS
 
+USAGE = """ftc predict --model M --input FILE --output OUT.h5 [--shard K/N] [options]
+       ftc predict merge OUT.h5 SHARD.h5... (or --merge OUT.h5 SHARD.h5...)"""
+REQUIRED = ("model", "input", "output")
+
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``ftc predict --model M --input FILE --output OUT.h5 ...``."""
+    """Arguments of ``ftc predict --model M --input FILE --output OUT.h5 ...`` and of its merge.
+
+    --model, --input and --output are required unless merging (checked in predict_main: argparse
+    would demand them of ``ftc predict merge`` too).
+    """
+    parser.usage = USAGE
+    parser.add_argument(
+        "words",
+        nargs="*",
+        metavar="merge OUT.h5 SHARD.h5",
+        help="merge shard outputs into OUT.h5: checks every input row is covered once by complete shards "
+        "of one model and input, then writes the output a single run would have written",
+    )
+    parser.add_argument("--merge", nargs="+", metavar="FILE", help="the same as 'merge OUT.h5 SHARD.h5...'")
     parser.add_argument(
         "--model",
-        required=True,
         metavar="M",
         help="a session id or folder (its model/), a checkpoint "
         "folder, or any saved model folder (save_pretrained output)",
     )
+    parser.add_argument("--input", metavar="FILE", help="CSV, TSV, JSONL, Parquet or HDF5 file")
+    parser.add_argument("--output", metavar="OUT.h5", help="HDF5 table to write (pandas.read_hdf)")
     parser.add_argument(
-        "--input", required=True, metavar="FILE", help="CSV, TSV, JSONL, Parquet or HDF5 file"
-    )
-    parser.add_argument(
-        "--output", required=True, metavar="OUT.h5", help="HDF5 table to write (pandas.read_hdf)"
+        "--shard",
+        metavar="K/N",
+        help="predict only shard K of N (1-based) of the input's rows, whole chunks of --chunk-rows each; "
+        "run every K (on any hosts), then 'ftc predict merge'",
     )
     parser.add_argument("--text-col", metavar="C", help="the text column (default: 'text' or similar)")
     parser.add_argument("--encoding", metavar="E", help="text encoding, or 'auto' to detect (default: utf-8)")
@@ -87,12 +106,26 @@ def build_config(args: argparse.Namespace, sessions_root: Path) -> dict[str, Any
         max_length=args.max_length,
         chunk_rows=args.chunk_rows,
         precision=args.precision,
+        shard=args.shard,
     )
 
 
 def predict_main(args: argparse.Namespace) -> int:
     from engine.session import sessions_dir
 
+    words = list(args.words or [])
+    if args.merge or words[:1] == ["merge"]:
+        return merge_main((args.merge or []) + words[1 if words[:1] == ["merge"] else 0 :])
+    if words:
+        print(
+            f"ftc predict: unexpected {words[0]!r}; did you mean 'ftc predict merge OUT.h5 SHARD.h5...'?",
+            file=sys.stderr,
+        )
+        return ExitCode.BAD_INPUT
+    missing = [f"--{name}" for name in REQUIRED if not getattr(args, name)]
+    if missing:
+        print(f"ftc predict: the following arguments are required: {', '.join(missing)}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     root = sessions_dir(getattr(args, "sessions_dir", None))
     try:
         config = build_config(args, root)
@@ -120,6 +153,29 @@ def predict_main(args: argparse.Namespace) -> int:
     from tui.commands.follow import follow_plain  # the same lines as ftc attach: progress, ETA, last rows
 
     return follow_plain(paths)
+
+
+def merge_main(files: list[str]) -> int:
+    """``ftc predict merge OUT.h5 SHARD.h5...``: one line per shard copied, then what was written."""
+    from engine.predict.merge import merge_shards
+
+    if len(files) < 2:
+        print(
+            "ftc predict merge: give the output, then every shard's output: OUT.h5 SHARD.h5...",
+            file=sys.stderr,
+        )
+        return ExitCode.BAD_INPUT
+    started = time.monotonic()
+    try:
+        summary = merge_shards(files[0], files[1:], progress=lambda line: print(line, flush=True))
+    except FtcError as exc:
+        print(f"ftc predict merge: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    print(
+        f"merged {summary['shards_merged']} shards ({summary['rows']:,} rows) into {summary['output']} "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    return ExitCode.OK
 
 
 def outcome(paths: Any) -> int:
