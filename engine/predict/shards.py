@@ -100,7 +100,7 @@ def check_same_shard(saved: dict[str, Any], shard: Shard | None, output: object)
 def shard_command(meta: dict[str, Any], shard: Shard, output: str, *, resume: bool) -> str:
     """The exact ``ftc predict`` command that runs (or finishes) one shard of the job ``meta`` describes.
 
-    It spells out every setting that changes the output, so a shard started from it matches the rest.
+    A new shard's command spells out every setting that changes the output, so it matches the rest.
     """
     settings = meta.get("settings", {})
     inp = meta.get("input", {})
@@ -112,10 +112,12 @@ def shard_command(meta: dict[str, Any], shard: Shard, output: str, *, resume: bo
         parts += ["--key", str(meta["shard"]["hdf_key"])]
     if inp.get("encoding") and inp.get("format") in ("csv", "tsv", "jsonl"):
         parts += ["--encoding", str(inp["encoding"])]
+    if resume:  # a resume keeps the output's own settings
+        return shlex.join([*parts, "--shard", str(shard), "--resume"])
     for name in ("chunk_rows", "token_budget", "max_length"):
         if settings.get(name) is not None:
             parts += [f"--{name.replace('_', '-')}", str(settings[name])]
     if meta.get("precision", "float32") != "float32":
         parts += ["--precision", str(meta["precision"])]
     parts += ["--shard", str(shard)]
-    return shlex.join(parts + (["--resume"] if resume else []))
+    return shlex.join(parts)
