@@ -15,6 +15,9 @@ from engine.launcher import create_session, start_engine
 from engine.session import SessionError, SessionPaths, pid_alive, read_state
 
 REPO = Path(__file__).resolve().parent.parent
+# mixed_precision "auto" on a CPU follows a probe of the machine (engine/precision.py): pinned to
+# float32 so tests, and the engines they start, train alike on any machine and probe nothing.
+os.environ["FTC_CPU_PRECISION"] = "float32"
 
 
 @pytest.fixture

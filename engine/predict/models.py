@@ -237,8 +237,15 @@ def load(ref: dict[str, str], precision: str = "float32") -> tuple[Any, Any, dic
     with precision_policy(precision):
         if ref["kind"] == "folder":
             tokenizer, model, id2label = load_for_prediction(ref["path"])
-            return model, tokenizer, id2label, {"source": ref["path"]}
-        return _load_checkpoint(Path(ref["path"]))
+            info: dict[str, Any] = {"source": ref["path"]}
+        else:
+            model, tokenizer, id2label, info = _load_checkpoint(Path(ref["path"]))
+    if precision == "bfloat16":
+        from engine.precision import float32_activations, on_cpu
+
+        if on_cpu():  # CPU bfloat16 element-wise kernels are slower than float32's (engine/precision.py)
+            float32_activations(model)
+    return model, tokenizer, id2label, info
 
 
 def _load_checkpoint(ckpt: Path) -> tuple[Any, Any, dict[int, str], dict[str, Any]]:

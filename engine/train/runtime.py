@@ -29,12 +29,18 @@ def scalar(tag: str, value: float, step: int) -> None:
 
 
 def resolve_precision(setting: str) -> str:
-    """The Keras policy to use: 'auto' picks bf16 on Ampere+, fp16 on Volta/Turing, float32 otherwise."""
+    """The Keras policy to use: 'auto' picks bf16 on Ampere+, fp16 on Volta/Turing, float32 on older GPUs.
+
+    On a CPU 'auto' picks bf16 only where this machine's bfloat16 matmul beats float32 by a margin
+    (engine/precision.py: a probe of under 2 s, cached per CPU model, cores and TensorFlow version).
+    """
     if setting != "auto":
         return "float32" if setting == "off" else setting
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return "float32"
+        from engine.precision import cpu_policy
+
+        return cpu_policy(tf_version=tf.__version__).policy
     cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
     return "mixed_bfloat16" if cc >= (8, 0) else "mixed_float16" if cc >= (7, 0) else "float32"
 
