@@ -150,41 +150,64 @@ def engine_rate(journal: list[Any]) -> float:
     return (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else float("nan")
 
 
+@dataclass
+class Replayed:
+    """One event of a summarised replay page, as the bench counts it (a step of a StepRun has no envelope)."""
+
+    seq: int
+    type: str
+    ts: float
+
+
+def _page_events(items: list[Any]) -> list[Any]:
+    """A ReplayPaged page's events in order: envelopes as they are, a StepRun's steps as ``Replayed``."""
+    from tui.replay import StepRun
+
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, StepRun):
+            out.extend(Replayed(seq, "step_ended", ts) for seq, ts in zip(item.seqs, item.ts, strict=True))
+        else:
+            out.append(item)
+    return out
+
+
 @contextlib.contextmanager
 def recording_events(record: Callable[[float, list[Any]], None]) -> Iterator[None]:
-    """Call ``record(now, events)`` as the monitor's feed (``SessionFeed``) starts handling EventsReceived.
+    """Call ``record(now, events)`` as the monitor's feed (``SessionFeed``) starts handling a batch of
+    events: EventsReceived (live, or a replay one by one) or ReplayPaged (a summarised replay's page).
 
     Textual keeps ``@on`` handlers in the class's ``_decorated_handlers`` table (the function
-    objects, so patching the attribute would not reach them); a plain ``on_events_received``
-    is looked up by name. Either way the original runs unchanged after the timestamp.
+    objects, so patching the attribute would not reach them). The original runs unchanged after
+    the timestamp.
     """
-    from tui.feed import SessionFeed
+    from tui.feed import ReplayPaged, SessionFeed
     from tui.messages import EventsReceived
 
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(fn: Callable[..., Any], events: Callable[[Any], list[Any]]) -> Callable[..., Any]:
         def handler(self: Any, message: Any) -> Any:
-            record(time.time(), list(message.events))
+            record(time.time(), events(message))
             return fn(self, message)
 
         return handler
 
-    table = SessionFeed.__dict__.get("_decorated_handlers", {}).get(EventsReceived)
-    if table:
-        original = list(table)
-        table[:] = [(wrap(fn), selectors) for fn, selectors in original]
-        try:
-            yield
-        finally:
+    decorated = SessionFeed.__dict__.get("_decorated_handlers", {})
+    tables = [
+        (decorated.get(EventsReceived), lambda message: list(message.events)),
+        (decorated.get(ReplayPaged), lambda message: _page_events(message.items)),
+    ]
+    if not all(table for table, _ in tables):
+        raise RuntimeError(
+            "SessionFeed has no EventsReceived or ReplayPaged handler to time; has tui/feed.py moved?"
+        )
+    originals = [list(table) for table, _ in tables]
+    for table, events in tables:
+        table[:] = [(wrap(fn, events), selectors) for fn, selectors in table]
+    try:
+        yield
+    finally:
+        for (table, _), original in zip(tables, originals, strict=True):
             table[:] = original
-    elif "on_events_received" in SessionFeed.__dict__:
-        fn = SessionFeed.__dict__["on_events_received"]
-        SessionFeed.on_events_received = wrap(fn)  # type: ignore[attr-defined]
-        try:
-            yield
-        finally:
-            SessionFeed.on_events_received = fn  # type: ignore[attr-defined]
-    else:
-        raise RuntimeError("SessionFeed has no EventsReceived handler to time; has tui/feed.py moved?")
 
 
 async def _lag_in_console(root: Path, paths: Any, seconds: float) -> tuple[list[tuple[float, Any]], int]:

@@ -162,6 +162,12 @@ class EventFollower:
             self._state_key = key
         return self._state
 
+    def skip_to(self, offset: int, line: int, seq: int, ended: bool) -> None:
+        """Go on after a journal prefix the caller read itself (the console's summarised replay):
+        from byte ``offset`` (line ``line``), after event ``seq``; ``ended``: its last engine stopped."""
+        self._reader.offset, self._reader.line = offset, line
+        self.last_seq, self.ended = seq, ended
+
     def wake(self) -> None:
         """End a ``poll`` that is waiting, from any thread (a screen closing, a command answered)."""
         with self._wake_lock:

@@ -12,11 +12,13 @@ changed; the screen hears of a status only when it changes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.text import Text
 from textual import on, work
+from textual.message import Message
 from textual.widget import Widget
 from textual.worker import get_current_worker
 
@@ -35,12 +37,15 @@ from tui.messages import (
 if TYPE_CHECKING:
     from engine.client import EventFollower
     from engine.protocol import Envelope
+    from tui.replay import Item, JournalReplay, StepRun
 
 # The longest the follower sleeps: a live event wakes it at once; with no engine, a resume started
 # elsewhere, or an engine that died, is seen within this.
 WAIT_S = 1.0
 # A long history is handed over in pages of about this much journal (~2,500 step events), so the
 # screen draws and answers keys between pages instead of freezing until the whole replay is done.
+# A summarised replay (see ``handle_steps``) costs the screen far less per event: its pages are
+# tui.replay.PAGE_BYTES.
 PAGE_BYTES = 1 << 20
 
 Body = TypeVar("Body")
@@ -57,6 +62,18 @@ def log_line(env: Envelope) -> Text:
     return Text(f"{env.seq:>6} {event_line(env.type, env.body.model_dump())}", style=style)
 
 
+def step_line(run: StepRun, i: int) -> Text:
+    """Step ``i`` of a run as an event-log line, the same as ``log_line`` of its envelope."""
+    return Text(f"{run.seqs[i]:>6} {event_line('step_ended', run.body(i).model_dump())}")
+
+
+@dataclass
+class ReplayPaged(Message):
+    """A page of a session's journal, summarised: events in seq order, consecutive steps as one StepRun."""
+
+    items: list[Item]
+
+
 class SessionFeed(Widget):
     """Every event of one session, once each and in order, handed to the handlers of its class."""
 
@@ -71,7 +88,8 @@ class SessionFeed(Widget):
         self.events_seen = 0
         self.status = "?"
         self._handlers: dict[type, list[Callable[[Any, Envelope], None]]] = {}
-        self._every: list[Callable[[Envelope], None]] = []
+        self._every: list[tuple[Callable[[Envelope], None], bool]] = []  # (handler, with steps)
+        self._runs: list[Callable[[StepRun], None]] = []
         self._on_change: list[Callable[[], None]] = []
         self._on_notice: list[Callable[[str], None]] = []
         self._latest_only: set[type] = set()
@@ -93,9 +111,29 @@ class SessionFeed(Widget):
         if latest_only:
             self._latest_only.add(kind)
 
-    def handle_every(self, handler: Callable[[Envelope], None]) -> None:
-        """Call ``handler(envelope)`` for every event, after the handlers of its class (an event log)."""
-        self._every.append(handler)
+    def handle_every(self, handler: Callable[[Envelope], None], *, steps: bool = True) -> None:
+        """Call ``handler(envelope)`` for every event, after the handlers of its class (an event log).
+
+        ``steps=False``: not for step_ended events (a screen that takes them as runs, ``handle_steps``).
+        """
+        self._every.append((handler, steps))
+
+    def handle_steps(self, handler: Callable[[StepRun], None]) -> None:
+        """Call ``handler(run)`` for each run of consecutive step_ended events, as columns.
+
+        A feed whose screen takes every step this way (no ``handle(StepEnded, ...)``, no
+        ``handle_every`` with steps) replays the journal summarised (tui/replay.py): a reattach
+        to 100k steps hands the plots a few dozen runs instead of 100k events. Live steps come
+        as runs too (of the steps that arrived together), after the events before them.
+        """
+        self._runs.append(handler)
+
+    @property
+    def summarised(self) -> bool:
+        """Whether the replay hands steps over as runs only (nothing here asks for them one by one)."""
+        from engine.protocol import StepEnded
+
+        return bool(self._runs) and not self._handlers.get(StepEnded) and not any(s for _, s in self._every)
 
     def on_change(self, handler: Callable[[], None]) -> None:
         """Call ``handler()`` after each batch of events and each new status (to redraw a summary)."""
@@ -126,6 +164,12 @@ class SessionFeed(Widget):
         self._follower = follower
         status = self._post_status(follower, None)
         try:
+            if self.summarised:
+                from tui.replay import JournalReplay
+
+                replay = JournalReplay(self.paths.events)
+                self._replay(replay, lambda: worker.is_cancelled)
+                follower.skip_to(replay.offset, replay.line, replay.last_seq, replay.ended)
             while not worker.is_cancelled:
                 events = follower.poll(timeout=WAIT_S)
                 history = [env for env in events if type(env.body) not in self._latest_only]
@@ -141,6 +185,19 @@ class SessionFeed(Widget):
         finally:
             self._follower = None
             follower.close()
+
+    def _replay(self, replay: JournalReplay, cancelled: Callable[[], bool]) -> None:
+        """Hand the journal as it is now to the screen, a page per message, summarised."""
+        while not cancelled():
+            offset = replay.offset
+            items = replay.read_page()
+            if items:
+                self.post_message(ReplayPaged(items))
+            notices = replay.notices.take()
+            if notices:
+                self.post_message(NoticesReceived(notices))
+            if replay.offset == offset:
+                return
 
     def _post_status(self, follower: EventFollower, last: str | None) -> str:
         """Post the session's status if it changed (or was asked for); return it."""
@@ -166,10 +223,29 @@ class SessionFeed(Widget):
         message.stop()
         if not self._on_stack():
             return
+        fresh, last = [], self.seen_seq
         for env in message.events:
-            if env.seq is not None and env.seq <= self.seen_seq:
+            if env.seq is not None and env.seq <= last:
                 continue  # a follower restarted by a resume may repeat what was handled
-            self._dispatch(env)
+            fresh.append(env)
+            last = max(last, env.seq or 0)
+        self._dispatch_events(fresh)
+        self._changed()
+
+    @on(ReplayPaged)
+    def _replay_paged(self, message: ReplayPaged) -> None:
+        message.stop()
+        if not self._on_stack():
+            return
+        from tui.replay import StepRun
+
+        for item in message.items:
+            if isinstance(item, StepRun):
+                run = item.after(self.seen_seq)
+                if run:
+                    self._dispatch_run(run)
+            elif item.seq is None or item.seq > self.seen_seq:
+                self._dispatch_one(item)
         self._changed()
 
     @on(LatestEventReceived)
@@ -190,12 +266,46 @@ class SessionFeed(Widget):
                 handler(notice)
 
     def _dispatch(self, env: Envelope) -> None:
+        """One event to its handlers (a step to the run handlers too, as a run of one)."""
+        self._dispatch_events([env])
+
+    def _dispatch_events(self, events: list[Envelope]) -> None:
+        """Events in order to their handlers; consecutive steps to the run handlers as one run."""
+        steps: list[Envelope] = []
+        for env in events:
+            if env.type == "step_ended" and self._runs:
+                steps.append(env)
+            elif steps:
+                self._dispatch_steps(steps)
+                steps = []
+            self._dispatch_one(env)
+        if steps:
+            self._dispatch_steps(steps)
+
+    def _dispatch_one(self, env: Envelope) -> None:
         self.seen_seq = max(self.seen_seq, env.seq or 0)
         self.events_seen += 1
         for handler in self._handlers.get(type(env.body), ()):
             handler(env.body, env)
-        for every in self._every:
-            every(env)
+        step = env.type == "step_ended"
+        for every, steps in self._every:
+            if steps or not step:
+                every(env)
+
+    def _dispatch_steps(self, steps: list[Envelope]) -> None:
+        """Live step events, already dispatched one by one, as one run to the run handlers."""
+        from tui.replay import StepRun
+
+        run = StepRun.of(steps)
+        for handler in self._runs:
+            handler(run)
+
+    def _dispatch_run(self, run: StepRun) -> None:
+        """A replayed run of steps: to the run handlers (a summarised feed has no per-step ones)."""
+        self.seen_seq = max(self.seen_seq, run.seqs[-1])
+        self.events_seen += len(run)
+        for handler in self._runs:
+            handler(run)
 
     def _changed(self) -> None:
         for handler in self._on_change:

@@ -6,8 +6,9 @@ curve is back after a reattach; each kind of event has its own handler below.
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -30,7 +31,7 @@ from engine.protocol import (
 )
 from engine.session import LIVE_STATUSES
 from tui import actions, keymap
-from tui.feed import SessionFeed, log_line, notice_line
+from tui.feed import SessionFeed, log_line, notice_line, step_line
 from tui.screens.log import TextScreen, engine_log_text
 from tui.widgets.confirm import ask
 from tui.widgets.curves import WINDOW_STEPS, LearningRatePanel, LossPanel
@@ -40,8 +41,11 @@ from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
 from tui.widgets.tables import CheckpointTable
 
+if TYPE_CHECKING:
+    from tui.replay import StepRun
+
 PLOT_EVERY_S = 0.5
-LOG_LINES = 1000
+LOG_LINES = 200  # lines in the event log's list at once; enter on its first line shows more
 LOG_EVERY_N_STEPS = 10  # every step is in the panels; the log shows every Nth
 # Warnings and errors stand out in the event log (a failing data test, a checkpoint skipped as damaged).
 LEVEL_STYLES = {"warning": "yellow", "error": "bold red"}
@@ -66,7 +70,7 @@ class MonitorScreen(Screen[None]):
         self.last_step: StepEnded | None = None
         self._plots_dirty = False
         self._eval_plot_dirty = False
-        self.feed.handle(StepEnded, self.step_ended)
+        self.feed.handle_steps(self.steps_ended)
         self.feed.handle(JobStarted, self.job_started)
         self.feed.handle(SchedulePlanned, self.schedule_planned)
         self.feed.handle(EvaluationEnded, self.evaluation_ended)
@@ -75,7 +79,7 @@ class MonitorScreen(Screen[None]):
         self.total_steps: int | None = None  # the run's length, from its steps or its schedule
         self.windowed = False  # the plots show the last WINDOW_STEPS steps rather than all
         self._last_phase: str | None = None
-        self.feed.handle_every(self.log_event)
+        self.feed.handle_every(self.log_event, steps=False)  # steps: every Nth, in steps_ended
         self.feed.on_notice(self.log_notice)
 
     def compose(self) -> ComposeResult:
@@ -109,6 +113,10 @@ class MonitorScreen(Screen[None]):
     def lr_panel(self) -> LearningRatePanel:
         return self.query_one(LearningRatePanel)
 
+    @cached_property
+    def event_log(self) -> EventLog:
+        return self.query_one(EventLog)
+
     @property
     def evaluation_view(self) -> EvaluationView:
         return self.query_one(EvaluationView)
@@ -119,16 +127,19 @@ class MonitorScreen(Screen[None]):
 
     # ---------------------------------------------------------------- events in
 
-    def step_ended(self, step: StepEnded, _env: Envelope) -> None:
-        self.last_step = step
-        if step.total_steps:
-            self.total_steps = step.total_steps
-        if step.loss is not None:
-            self.loss_panel.add_step(step.step, step.loss)
-        if step.learning_rate is not None:
-            self.lr_panel.add_step(step.step, step.learning_rate)
+    def steps_ended(self, run: StepRun) -> None:
+        # A run of steps as columns: a reattach hands 100k steps over in a few dozen calls.
+        self.last_step = run.last
+        if run.total_steps:
+            self.total_steps = run.total_steps
+        self.loss_panel.add_steps(run.steps, run.losses)
+        self.lr_panel.add_steps(run.steps, run.learning_rates)
         self._plots_dirty = True
         self._eval_plot_dirty = True
+        log = self.event_log
+        for i, step in enumerate(run.steps):
+            if step % LOG_EVERY_N_STEPS == 0:
+                log.write_lazy(partial(step_line, run, i))
 
     def job_started(self, job: JobStarted, _env: Envelope) -> None:
         if job.job != "prepare":
@@ -170,7 +181,7 @@ class MonitorScreen(Screen[None]):
             note.display = True
 
     def log_notice(self, text: str) -> None:
-        self.query_one(EventLog).write(notice_line(text))
+        self.event_log.write(notice_line(text))
 
     def log_event(self, env: Envelope) -> None:
         if isinstance(env.body, (SchedulePlanned, ResourcesSampled)):
@@ -179,12 +190,10 @@ class MonitorScreen(Screen[None]):
             if env.body.phase == self._last_phase:
                 return  # progress within a phase: the header shows it
             self._last_phase = env.body.phase
-        if isinstance(env.body, StepEnded) and env.body.step % LOG_EVERY_N_STEPS:
-            return
         line = log_line(env)
         if isinstance(env.body, LogRecorded) and env.body.level in LEVEL_STYLES:
             line.stylize(LEVEL_STYLES[env.body.level])
-        self.query_one(EventLog).write(line)
+        self.event_log.write(line)
 
     # ---------------------------------------------------------------- display
 
@@ -230,7 +239,7 @@ class MonitorScreen(Screen[None]):
 
     def action_filter(self) -> None:
         self.query_one(TabbedContent).active = "events"
-        self.query_one(EventLog).start_filter()
+        self.event_log.start_filter()
 
     def action_engine_log(self) -> None:
         path = self.feed.paths.log

@@ -8,6 +8,7 @@ data. The learning rate's ticks read as 5e-5, not 0.0000500.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual_plotext import PlotextPlot
@@ -141,12 +142,20 @@ class LossPanel(_Panel):
         self.border_title = legend("loss" + scale, self.LEGEND)
 
     def add_step(self, step: int, loss: float) -> None:
+        self.add_steps([step], [loss])
+
+    def add_steps(self, steps: Sequence[int], losses: Sequence[float | None]) -> None:
+        """Steps and their losses (a step without a loss is left out), in one call: a replay's run."""
         last, norm = self._ema
-        last, norm = 0.9 * last + 0.1 * loss, 0.9 * norm + 0.1
+        smoothed = self._smoothed
+        for step, loss in zip(steps, losses, strict=True):
+            if loss is None:
+                continue
+            last, norm = 0.9 * last + 0.1 * loss, 0.9 * norm + 0.1
+            self.steps.append(step)
+            self.losses.append(loss)
+            smoothed.append(last / norm)
         self._ema = (last, norm)
-        self.steps.append(step)
-        self.losses.append(loss)
-        self._smoothed.append(last / norm)
 
     def rewind(self, step: int) -> None:
         """Forget points after step: a resumed run repeats the steps after its checkpoint."""
@@ -225,8 +234,14 @@ class LearningRatePanel(_Panel):
         self.border_title = legend(title, [(name, color) for name, color, _ in self.lines()])
 
     def add_step(self, step: int, rate: float) -> None:
-        self.steps.append(step)
-        self.rates.append(rate)
+        self.add_steps([step], [rate])
+
+    def add_steps(self, steps: Sequence[int], rates: Sequence[float | None]) -> None:
+        """Steps and their rates (a step without one is left out), in one call."""
+        for step, rate in zip(steps, rates, strict=True):
+            if rate is not None:
+                self.steps.append(step)
+                self.rates.append(rate)
 
     def rewind(self, step: int) -> None:
         keep = sum(1 for s in self.steps if s <= step)

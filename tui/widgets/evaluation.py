@@ -45,6 +45,7 @@ SPLIT_NAMES = {"validation": "val"}  # short in the table, where every column co
 # and the confusion matrix need the monitor's zoom (z) there.
 COMPACT_BELOW_ROWS = 15
 TITLES_FROM_ROWS = 8  # with fewer, the tables have no title rows (the six metrics need six rows)
+HIDDEN_REFILL_S = 1.0  # a hidden evaluation table is refilled at most this often while rows arrive
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ class EvaluationView(Vertical):
         self.rule = rule or BestRule()
         self.evaluations: list[EvaluationEnded] = []
         self._refill_scheduled = False
+        self._stale = False  # evaluations added while the tab was hidden: refilled when it shows
         self.best: int | None = None
         self.selected: EvaluationEnded | None = None
         self.compact = False
@@ -372,6 +374,21 @@ class EvaluationView(Vertical):
     def _scheduled_refill(self) -> None:
         self._refill_scheduled = False
         if self.is_mounted and on_stack(self.screen):
+            if not self.is_on_screen:
+                # Hidden (another tab): filled when shown, or within HIDDEN_REFILL_S. A reattach's
+                # pages would each refill hundreds of rows nobody sees (1 s of a 100k-event one).
+                if not self._stale:
+                    self._stale = True
+                    self.set_timer(HIDDEN_REFILL_S, self._stale_refill)
+                return
+            self._refill()
+
+    def _stale_refill(self) -> None:
+        if self._stale and self.is_mounted and on_stack(self.screen):
+            self._refill()
+
+    def on_show(self) -> None:
+        if self._stale and self.is_mounted:
             self._refill()
 
     def rewind(self, step: int) -> None:
@@ -382,6 +399,7 @@ class EvaluationView(Vertical):
             self._refill()
 
     def _refill(self) -> None:
+        self._stale = False
         self.best = best_index(self.evaluations, self.rule)
         self.query_one("#eval-empty").display = not self.evaluations
         self.table.fill(self.evaluations, self.best)

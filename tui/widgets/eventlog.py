@@ -1,12 +1,16 @@
 """The monitor's event log: one line per event, wrapped; enter shows a line in full; / filters.
 
-Lines are kept in memory (the last ``max_lines``, up to a fifth more between trims); the filter
-shows those containing the text typed, case-insensitively, and escape clears it. The list is
-updated once per batch of writes, so a reattach's replay of thousands of lines is one update.
+Every line is kept (none is dropped), cheaply: a line may be written as a function that makes
+it, called only when the line is shown or filtered (a reattach writes thousands). The list shows
+the last ``max_lines`` lines that pass the filter (up to a fifth more between trims); above them
+a first line says how many are earlier, and enter on it shows ``max_lines`` more. The filter
+keeps the lines containing the text typed, case-insensitively, and escape clears it. The list
+is updated once per batch of writes, so a reattach's replay is a few updates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -16,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
 
 from tui.live import on_stack
 
@@ -24,6 +29,10 @@ class FailureNote(Static):
     """Why a run failed before its first step, in full, above everything else (hidden otherwise)."""
 
     DEFAULT_CSS = "FailureNote { display: none; height: auto; padding: 0 1; }"
+
+
+EARLIER = "earlier"  # the id of the first line while earlier lines are hidden
+Line = Text | Callable[[], Text]
 
 
 class EventLog(Vertical):
@@ -47,10 +56,11 @@ class EventLog(Vertical):
     def __init__(self, max_lines: int = 1000, **kwargs: str) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.max_lines = max_lines
-        self.lines: list[Text] = []
+        self.lines: list[Line] = []  # every line written, made (and kept made) when first needed
         self.filter = ""
-        self._follow = True
-        self._pending: list[Text] = []  # written, not yet in the list
+        self._matches: list[int] = []  # indices of the lines that pass the filter, in order
+        self._window = max_lines  # how many of the last matching lines the list may show
+        self._listed = 0  # matching lines in the list now (the last ones)
         self._rebuild = False
         self._flush_scheduled = False
 
@@ -62,22 +72,39 @@ class EventLog(Vertical):
     def options(self) -> OptionList:
         return self.query_one("#event-lines", OptionList)
 
+    def text(self, index: int) -> Text:
+        """Line ``index``, made now if it was written as a function."""
+        line = self.lines[index]
+        if not isinstance(line, Text):
+            line = self.lines[index] = line()
+        return line
+
     def matches(self, line: Text) -> bool:
         return not self.filter or self.filter.lower() in line.plain.lower()
 
+    @property
+    def hidden(self) -> int:
+        """Matching lines above the list's first (enter on the first line shows more of them)."""
+        return len(self._matches) - self._listed
+
     def shown(self) -> list[str]:
-        """The plain text of the lines shown now (after the filter)."""
-        return [line.plain for line in self.lines if self.matches(line)]
+        """The plain text of the lines the list holds now (after the filter), earlier ones not shown."""
+        self._flush()
+        return [self.text(i).plain for i in self._matches[len(self._matches) - self._listed :]]
 
     def write(self, line: Text) -> None:
         """Add a line; the list is updated once per batch of writes (a reattach replays thousands)."""
+        self._add(line)
+
+    def write_lazy(self, make: Callable[[], Text]) -> None:
+        """Add a line that ``make()`` returns when it is first shown or filtered."""
+        self._add(make)
+
+    def _add(self, line: Line) -> None:
+        index = len(self.lines)
         self.lines.append(line)
-        if self.matches(line):
-            self._pending.append(line)
-        if len(self.lines) > self.max_lines + self.max_lines // 5:
-            # Trimmed in blocks, rebuilt once: removing the first option per line costs a refresh each.
-            del self.lines[: len(self.lines) - self.max_lines]
-            self._rebuild = True
+        if not self.filter or self.matches(self.text(index)):
+            self._matches.append(index)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.call_later(self._flush)
@@ -86,17 +113,44 @@ class EventLog(Vertical):
         self._flush_scheduled = False
         if not (self.is_mounted and on_stack(self.screen)):
             return
+        new = len(self._matches) - self._listed
+        if not new and not self._rebuild:
+            return
         options = self.options
         at_end = options.highlighted is None or options.highlighted >= options.option_count - 1
-        if self._rebuild:
-            options.clear_options()
-            options.add_options([line for line in self.lines if self.matches(line)])
-        elif self._pending:
-            options.add_options(self._pending)
-        self._rebuild = False
-        self._pending = []
+        # Past the window (a fifth more between refills) the list is made again with the last lines
+        # only: measuring a wrapped line costs a third of a millisecond, so never more than a window.
+        if self._rebuild or self._listed + new > self._window + self._window // 5:
+            self._fill(options)
+        else:
+            options.add_options([self.text(i) for i in self._matches[len(self._matches) - new :]])
+            self._listed += new
         if at_end and not options.has_focus:
             options.scroll_end(animate=False)
+
+    def _fill(self, options: OptionList) -> None:
+        """The list again: the marker of earlier lines, if any, then the last ``_window`` matching lines."""
+        self._rebuild = False
+        self._listed = min(self._window, len(self._matches))
+        shown: list[Option | Text] = [
+            self.text(i) for i in self._matches[len(self._matches) - self._listed :]
+        ]
+        if self.hidden:
+            marker = Text(
+                f"  ▲ {self.hidden:,} earlier lines: enter shows {self.max_lines:,} more", style="dim"
+            )
+            shown.insert(0, Option(marker, id=EARLIER))
+        options.clear_options()
+        options.add_options(shown)
+
+    def show_earlier(self) -> None:
+        """Show ``max_lines`` more of the earlier lines, the cursor on the last of them."""
+        before = self.hidden
+        self._window = self._listed + self.max_lines
+        options = self.options
+        self._fill(options)
+        options.highlighted = max(0, before - self.hidden - 1 + (1 if self.hidden else 0))
+        options.scroll_to_highlight(top=True)
 
     # ---------------------------------------------------------------- filter
 
@@ -106,12 +160,10 @@ class EventLog(Vertical):
 
     def set_filter(self, text: str) -> None:
         self.filter = text
-        self._pending = []
-        self._rebuild = False
-        options = self.options
-        options.clear_options()
-        options.add_options([line for line in self.lines if self.matches(line)])
-        options.scroll_end(animate=False)
+        self._matches = [i for i in range(len(self.lines)) if not text or self.matches(self.text(i))]
+        self._window = self.max_lines
+        self._fill(self.options)
+        self.options.scroll_end(animate=False)
 
     @on(Input.Changed, "#event-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -129,6 +181,9 @@ class EventLog(Vertical):
     @on(OptionList.OptionSelected, "#event-lines")
     def _line_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
+        if event.option_id == EARLIER:
+            self.show_earlier()
+            return
         text = self.selected()
         if text is not None:
             self.post_message(self.Selected(text))

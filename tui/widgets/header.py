@@ -45,6 +45,7 @@ from engine.protocol import (
 )
 from tui.feed import SessionFeed
 from tui.format import PENDING_PHASES, duration, phase_text, sci, size
+from tui.replay import StepRun
 from tui.status import status_text
 
 SEP = "  "
@@ -120,7 +121,7 @@ class RunHeader(Widget):
         self.resume_step: int | None = None
         feed.handle(EngineStarted, self.engine_started)
         feed.handle(JobStarted, self.job_started)
-        feed.handle(StepEnded, self.step_ended)
+        feed.handle_steps(self.steps_ended)
         feed.handle(PhaseChanged, self.phase_changed)
         feed.handle(EvaluationEnded, self.evaluation_ended)
         feed.handle(CheckpointSaved, self.checkpoint_saved)
@@ -156,10 +157,11 @@ class RunHeader(Widget):
         self.last = None
         self.activity = self.pending = None
 
-    def step_ended(self, step: StepEnded, _env: Envelope) -> None:
-        self.last = step
-        self.step = step.step
-        self.total = step.total_steps or self.total
+    def steps_ended(self, run: StepRun) -> None:
+        last = run.last
+        self.last = last
+        self.step = last.step
+        self.total = run.total_steps or self.total
         self.activity = None
 
     def phase_changed(self, phase: PhaseChanged, _env: Envelope) -> None:

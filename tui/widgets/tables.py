@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["CheckpointTable", "EvaluationView"]  # EvaluationView: where tests and older code import it
 
 
+HIDDEN_REDRAW_S = 1.0  # a hidden table is redrawn at most this often while rows arrive
+
+
 class CheckpointTable(DataTable[str | Text]):
     """Every checkpoint the journal reports: step, when, why, metric, and whether it still exists.
 
@@ -33,6 +36,7 @@ class CheckpointTable(DataTable[str | Text]):
         self.saved_column = self.add_columns("step", "saved", "reason", "metric", "name")[1]
         self.entries: list[tuple[CheckpointSaved, float]] = []  # each with when it was saved
         self._redraw_scheduled = False
+        self._stale = False  # checkpoints added while the tab was hidden: redrawn when it shows
         self.set_interval(self.AGES_EVERY_S, self.update_ages)
 
     def add(self, saved: CheckpointSaved, ts: float) -> None:
@@ -48,9 +52,25 @@ class CheckpointTable(DataTable[str | Text]):
     def _scheduled_redraw(self) -> None:
         self._redraw_scheduled = False
         if self.is_mounted and on_stack(self.screen):
+            if not self.is_on_screen:
+                # Hidden (another tab): redrawn when shown, or within HIDDEN_REDRAW_S, not once per
+                # page of a reattach's replay.
+                if not self._stale:
+                    self._stale = True
+                    self.set_timer(HIDDEN_REDRAW_S, self._stale_redraw)
+                return
+            self.redraw()
+
+    def _stale_redraw(self) -> None:
+        if self._stale and self.is_mounted and on_stack(self.screen):
+            self.redraw()
+
+    def on_show(self) -> None:
+        if self._stale:
             self.redraw()
 
     def redraw(self) -> None:
+        self._stale = False
         cursor = self.cursor_row
         self.clear()
         now = time.time()
@@ -64,8 +84,8 @@ class CheckpointTable(DataTable[str | Text]):
 
     def update_ages(self, now: float | None = None) -> None:
         """Bring each "saved ... ago" up to date; a cell whose text is unchanged is left alone."""
-        if self._redraw_scheduled:
-            return  # rows are being added: the redraw writes every age
+        if self._redraw_scheduled or self._stale:
+            return  # rows are being added, or the table is hidden: the redraw writes every age
         now = time.time() if now is None else now
         for i, (_entry, ts) in enumerate(reversed(self.entries)):
             text = ago(ts, now)
@@ -73,6 +93,8 @@ class CheckpointTable(DataTable[str | Text]):
                 self.update_cell(str(i), self.saved_column, text)
 
     def selected(self) -> CheckpointSaved | None:
+        if self._stale:
+            self.redraw()
         if not self.entries or self.row_count == 0:
             return None
         return list(reversed(self.entries))[self.cursor_row][0]
