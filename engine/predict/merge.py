@@ -254,6 +254,7 @@ def _write(out: Path, parts: list[_Part], progress: Callable[[str], None]) -> di
     if total == 0:
         raise OutputError(f"{parts[0].meta['input'].get('path')}: has no rows, so there is nothing to merge")
     truncated = sum(int(p.cursor.get("truncated", 0)) for p in parts)
+    _remove_stale_temps(out)
     tmp = out.with_name(f".{out.name}.merge-{os.getpid()}.tmp")
     options = table_options(max([len(x) for x in labels] + [1]))
     written = 0
@@ -293,6 +294,16 @@ def _write(out: Path, parts: list[_Part], progress: Callable[[str], None]) -> di
         "truncated": truncated,
         "shards_merged": len(parts),
     }
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temp files of earlier merges into ``out`` whose process is gone (killed): ftc's own, never whole."""
+    from engine.session import pid_alive
+
+    for tmp in out.parent.glob(f".{out.name}.merge-*.tmp"):
+        pid = tmp.name[len(f".{out.name}.merge-") : -len(".tmp")]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def _summed(parts: list[_Part], key: str) -> dict[str, int]:

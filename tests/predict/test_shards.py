@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +205,21 @@ def test_shards_of_another_model_another_split_or_twice_are_refused(
     err = _merge_refused(tmp_path / "m.h5", [s1, s3, twin], capsys)
     assert "are both shard 3/3" in err and "overlap" in err
     assert "is given twice" in _merge_refused(tmp_path / "m.h5", [s1, s3, s3], capsys)
+
+
+def test_a_merge_killed_midway_leaves_no_output_and_the_next_one_completes(
+    job: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shards = _copy(job, tmp_path, 1, 2, 3)
+    out = tmp_path / "m.h5"
+    env = {**os.environ, FAULT_ENV: "predict_merge@2"}  # killed -9 with one shard's rows copied
+    cmd = [sys.executable, "-m", "tui.cli", "predict", "merge", str(out), *map(str, shards)]
+    assert subprocess.run(cmd, env=env, capture_output=True, check=False).returncode == -signal.SIGKILL
+    assert not out.exists() and not cursor_path(out).exists()
+    assert [p.name for p in tmp_path.glob(".m.h5.merge-*.tmp")]  # the partial copy, under a temp name
+    assert ftc(["predict", "merge", str(out), *map(str, shards)]) == 0
+    assert not list(tmp_path.glob(".m.h5.merge-*.tmp"))  # the killed merge's temp file is gone too
+    _assert_same_as_single_run(out, job["ref"])
 
 
 def test_merge_never_overwrites_a_file(
