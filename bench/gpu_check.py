@@ -29,6 +29,7 @@ of time leaves the others' figures and its own reason (the tail of its output).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -253,14 +254,18 @@ def train_phase(opts: dict[str, Any]) -> dict[str, Any]:
 def predict_phase(opts: dict[str, Any]) -> dict[str, Any]:
     """``ftc predict``'s pipeline on the tweets, once per token budget: texts/s end to end, and after
     the first chunk (which pays for tracing the model: seconds on a GPU, as long as the rest here)."""
-    from bench.predict_bench import load_texts, make_model, write_input
+    from bench.predict_bench import load_texts, write_input
     from engine import protocol
+    from engine.model import load_model, load_tokenizer
     from engine.predict.run import Hooks, Params, run_prediction
 
     work = Path(opts["work"])
-    model_dir = work / "predict-model"
+    # The model with a fresh 3-class head, saved as training would leave it (predict_bench's make_model).
+    model_dir = work / f"predict-model-{hashlib.sha256(opts['model'].encode()).hexdigest()[:8]}"
     if not (model_dir / "config.json").is_file():
-        make_model(model_dir)
+        labels = {0: "negative", 1: "neutral", 2: "positive"}
+        load_model(opts["model"], num_labels=3, id2label=labels, seed=0).save_pretrained(str(model_dir))
+        load_tokenizer(opts["model"]).save_pretrained(str(model_dir))
     inp = work / f"tweets-x{opts['predict_repeat']}-{opts['predict_limit'] or 'all'}.csv"
     if not inp.is_file():
         write_input(inp, load_texts(opts["predict_limit"], opts["predict_repeat"]))
@@ -497,8 +502,8 @@ def render(args: argparse.Namespace, results: dict[str, Result], smi: str, load_
     if trains:
         lines += [
             "",
-            f"## Training: MiniLM on the tweets, batch {args.batch_size}, max_length {args.max_length}, "
-            f"{args.steps} steps (the first {args.warmup} not timed)",
+            f"## Training: {model_name(args)} on the tweets, batch {args.batch_size}, "
+            f"max_length {args.max_length}, {args.steps} steps (the first {args.warmup} not timed)",
             "",
             "| precision | examples/s | real tokens/s | padding | MFU (vs that dtype's peak) "
             "| loss first -> last | loss scale |",
@@ -558,6 +563,10 @@ def render(args: argparse.Namespace, results: dict[str, Result], smi: str, load_
         "",
     ]
     return "\n".join(lines)
+
+
+def model_name(args: argparse.Namespace) -> str:
+    return "MiniLM" if Path(args.model).resolve() == MINILM.resolve() else str(args.model)
 
 
 def phase_line(r: Result) -> str:

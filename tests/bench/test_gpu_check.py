@@ -180,3 +180,35 @@ def test_the_shell_script_runs_the_check_with_the_python_given(tmp_path: Path) -
     text = out.read_text()
     assert f"Command: `bash bench/gpu_check.sh --dry-run --results {out}`" in text
     assert "| train-bf16 | skipped | 0 | dry run |" in text
+
+
+@pytest.mark.slow
+def test_every_phase_but_the_peak_runs_on_the_cpu_with_a_tiny_model(tmp_path: Path) -> None:
+    """The real children (Trainer, loss scale, prediction pipeline), on the CPU: the code a GPU will run."""
+    from tests.support.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny", dropout=0.0)
+    out = tmp_path / "gpu.md"
+    argv = ["--allow-cpu", "--only", ",".join(n for n in NAMES if n != "peak"), "--results", str(out)]
+    argv += ["--model", str(model), "--work", str(tmp_path / "work"), "--max-length", "32"]
+    argv += ["--steps", "4", "--warmup", "1", "--batch-size", "8", "--predict-limit", "300"]
+    argv += ["--budget-s", "1800", *(f"--timeout={n}=600" for n in NAMES)]  # a loaded 2-core machine
+    argv += [
+        "--predict-repeat",
+        "1",
+        "--token-budgets",
+        "1024",
+        "--tests",
+        "tests/bench/test_gpu_check.py::test_ladder",
+    ]
+    main(argv)
+    text = out.read_text()
+    for name in NAMES:
+        if name not in (
+            "peak",
+            "tests",
+        ):  # the tests phase names a test that is not there: it fails, one line
+            assert f"| {name} | ok |" in text
+    assert "| tests | failed |" in text and "RuntimeError: pytest exit 4" in text
+    assert "| mixed_float16 |" in text and "dynamic, " in text and "| mixed_bfloat16 |" in text
+    assert "| float32 | 1,024 | 300 |" in text and "| bfloat16 | 1,024 | 300 |" in text
