@@ -79,6 +79,7 @@ def canned(gpus: list[str], fail: str = "") -> tuple[Any, list[str]]:
             "runs": [
                 {
                     "token_budget": 65536,
+                    "multiple": 8,
                     "rows": 152632,
                     "seconds": 2.5,
                     "texts_per_s": 61052.8,
@@ -130,7 +131,7 @@ def test_with_a_gpu_the_report_has_mfu_loss_scale_texts_per_s_and_a_failed_phase
     # 1e6 real tokens/s x 3e8 FLOPs per token / a bfloat16 peak of 1e6 GFLOP/s = 30%.
     assert "| mixed_bfloat16 | 5,000 | 1,000,000 | 5.0% | 30.0% | 1.100 -> 0.700 | none (bfloat16) |" in text
     assert "| train-fp16 | failed | 3 | exit 1; RuntimeError: CUDA_ERROR_OUT_OF_MEMORY |" in text
-    assert "| bfloat16 | 65,536 | 152,632 | 2.50 | 61,053 | 80,000 | 10.0% |" in text
+    assert "| bfloat16 | 65,536 | 8 | 152,632 | 2.50 | 61,053 | 80,000 | 10.0% |" in text
     assert "MFU >= 40%: missed (30.0%)" in text and "texts/s on the tweets: met (61,053)" in text
     assert (
         "Note: installed .[gpu,dev]" in text and "| bfloat16 | 1,000,000 | 500,000 | **1,000,000** |" in text
@@ -198,6 +199,8 @@ def test_every_phase_but_the_peak_runs_on_the_cpu_with_a_tiny_model(tmp_path: Pa
         "1",
         "--token-budgets",
         "1024",
+        "--multiples",
+        "2",
         "--tests",
         "tests/bench/test_gpu_check.py::test_ladder",
     ]
@@ -211,4 +214,4 @@ def test_every_phase_but_the_peak_runs_on_the_cpu_with_a_tiny_model(tmp_path: Pa
             assert f"| {name} | ok |" in text
     assert "| tests | failed |" in text and "RuntimeError: pytest exit 4" in text
     assert "| mixed_float16 |" in text and "dynamic, " in text and "| mixed_bfloat16 |" in text
-    assert "| float32 | 1,024 | 300 |" in text and "| bfloat16 | 1,024 | 300 |" in text
+    assert "| float32 | 1,024 | 2 | 300 |" in text and "| bfloat16 | 1,024 | 2 | 300 |" in text
