@@ -204,6 +204,94 @@ def load_pt_safetensors(model: Any, folder: Path) -> dict[str, list[str]]:
     return _loading_info(info)
 
 
+# Bump when what a converted-weights entry holds, or how it is read, changes.
+_WEIGHTS_FORMAT = 1
+
+
+def _weights_key(model: Any, folder: Path, num_labels: int) -> str:
+    """The converted-weights entry's key: the checkpoint's and config's content, the labels, the versions.
+
+    A content hash of the safetensors (not size and mtime): a checkpoint copied over another keeps
+    neither reliably, and hashing ~100 MB costs ~0.1 s against a conversion of ~1 s.
+    """
+    import tensorflow as tf
+    import transformers
+
+    from engine import cache
+
+    files = sorted(p.name for p in folder.glob("*.safetensors"))
+    return cache.digest(
+        _WEIGHTS_FORMAT,
+        type(model).__name__,
+        {name: cache.file_sha256(folder / name) for name in files},
+        cache.file_sha256(folder / "config.json"),
+        num_labels,
+        transformers.__version__,
+        tf.__version__,
+    )
+
+
+def _local_name(name: str) -> str:
+    """A weight's name without the model's own scope, which Keras numbers per process (``..._1/``)."""
+    return name.split("/", 1)[-1]
+
+
+def _weight_digests(model: Any) -> list[bytes]:
+    import hashlib
+
+    return [hashlib.sha1(v.numpy().tobytes()).digest() for v in model.weights]
+
+
+def _load_pt_cached(model: Any, folder: Path, num_labels: int) -> dict[str, list[str]]:
+    """load_pt_safetensors, with the converted weights kept in the user cache (engine.cache ``weights/``).
+
+    The entry holds the weights the conversion set (those it left at their initial values are not
+    stored: a hit builds the model the same way, with the same seed, so they come out equal) and the
+    loading info. A hit is bit-identical to a conversion; an unreadable entry is dropped and rebuilt.
+    """
+    import numpy as np
+
+    from engine import cache
+
+    key = _weights_key(model, folder, num_labels)
+    base = cache.folder("weights")
+    entry = None if base is None else base / f"{key}.npz"
+    if entry is not None and entry.is_file():
+        try:
+            with np.load(entry, allow_pickle=False) as saved:
+                info = json.loads(str(saved["__info__"]))
+                arrays = {name: saved[name] for name in saved.files if name != "__info__"}
+            model(model.dummy_inputs, training=False)  # build the variables, as a conversion does
+            by_name = {_local_name(v.name): v for v in model.weights}
+            if not set(arrays) <= set(by_name):
+                raise ValueError("it names weights this model does not have")
+            for name, value in arrays.items():
+                if tuple(by_name[name].shape) != value.shape:
+                    raise ValueError(f"{name} {value.shape}, model {tuple(by_name[name].shape)}")
+            for name, value in arrays.items():
+                by_name[name].assign(value)
+            return {k: [str(x) for x in v] for k, v in info.items()}
+        except Exception as exc:
+            cache.drop(entry, f"unreadable converted weights ({brief(exc) or type(exc).__name__})")
+    model(model.dummy_inputs, training=False)
+    before = _weight_digests(model) if entry is not None else []
+    info = load_pt_safetensors(model, folder)
+    if entry is not None:
+        after = _weight_digests(model)
+        changed = {
+            _local_name(v.name): v.numpy()
+            for v, b, a in zip(model.weights, before, after, strict=True)
+            if a != b
+        }
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as fh:
+                np.savez(fh, __info__=np.array(json.dumps(info)), **changed)
+
+        cache.store_file("weights", entry.name, write)
+    return info
+
+
 def _loading_info(info: dict[str, Any]) -> dict[str, list[str]]:
     """Loading info as text: key names, and 'name (file shape) -> (model shape)' for mismatches."""
     out = {k: [str(x) for x in v] for k, v in info.items() if k != "mismatched_keys"}
@@ -262,6 +350,9 @@ def load_model(
 
     # Its loading report goes to model.ftc_loading_info (the job logs it as an event), not to stderr.
     hf_logging.set_verbosity_error()
+    from engine.cache import enable_xla_cache
+
+    enable_xla_cache()  # before the first XLA compile (the optimizer's, at the first step)
 
     folder = resolve_source(source)
     if not (folder / "config.json").is_file():
@@ -295,7 +386,7 @@ def load_model(
             info = _loading_info(info)
         elif st_format is not None:
             model = TFAutoModelForSequenceClassification.from_config(config)
-            info = load_pt_safetensors(model, folder)
+            info = _load_pt_cached(model, folder, num_labels)
         elif (folder / "pytorch_model.bin").is_file():
             raise ModelError(
                 f"{folder}: only pytorch_model.bin (a torch pickle); convert it to safetensors "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +21,19 @@ REPO = Path(__file__).resolve().parent.parent
 # mixed_precision "auto" on a CPU follows a probe of the machine (engine/precision.py): pinned to
 # float32 so tests, and the engines they start, train alike on any machine and probe nothing.
 os.environ["FTC_CPU_PRECISION"] = "float32"
+
+
+# The ftc cache (engine.cache) is never the user's ~/.cache/ftc: one for the run (fixtures wider than
+# a test), and each test its own below.
+_RUN_CACHE = tempfile.mkdtemp(prefix="ftc-test-cache-")
+os.environ["FTC_CACHE_DIR"] = _RUN_CACHE
+atexit.register(shutil.rmtree, _RUN_CACHE, True)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own ftc cache (engine.cache), outside its tmp_path: no hit from another test."""
+    monkeypatch.setenv("FTC_CACHE_DIR", str(tmp_path_factory.mktemp("ftc-cache")))
 
 
 @pytest.fixture

@@ -45,6 +45,8 @@ class PrepareOptions:
     # Drop rows whose normalised text repeats an earlier row (to rejects.csv as "duplicate"):
     # this is what removes train/test leakage.
     dedupe: bool = False
+    # Reuse (and keep) the complete preparation of an unchanged file in the user cache (engine.cache).
+    cache: bool = True
 
     def validate(self) -> None:
         if set(self.split) != set(SPLITS):
@@ -76,6 +78,89 @@ def source_fingerprint(path: str) -> str:
     return f"size={st.st_size};mtime_ns={st.st_mtime_ns};sha256={digest.hexdigest()}"
 
 
+# Bump when a preparation's content changes for the same input and settings (a new manifest field,
+# another shuffle): older cache entries are then simply not found.
+CACHE_FORMAT = 1
+_CACHE_INDEX = "ftc-cache.json"  # in an entry only: its files and their sizes
+
+
+def _cache_key(src: Source, opts: PrepareOptions) -> str | None:
+    """The key of this preparation in the cache: the file's whole content and everything that shapes it.
+
+    A content hash (not size and mtime alone): both passes read the whole file anyway, so hashing it
+    costs a fraction of a preparation, and an edit that keeps size and mtime (a copy with ``cp -p``,
+    ``touch -r``) is still seen. The manifest's source_fingerprint (size, mtime) is in the key too, so
+    a hit's manifest is the one a fresh preparation would write. None: no cache for this one.
+    """
+    from engine import cache
+
+    try:
+        tokenizer = None
+        if opts.tokenizer is not None:
+            from engine.model import tokenizer_fingerprint
+
+            tokenizer = tokenizer_fingerprint(opts.tokenizer)
+        return cache.digest(
+            CACHE_FORMAT,
+            os.path.abspath(src.path),
+            src.describe(),
+            src.hdf_key,
+            src.data_offset,
+            cache.file_sha256(src.path),
+            source_fingerprint(src.path),
+            {k: getattr(opts, k) for k in ("split", "seed", "shard_rows", "complevel", "max_length")},
+            opts.dedupe,
+            tokenizer,
+        )
+    except Exception:
+        return None  # the preparation itself says what is wrong with the file or the tokenizer
+
+
+def _from_cache(key: str, build: Path, final: Path) -> dict[str, Any] | None:
+    """Fill the empty ``build`` folder from the cache entry ``key``; None (build left empty) on a miss.
+
+    The files are copied (the session's data/ stays self-contained); report.json is rewritten to
+    name ``final``, the only thing in it that depends on where the preparation lives. An entry with
+    a missing or cut file is dropped with a line on stderr, and the caller prepares afresh.
+    """
+    import json
+
+    from engine import cache
+
+    base = cache.folder("data")
+    entry = None if base is None else base / key
+    if entry is None or not (entry / _CACHE_INDEX).is_file():
+        return None
+    try:
+        index = json.loads((entry / _CACHE_INDEX).read_text())
+        for rel, size in index["files"].items():
+            if (entry / rel).stat().st_size != size:
+                raise ValueError(f"{rel} has {(entry / rel).stat().st_size} bytes, not {size}")
+        for rel in index["files"]:
+            (build / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(entry / rel, build / rel)
+            fsync(build / rel)
+        manifest = json.loads((build / MANIFEST).read_text())
+        doc = json.loads((build / "report.json").read_text())
+    except Exception as exc:
+        cache.drop(entry, f"unreadable cached preparation ({type(exc).__name__}: {exc})")
+        for child in list(build.iterdir()):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        return None
+    doc["prepared_dir"] = str(final)
+    atomic_write_json(build / "report.json", doc)
+    atomic_write_json(build / MANIFEST, manifest)  # rewritten last, as a fresh preparation does
+    return {"manifest": manifest, "report": doc, "cached": True}
+
+
+def _store(key: str, build: Path) -> None:
+    """Keep a copy of the complete preparation in ``build`` as the cache entry ``key``."""
+    from engine import cache
+
+    files = {str(p.relative_to(build)): p.stat().st_size for p in sorted(build.rglob("*")) if p.is_file()}
+    cache.store_tree("data", key, build, extra={_CACHE_INDEX: {"version": CACHE_FORMAT, "files": files}})
+
+
 def split_sizes(n: int, fractions: list[float]) -> list[int]:
     """Largest-remainder rounding: sizes sum to n and each is within one row of n * fraction."""
     raw = [n * f for f in fractions]
@@ -104,9 +189,14 @@ def prepare(src: Source, opts: PrepareOptions, on_chunk: Progress | None = None)
     """
     opts.validate()
     final = check_out_folder(opts.out, [src.path, opts.tokenizer])
+    key = _cache_key(src, opts) if opts.cache else None
     build = new_build(final)
     try:
-        done = _prepare_into(build, final, src, opts, on_chunk)
+        done = None if key is None else _from_cache(key, build, final)
+        if done is None:
+            done = _prepare_into(build, final, src, opts, on_chunk)
+            if key is not None:
+                _store(key, build)
         fault("prepare.built")
         swap_in(build, final)
     except Exception as exc:
