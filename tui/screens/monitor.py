@@ -28,6 +28,7 @@ from engine.protocol import (
     ResourcesSampled,
     SchedulePlanned,
     StepEnded,
+    WorkersReported,
 )
 from engine.session import LIVE_STATUSES
 from tui import actions, keymap
@@ -39,6 +40,7 @@ from tui.widgets.evaluation import EvaluationView, best_rule
 from tui.widgets.eventlog import EventLog, FailureNote
 from tui.widgets.footer import KeyFooter
 from tui.widgets.header import RunHeader
+from tui.widgets.resources import ResourceHistory
 from tui.widgets.tables import CheckpointTable
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ LOG_LINES = 200  # lines in the event log's list at once; enter on its first lin
 LOG_EVERY_N_STEPS = 10  # every step is in the panels; the log shows every Nth
 # Warnings and errors stand out in the event log (a failing data test, a checkpoint skipped as damaged).
 LEVEL_STYLES = {"warning": "yellow", "error": "bold red"}
-TABS = ("events", "evaluation", "checkpoints")
+TABS = ("events", "evaluation", "checkpoints", "resources")
 
 
 class MonitorScreen(Screen[None]):
@@ -76,9 +78,12 @@ class MonitorScreen(Screen[None]):
         self.feed.handle(EvaluationEnded, self.evaluation_ended)
         self.feed.handle(CheckpointSaved, self.checkpoint_saved)
         self.feed.handle(JobFailed, self.job_failed)
+        self.feed.handle(ResourcesSampled, self.resources_sampled)
+        self._resources_dirty = False
         self.total_steps: int | None = None  # the run's length, from its steps or its schedule
         self.windowed = False  # the plots show the last WINDOW_STEPS steps rather than all
         self._last_phase: str | None = None
+        self._workers_state: tuple[object, ...] | None = None  # the last group health logged
         self.feed.handle_every(self.log_event, steps=False)  # steps: every Nth, in steps_ended
         self.feed.on_notice(self.log_notice)
 
@@ -97,6 +102,8 @@ class MonitorScreen(Screen[None]):
                 yield EvaluationView(self.session_id, best_rule(self.feed.paths.config), id="eval-view")
             with TabPane("Checkpoints", id="checkpoints"):
                 yield CheckpointTable(id="ckpt-table")
+            with TabPane("Resources", id="resources"):
+                yield ResourceHistory(id="resource-history")
         yield self.feed
         yield KeyFooter(self.KEYMAP)
 
@@ -112,6 +119,10 @@ class MonitorScreen(Screen[None]):
     @cached_property
     def lr_panel(self) -> LearningRatePanel:
         return self.query_one(LearningRatePanel)
+
+    @cached_property
+    def resource_history(self) -> ResourceHistory:
+        return self.query_one(ResourceHistory)
 
     @cached_property
     def event_log(self) -> EventLog:
@@ -168,6 +179,10 @@ class MonitorScreen(Screen[None]):
     def checkpoint_saved(self, saved: CheckpointSaved, env: Envelope) -> None:
         self.query_one(CheckpointTable).add(saved, env.ts)
 
+    def resources_sampled(self, sample: ResourcesSampled, env: Envelope) -> None:
+        self.resource_history.add(sample, env.ts)
+        self._resources_dirty = True
+
     def job_failed(self, failed: JobFailed, _env: Envelope) -> None:
         # A run that failed before its first step has nothing else to show: say why, in full, on top.
         if failed.step <= 0 and self.last_step is None:
@@ -190,10 +205,29 @@ class MonitorScreen(Screen[None]):
             if env.body.phase == self._last_phase:
                 return  # progress within a phase: the header shows it
             self._last_phase = env.body.phase
+        if isinstance(env.body, WorkersReported):
+            self.log_workers(env.body, env)
+            return
         line = log_line(env)
         if isinstance(env.body, LogRecorded) and env.body.level in LEVEL_STYLES:
             line.stylize(LEVEL_STYLES[env.body.level])
         self.event_log.write(line)
+
+    def log_workers(self, report: WorkersReported, env: Envelope) -> None:
+        """A multi-worker group's health, when it changes (the chief repeats it every few seconds)."""
+        state = (report.total, tuple((w.index, w.alive, w.note) for w in report.workers))
+        if state == self._workers_state:
+            return
+        self._workers_state = state
+        alive = sum(1 for w in report.workers if w.alive)
+        parts = [f"{env.seq:>6} workers {alive}/{report.total} alive"]
+        for w in report.workers:
+            if not w.alive:
+                where = "".join(
+                    (f" on {w.host}" if w.host else "", f" pid {w.pid}" if w.pid is not None else "")
+                )
+                parts.append(f"worker {w.index}{where} is not alive: {w.note or 'no reason given'}")
+        self.event_log.write(Text("; ".join(parts), style="" if alive >= report.total else "bold yellow"))
 
     # ---------------------------------------------------------------- display
 
@@ -212,15 +246,20 @@ class MonitorScreen(Screen[None]):
             for panel in (self.loss_panel, self.lr_panel):
                 panel.set_x_range(lo, hi)
                 panel.draw()
-        # The evaluations' plot only while its tab shows (it draws everything again each time).
-        if self._eval_plot_dirty and self.query_one(TabbedContent).active == "evaluation":
+        # The evaluations' plot and the resources only while their tab shows (each draws
+        # everything again each time).
+        active = self.query_one(TabbedContent).active
+        if self._eval_plot_dirty and active == "evaluation":
             self._eval_plot_dirty = False
             self.evaluation_view.draw((self.loss_panel.steps, self.loss_panel.losses))
+        if self._resources_dirty and active == "resources":
+            self._resources_dirty = False
+            self.resource_history.draw()
 
     def action_zoom(self) -> None:
         zoomed = not self.has_class("-zoomed")
         self.set_class(zoomed, "-zoomed")
-        self._plots_dirty = self._eval_plot_dirty = True
+        self._plots_dirty = self._eval_plot_dirty = self._resources_dirty = True
         # At the new size: the evaluation view is not always sent a Resize when the tabs grow.
         self.call_after_refresh(self.evaluation_view.fit)
         self.call_after_refresh(self.redraw_plots)
@@ -264,6 +303,9 @@ class MonitorScreen(Screen[None]):
             with self.prevent(TabPane.Focused):
                 self.set_focus(self.evaluation_view.table)
             self._eval_plot_dirty = True
+            self.call_after_refresh(self.redraw_plots)
+        elif message.pane.id == "resources":
+            self._resources_dirty = True
             self.call_after_refresh(self.redraw_plots)
 
     # ---------------------------------------------------------------- controls

@@ -1,8 +1,9 @@
 """RunHeader: the monitor's summary of one run, in two or three lines that fit any width.
 
 Line 1: the status word, what the job is doing when it is not plain training (loading model,
-preparing data 12,000/38,158 rows, evaluating 3/12 batches, pausing after the evaluation…), the
-loss, learning rate, throughput and the number of events seen.
+preparing data 12,000/38,158 rows, evaluating 3/12 batches, pausing after the evaluation…), in a
+multi-worker run ``workers 2/2`` (alive/total; yellow and never dropped once one is not alive),
+the loss, learning rate, throughput and the number of events seen.
 Line 2: a progress bar, then ``step 120/400  30%  ETA 3m12s``; the bar takes what is left. While
 a resumed engine loads, before its job says which checkpoint step it resumed from: ``step ?/400
 resuming`` (never the old run's step, 100% and ETA 0s).
@@ -42,6 +43,7 @@ from engine.protocol import (
     ResourcesSampled,
     StepEnded,
     Unpaused,
+    WorkersReported,
 )
 from tui.feed import SessionFeed
 from tui.format import PENDING_PHASES, duration, phase_text, sci, size
@@ -58,6 +60,7 @@ RANK = {
     "status": 0,
     "pending": 0,
     "activity": 1,
+    "workers": 1,
     "loss": 3,
     "lr": 4,
     "ex/s": 5,
@@ -117,6 +120,7 @@ class RunHeader(Widget):
         self.activity: PhaseChanged | None = None  # what the job is doing, when not plain training
         self.pending: PhaseChanged | None = None  # a pause or stop asked for, not yet done
         self.resources: ResourcesSampled | None = None
+        self.group: tuple[int, int] | None = None  # (alive, total) of a multi-worker run
         self.resuming = False  # a resumed engine is starting: its step is known at its job_started
         self.resume_step: int | None = None
         feed.handle(EngineStarted, self.engine_started)
@@ -133,6 +137,7 @@ class RunHeader(Widget):
         # Every sample, in order with the rest (one each 5 s): the journal's history reaches the
         # console whole, and the strip shows the newest.
         feed.handle(ResourcesSampled, self.resources_sampled)
+        feed.handle(WorkersReported, self.workers_reported)
         feed.on_change(self.changed)
 
     # ---------------------------------------------------------------- events in
@@ -148,6 +153,12 @@ class RunHeader(Widget):
         self.resuming = started.resumed
         # The checkpoint's step, at once (from 1.4's engine_started; confirmed by job_started).
         self.resume_step = started.step if started.resumed else None
+        # A new group starts whole; its chief's workers_reported says otherwise (since 1.5).
+        self.group = (started.workers, started.workers) if started.workers > 1 else None
+
+    def workers_reported(self, report: WorkersReported, _env: Envelope) -> None:
+        alive = sum(1 for worker in report.workers if worker.alive)
+        self.group = (alive, report.total) if report.total > 1 or alive < report.total else None
 
     def job_started(self, job: JobStarted, _env: Envelope) -> None:
         # A resume starts at its checkpoint's step: the old run's step, loss and ETA no longer hold.
@@ -218,6 +229,11 @@ class RunHeader(Widget):
             fields.append((RANK["status"], status_text(status, "bold")))
             if pending_text:
                 fields.append((RANK["pending"], Text(pending_text, style="yellow")))
+        if self.group is not None:
+            alive, total = self.group
+            whole = alive >= total
+            style = "" if whole else "bold yellow"
+            fields.append((RANK["workers"] if whole else 0, Text(f"workers {alive}/{total}", style=style)))
         if active and self.activity is not None:
             a = self.activity
             fields.append(
