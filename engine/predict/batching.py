@@ -11,7 +11,7 @@ import numpy as np
 DEFAULT_TOKEN_BUDGET = 8192
 # Sequence lengths are padded to a multiple of this: 8 on a GPU (tensor-core tiles, and a short
 # list of shapes for XLA/cuDNN to tune), 2 on a CPU, where one trace serves every shape and each
-# padded token costs as much as a real one (tweets: 10% padding at 8, 3-4% at 2).
+# padded token costs as much as a real one (tweets: 9.8% padding at 8, 2.4% at 2; bench/results/padding.md).
 GPU_MULTIPLE = 8
 CPU_MULTIPLE = 2
 DEFAULT_MULTIPLE = GPU_MULTIPLE

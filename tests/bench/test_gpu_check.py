@@ -33,6 +33,7 @@ def test_dry_run_writes_the_report_with_every_phase_skipped(tmp_path: Path) -> N
         (["--timeout", "peak=soon"], "--timeout peak=soon: give PHASE=SECONDS"),
         (["--timeout", "nap=5"], "--timeout nap=5"),
         (["--steps", "10", "--warmup", "10"], "--warmup 10 must be less than --steps 10"),
+        (["--predict-runs", "8192"], "8192: give a token budget and a multiple, as in 65536x8"),
     ],
 )
 def test_bad_arguments_are_refused_with_one_line(
@@ -197,10 +198,8 @@ def test_every_phase_but_the_peak_runs_on_the_cpu_with_a_tiny_model(tmp_path: Pa
     argv += [
         "--predict-repeat",
         "1",
-        "--token-budgets",
-        "1024",
-        "--multiples",
-        "2",
+        "--predict-runs",
+        "1024x2",
         "--tests",
         "tests/bench/test_gpu_check.py::test_ladder",
     ]
