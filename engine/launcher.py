@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,19 @@ from engine.session import (
 START_TIMEOUT_S = 60.0
 
 
-def create_session(root: Path, config: dict[str, Any], name: str | None = None) -> SessionPaths:
-    """Make a new session folder with its config.toml and an initial state.json."""
+def create_session(
+    root: Path,
+    config: dict[str, Any],
+    name: str | None = None,
+    *,
+    workers: int = 1,
+    hosts: Sequence[str] | None = None,
+) -> SessionPaths:
+    """Make a new session folder with its config.toml and an initial state.json.
+
+    A training group is said in state.json: ``workers`` (N local processes, the engine their
+    chief) or ``hosts`` (every worker's host:port over several hosts, this host's first).
+    """
     kind = job_kind(config)
     try:
         validate(kind, config)
@@ -47,7 +59,14 @@ def create_session(root: Path, config: dict[str, Any], name: str | None = None) 
     paths.create()
     paths.config.write_text(dump_toml(config), encoding="utf-8")
     os.chmod(paths.config, 0o600)
-    write_state(paths, status="new", job=kind, created=time.time(), step=0, name=name or kind)
+    group: dict[str, Any] = {}
+    if hosts is not None and len(hosts) > 1:
+        group = {"workers": len(hosts), "hosts": list(hosts)}
+    elif workers > 1:
+        group = {"workers": workers}
+    if group and kind != "train":
+        raise ConfigError(f"[job] kind is {kind!r}: only training runs on several workers")
+    write_state(paths, status="new", job=kind, created=time.time(), step=0, name=name or kind, **group)
     return paths
 
 
@@ -68,6 +87,7 @@ def start_engine(
     checkpoint: str | None = None,
     force: bool = False,
     wait: bool = True,
+    workers: int | None = None,
 ) -> int:
     """Start the session's engine detached; with wait, return once it serves its sockets.
 
@@ -85,8 +105,9 @@ def start_engine(
         )
     if checkpoint:
         _check_checkpoint(paths, state, checkpoint)
+    group = _group_change(paths, state, workers)
     try:
-        write_state(paths, status="starting", pid=None, message="")
+        write_state(paths, status="starting", pid=None, message="", **group)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -128,6 +149,24 @@ def start_engine(
     raise SessionError(
         f"engine for {paths.id} did not come up within {START_TIMEOUT_S:.0f}s; see {paths.log}"
     )
+
+
+def _group_change(paths: SessionPaths, state: dict[str, Any], workers: int | None) -> dict[str, Any]:
+    """A resume's other number of local workers (the global batch stays: the data position is global)."""
+    if workers is None or workers == int(state.get("workers") or 1):
+        return {}
+    if state.get("job") != "train":
+        raise SessionError(
+            f"session {paths.id} is a {state.get('job')} job; only training runs on several workers"
+        )
+    if state.get("hosts"):
+        raise SessionError(
+            f"session {paths.id} runs on {len(state['hosts'])} hosts; resume it without --workers "
+            "and start the other hosts' workers again"
+        )
+    if workers < 1:
+        raise SessionError(f"--workers {workers}: give 1 or more worker processes")
+    return {"workers": workers}
 
 
 def _check_checkpoint(paths: SessionPaths, state: dict[str, Any], name: str) -> None:

@@ -19,6 +19,9 @@ What a person can rely on:
 - state.json says the final status before the last events are published.
 - A stop signal before the job's first step interrupts its start-up; a second one ends the
   engine at once, state ``stopped``.
+- A training group (state.json ``workers`` > 1, or ``hosts``): this engine is its chief and
+  starts the other local workers (engine.train.workers). A lost worker ends the job with state
+  ``crashed``, naming it; ``ftc resume`` restarts the group.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from engine.session import (
     process_identity,
     read_state,
 )
+from engine.train.cluster import WorkerLost, session_group
 
 HEARTBEAT_S = 1.0
 
@@ -206,6 +210,8 @@ class Engine:
         self.reserve = SpaceReserve(paths.root / ".space-reserve")
         self.reserve.hold()
         self.store = StateStore(paths)
+        # The training group this engine is the chief of (None: one process); ports are picked now.
+        self.cluster = session_group(self.store.snapshot()) if self.kind == "train" else None
         self.journal = Journal(paths.events, paths.id)
         self.phases = Phases(self.emit)  # what the job does; a pause or stop is said here at once
         self.hardware: dict[str, str] = {}  # the job's device and precision, once it knows them
@@ -467,6 +473,7 @@ class Engine:
             resume_from=self.resume_from,
             phases=self.phases,
             hardware=self.hardware,
+            cluster=self.cluster,
         )
         code = 0
         ending: protocol._Body
@@ -479,6 +486,7 @@ class Engine:
                 started=time.time(),
                 ended=None,
                 message="",
+                workers=self.cluster.size if self.cluster is not None else 1,
                 **ident,
             )
             self.emit(
@@ -488,6 +496,7 @@ class Engine:
                     job=self.kind,
                     resumed=self.resume,
                     step=resume_step(self.resume_from, self.store.snapshot()) if self.resume else None,
+                    workers=self.cluster.size if self.cluster is not None else 1,
                 )
             )
             self.sampler.start()
@@ -504,6 +513,11 @@ class Engine:
         except (StopRequested, StartupInterrupted) as stop:
             ending = protocol.JobStopped(step=self._step(), reason=stop.reason)
             status, reason, parent = "stopped", stop.reason, self.control.stop_id
+        except WorkerLost as exc:  # the group cannot go on: crashed, as if the engine had died there
+            text = f"{exc}; ftc resume {self.paths.id} restarts the group from its last checkpoint"
+            log(text)
+            ending = protocol.JobFailed(step=self._step(), error_name="WorkerLost", error_text=text)
+            status, reason, code = "crashed", text, 1
         except BaseException as exc:  # report every failure in the journal, then exit non-zero
             where = no_space(exc)
             if where is not None:
@@ -533,7 +547,9 @@ class Engine:
             self.store.final(status=status, message=reason, ended=time.time())
         except OSError as exc:
             log(f"cannot write the final state: {exc}")
-        last = protocol.EngineStopped(status=status, reason=reason)  # type: ignore[arg-type]
+        # A crashed group's journal says failed: older readers know no other end (state.json: crashed).
+        said = "failed" if status == "crashed" else status
+        last = protocol.EngineStopped(status=said, reason=reason)  # type: ignore[arg-type]
         for body, cause in ((ending, parent), (last, None)):
             try:
                 self.emit(body, parent=cause)

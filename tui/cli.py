@@ -19,6 +19,12 @@ def _sessions_root(args: argparse.Namespace) -> Path:
     return sessions_dir(args.sessions_dir)
 
 
+def _worker_count(value: str) -> int:
+    from tui.commands.train import worker_count
+
+    return worker_count(value)
+
+
 def _resolve(args: argparse.Namespace) -> Any:
     from engine.session import resolve
 
@@ -94,11 +100,19 @@ def _watch(args: argparse.Namespace, paths: Any, announce: bool = True) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.config import load_toml
-    from tui.commands.train import start_run
+    from tui.commands.train import group_of, run_worker, start_run
 
     config = load_toml(Path(args.config))
+    group = group_of(args.workers, args.cluster)
+    if group is not None and not group.is_chief:  # another host's worker: in the foreground
+        return run_worker(_sessions_root(args), config, group)
     paths = start_run(
-        _sessions_root(args), config, name=args.name, allow_failing_checks=args.allow_failing_checks
+        _sessions_root(args),
+        config,
+        name=args.name,
+        allow_failing_checks=args.allow_failing_checks,
+        workers=group.size if group is not None and group.local else 1,
+        hosts=group.hosts if group is not None and not group.local else None,
     )
     return _watch(args, paths)
 
@@ -107,7 +121,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from engine.launcher import start_engine
 
     paths = _resolve(args)
-    start_engine(paths, resume=True, checkpoint=args.checkpoint, force=args.force)
+    start_engine(paths, resume=True, checkpoint=args.checkpoint, force=args.force, workers=args.workers)
     return _watch(args, paths)
 
 
@@ -221,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='train even when a data test fails (as [data] on_fail = "warn"); failures are still shown',
     )
+    p.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="train on N worker processes on this host (MultiWorkerMirroredStrategy; same global batch)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="CLUSTER.toml",
+        help="train on several hosts: hosts = [\"h1:port\", ...] and this host's index; run on every host",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -244,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--force", action="store_true", help="run a finished session again from its last checkpoint"
+    )
+    p.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="resume on N local worker processes instead of the session's number (same global batch)",
     )
     p.set_defaults(func=cmd_resume)
 

@@ -298,6 +298,8 @@ class JobContext:
     phases: Phases = field(default_factory=Phases)
     # What the job computes on, for the resource samples: "device" ("CPU", "GPU:0"), "precision".
     hardware: dict[str, str] = field(default_factory=dict)
+    # A training group this engine is the chief of (engine.train.cluster.ClusterSpec); None: one process.
+    cluster: Any = None
 
     def __post_init__(self) -> None:
         self.phases.bind(self.emit)

@@ -43,9 +43,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
         gate.check(folder, cfg.data.on_fail, ctx.emit, in_config=cfg.data.source is not None)
     ctx.phases.enter("loading_model")  # importing TensorFlow, then the weights and the tokenizer
     from engine.train.loop import Trainer  # tensorflow is imported only once the config is known good
+    from engine.train.workers import chief_group
 
-    trainer = Trainer(cfg, folder, ctx)
-    return trainer.run(resume=ctx.resume)
+    with chief_group(ctx) as group:  # several workers: the others start here (engine.train.workers)
+        trainer = Trainer(cfg, folder, ctx, group=group)
+        return trainer.run(resume=ctx.resume)
 
 
 def _resuming_from_checkpoint(ctx: JobContext) -> bool:

@@ -2,8 +2,9 @@
 
 The loop trains; everything else is a callback (engine.train.callbacks) called at its points.
 Only the chief (worker 0, or the only process) has the callbacks that write: events,
-state.json, TensorBoard, checkpoints and the model. Every worker runs the same steps,
-evaluations and early-stopping decisions.
+state.json, TensorBoard, checkpoints and the model. In a group of workers (engine.train.cluster_run)
+every worker runs the same steps; the chief alone evaluates, and what it decides (pause,
+checkpoint, stop, early stopping) reaches the others at the step boundary through a collective.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
@@ -27,7 +28,7 @@ from engine.model import (
     tokenizer_fingerprint,
 )
 from engine.train import checkpoints as ck
-from engine.train import examples, freeze
+from engine.train import cluster_run, examples, freeze
 from engine.train.batches import Batch, EpochPlan, SplitReader, read_manifest, steps_per_epoch
 from engine.train.callbacks import Callback, CallbackList, StepReport
 from engine.train.checkpointing import Checkpointing
@@ -38,6 +39,9 @@ from engine.train.reporting import BatchAudit, Events, ModelExport, SessionStatu
 from engine.train.runtime import class_weight_vector, make_strategy, resolve_precision
 from engine.train.schedules import from_config
 from engine.train.state import TrainerControl, TrainerState
+
+if TYPE_CHECKING:
+    from engine.train.cluster_run import Group
 
 
 class Trainer:
@@ -52,12 +56,14 @@ class Trainer:
         record_batches: bool = False,
         is_chief: bool = True,
         callbacks: Sequence[Callback] = (),
+        group: Group | None = None,
     ) -> None:
         self.cfg, self.t, self.ctx = cfg, cfg.train, ctx
         self.data_dir = data_dir
         self.manifest = read_manifest(data_dir)
         self.labels: list[str] = list(self.manifest["labels"])
-        self._is_chief = is_chief
+        self.group = group  # several workers: this process's place in the group
+        self._is_chief = is_chief if group is None else group.is_chief
         self._extra_callbacks = list(callbacks)  # after ftc's own, on every worker
         # (step, row ids) of every step, for audits and resume tests; off by default: it grows with the run.
         self.record_batches = record_batches
@@ -79,12 +85,15 @@ class Trainer:
 
     def _build(self) -> None:
         t = self.t
+        if self.group is not None:  # MultiWorkerMirroredStrategy: before any other TensorFlow op
+            self.strategy = make_strategy(self.group)
         tf.keras.utils.set_random_seed(t.seed)
         self.precision = resolve_precision(t.mixed_precision)
         import tf_keras
 
         tf_keras.mixed_precision.set_global_policy(self.precision)
-        self.strategy = make_strategy()
+        if self.group is None:
+            self.strategy = make_strategy()
         self.tokenizer = load_tokenizer(self.cfg.model.source)
         limit = max_input_length(self.cfg.model.source)
         if limit is not None and t.max_length > limit:
@@ -107,6 +116,11 @@ class Trainer:
                 attention_dropout=t.attention_dropout,
                 classifier_dropout=t.classifier_dropout,
             )
+        if self.precision == "mixed_bfloat16":
+            from engine.precision import float32_activations, on_cpu
+
+            if on_cpu():  # bf16 element-wise kernels are slower than float32's on CPUs (engine/precision.py)
+                float32_activations(self.model)
         for key, why in (
             ("missing_keys", "not in the checkpoint"),
             ("mismatched_keys", "another shape in the checkpoint"),
@@ -214,14 +228,36 @@ class Trainer:
     def run(self, resume: bool = False) -> dict[str, Any]:
         self._build()
         try:
-            if resume:
+            if resume and self.is_chief:
                 self._resume()
+            if self.group is not None:
+                self._in_group(lambda: cluster_run.sync(self, self._synced_variables()), "at the start")
             self.callbacks.on_train_begin(self)
             while self.state.step < self.state.total_steps and not self.control.should_training_stop:
-                self._run_epoch()
+                self._in_group(self._run_epoch, f"at step {self.state.step}")
+            if self.group is not None:
+                self.group.end()
             return self._finish()
         finally:
             self.callbacks.on_close(self)
+
+    def _in_group(self, work: Any, when: str) -> None:
+        """Run ``work``; a collective of the group that fails (a worker is gone) is a WorkerLost."""
+        if self.group is None:
+            work()
+            return
+        try:
+            work()
+        except tf.errors.OpError as exc:
+            raise self.group.failure(exc, when) from None
+
+    def _synced_variables(self) -> list[Any]:
+        """What the chief's checkpoint holds and every worker must share: weights, optimizer, generators."""
+        return [
+            *self.model.variables,
+            *self.stepper.optimizer_variables(),
+            *(gen.state for gen in dropout_generators(self.model)),
+        ]
 
     def _run_epoch(self) -> None:
         """The rest of the current epoch, step by step, acting on what the callbacks ask after each."""
@@ -281,10 +317,11 @@ class Trainer:
 
     def _boundary(self) -> None:
         """Honour the control flags at this step boundary: pause, checkpoint and stop (the chief's)."""
-        if self.is_chief:
+        if self.group is not None:
+            cluster_run.boundary(self)  # the same decision on every worker, at this step
+        elif self.is_chief:
             self.ctx.boundary(self.state.step, self._save_on_request)
         elif self.ctx.control.stop_reason is not None:
-            # Agreeing pause and checkpoint requests among workers belongs to the multi-worker run.
             raise StopRequested(self.ctx.control.stop_reason)
 
     # ------------------------------------------------------------ evaluation
@@ -295,8 +332,8 @@ class Trainer:
         The chief keeps the per-example predictions in the session (engine.train.examples), names
         them in ``self.predictions`` for the evaluation's event, and prunes the older ones after it.
         """
-        if not self.evaluator.has(split):
-            return None
+        if not self.evaluator.has(split) or (self.group is not None and not self.is_chief):
+            return None  # in a group the chief evaluates; its early stopping reaches the others
         result = self.evaluator.run(
             split, self.t, lambda done, total: self.callbacks.on_evaluate_batch(self, split, done, total)
         )
@@ -462,8 +499,11 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Final checkpoint, best weights back (from the chief's checkpoint), test evaluation, summary."""
-        final = self.save("final")
         s, es = self.state, self.t.early_stopping
+        if self.group is not None and not self.is_chief:  # nothing to write, nothing to evaluate
+            self.callbacks.on_train_end(self)
+            return {"steps": s.step, "epochs": s.epoch}
+        final = self.save("final")
         restored = False
         if es.restore_best and s.best_step is not None and s.best_step != s.step:
             best = self.ckpt_dir / f"{ck.PREFIX}{s.best_step}"

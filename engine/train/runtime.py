@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
 from engine.train.config import ConfigError
+
+if TYPE_CHECKING:
+    from engine.train.cluster_run import Group
 
 
 def _scalar_metadata() -> bytes:
@@ -45,7 +48,14 @@ def resolve_precision(setting: str) -> str:
     return "mixed_bfloat16" if cc >= (8, 0) else "mixed_float16" if cc >= (7, 0) else "float32"
 
 
-def make_strategy() -> tf.distribute.Strategy:
+def make_strategy(group: Group | None = None) -> tf.distribute.Strategy:
+    """One process: MirroredStrategy over its GPUs if it has several; a group: MultiWorkerMirroredStrategy.
+
+    A group's strategy must be made before any other TensorFlow op of the process (it configures
+    the runtime's collectives), so the loop asks for it first.
+    """
+    if group is not None:
+        return group.strategy()
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
