@@ -142,3 +142,31 @@ def test_float32_activations_compute_gelu_in_float32(tiny_tf: Path) -> None:
     # Still a bfloat16 model (its matmuls round), and no further from float32 than before.
     assert np.abs(after - exact).max() <= np.abs(before - exact).max() + 0.05
     assert np.abs(after - exact).max() < 0.2
+
+
+def test_auto_training_on_a_bf16_cpu_keeps_gelu_in_float32(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow as tf
+    import tf_keras
+
+    from engine.train.config import parse_config
+    from engine.train.loop import Trainer
+    from tests.train.conftest import make_ctx, train_config
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("on a GPU bfloat16 activations stay bfloat16")
+    monkeypatch.setenv(precision.PIN_ENV, "mixed_bfloat16")  # what the probe says on an AMX machine
+    cfg = train_config(tiny_tf, tiny_data, max_steps=2, mixed_precision="auto")
+    ctx, _ = make_ctx(tmp_path / "session", config=cfg)
+    trainer = Trainer(parse_config(cfg), tiny_data, ctx)
+    try:
+        summary = trainer.run()
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
+    assert trainer.precision == "mixed_bfloat16" and np.isfinite(summary["test"]["loss"])
+    act = trainer.model.bert.encoder.layer[0].intermediate.intermediate_act_fn
+    x = tf.constant(np.linspace(-4, 4, 64), tf.bfloat16)
+    np.testing.assert_array_equal(
+        act(x).numpy(), tf.cast(tf.nn.gelu(tf.cast(x, tf.float32)), tf.bfloat16).numpy()
+    )
