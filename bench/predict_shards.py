@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,16 @@ def run_pass(model: Path, inp: Path, work: Path, shards: int, chunk_rows: int, n
     return result
 
 
+def _without_note(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip or a == "--note":
+            skip = a == "--note"
+            continue
+        out.append(a)
+    return [a for a in out if not a.startswith("--note=")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--limit", type=int, default=4000, help="texts of the tweets to predict (4000)")
@@ -88,7 +99,7 @@ def main() -> None:
         source = Path(args.texts) if args.texts else TWEETS
         texts = load_texts(args.limit, 1, source, "utf-8" if args.texts else "latin-1")
         inp = write_input(work / "in.csv", texts)
-        passes = []
+        passes: list[dict[str, Any]] = []
         for r in range(args.rounds):
             for shards in (1, 2):
                 passes.append(run_pass(model, inp, work, shards, args.chunk_rows, len(passes)))
@@ -105,17 +116,18 @@ def main() -> None:
             )
     load_after = load_note()
     lines = [
-        "| pass | shards | rows | wall s | texts/s (wall) | jobs' own texts/s | merge s |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| pass | shards | rows | wall s | texts/s (wall) | jobs' own texts/s | together | merge s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, p in enumerate(passes, 1):
         rates = " + ".join(f"{x:.1f}" for x in p["job_rates"])
         merge = f"{p['merge_s']:.1f}" if "merge_s" in p else "-"
         lines.append(
             f"| {i} | {p['shards']} | {p['rows']:,} | {p['wall_s']:.1f} | {p['rows'] / p['wall_s']:.1f} "
-            f"| {rates} | {merge} |"
+            f"| {rates} | {sum(p['job_rates']):.1f} | {merge} |"
         )
     ratio = sum(p["wall_s"] for p in one) / sum(p["wall_s"] for p in two)
+    inner = sum(sum(p["job_rates"]) for p in two) / sum(sum(p["job_rates"]) for p in one)
     model_name = (
         f"the classifier in {args.model_dir}" if args.model_dir else "MiniLM with a fresh 3-class head"
     )
@@ -128,12 +140,18 @@ def main() -> None:
             "",
             *lines,
             "",
-            f"2 shards vs 1, wall time over all rounds: {ratio:.2f}x. Every merged 2-shard file equals "
-            "the 1-shard output (pandas frames, exact).",
+            f"2 shards vs 1: {ratio:.2f}x by wall time over all rounds (engine start included), "
+            f"{inner:.2f}x by the jobs' own texts/s added up. Every merged 2-shard file equals the 1-shard "
+            "output (pandas frames, exact). TensorFlow spreads each engine over all of the machine's "
+            f"{os.cpu_count()} cores, so shards on one CPU machine share the same cores; shards pay off "
+            "with one per host or per GPU.",
             "",
             f"Machine: {describe()}",
             "",
-            f"Command: `python bench/predict_shards.py {' '.join(sys.argv[1:])}`",
+            f"Command: `python bench/predict_shards.py {shlex.join(_without_note(sys.argv[1:]))}` "
+            "(and --note with the sentence below)"
+            if args.note
+            else f"Command: `python bench/predict_shards.py {shlex.join(sys.argv[1:])}`",
             "",
             f"Before: {load_before}. After: {load_after}.",
             *([args.note, ""] if args.note else [""]),
