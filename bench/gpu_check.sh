@@ -29,8 +29,11 @@ if [[ -z "$PY" ]]; then
     if [[ -x .venv/bin/python ]] && sees_gpu .venv/bin/python; then
         PY=.venv/bin/python
         NOTE="used .venv (its TensorFlow sees a GPU); nothing installed"
+    elif [[ ! -x "$VENV/bin/python" ]] && ! python3 -m venv "$VENV"; then
+        PY=python3
+        NOTE="python3 -m venv $VENV failed (python3-venv missing?); used python3 as it is"
+        echo "gpu_check.sh: $NOTE" >&2
     else
-        [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
         PY="$VENV/bin/python"
         if [[ -f "$VENV/.ftc-gpu-installed" ]] && sees_gpu "$PY"; then
             NOTE="used $VENV, installed by an earlier run"
@@ -63,4 +66,4 @@ LEFT=$((BUDGET_S - ($(date +%s) - START)))
 if ((LEFT < 60)); then
     LEFT=60  # the environment phase and the report, at least
 fi
-exec "$PY" -m bench.gpu_check --budget-s "$LEFT" --note "$NOTE" --command "bash bench/gpu_check.sh $*" "$@"
+exec "$PY" -m bench.gpu_check --budget-s "$LEFT" --note "$NOTE" --command "bash bench/gpu_check.sh${*:+ $*}" "$@"
