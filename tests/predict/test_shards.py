@@ -17,8 +17,10 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.fsio import FAULT_ENV
+from engine.journal import read_all
 from engine.predict.shards import Shard, parse_shard, shard_rows
 from engine.predict.writer import cursor_path, read_cursor, read_metadata
+from engine.protocol import JobFinished
 from engine.session import SessionPaths, pid_alive, read_state, resolve
 from tests.conftest import wait_for
 from tests.predict.conftest import LABELS, make_classifier, run_job, texts, write_csv
@@ -104,6 +106,8 @@ def test_three_shard_processes_one_killed_and_resumed_merge_into_the_single_run(
     assert "is shard 2/3 of its input; resume it with --shard 2/3" in capsys.readouterr().err
     resumed = _start(job, outs[1], 2, capsys, "--resume")  # while shards 1 and 3 may still run
     assert [_ended(p) for p in [*others, resumed]] == ["finished"] * 3
+    finished = [e.body for e in read_all(resumed.events) if isinstance(e.body, JobFinished)]
+    assert finished[-1].summary.shard == "2/3" and finished[-1].summary.rows == 160
     for k, out in enumerate(outs, 1):
         frame = pd.read_hdf(out)
         start, stop = shard_rows(ROWS, CHUNK, Shard(k, 3))
