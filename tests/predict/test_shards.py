@@ -138,6 +138,26 @@ def test_more_shards_than_chunks_gives_empty_complete_shards(
     )
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "hdf5"])
+def test_parquet_and_hdf5_shards_read_their_slice_and_merge_into_the_single_run(
+    tiny_classifier: Path, tmp_path: Path, fmt: str
+) -> None:
+    frame = pd.DataFrame({"text": [*texts(98, seed=4), "", "last"]})
+    inp = tmp_path / f"in.{'h5' if fmt == 'hdf5' else fmt}"
+    if fmt == "parquet":  # row groups of 30 rows: shard 2 (rows 41-100 of chunks of 20) starts inside one
+        frame.to_parquet(inp, row_group_size=30)
+    else:
+        frame.to_hdf(inp, key="texts", format="table")
+    run_job(tiny_classifier, inp, tmp_path / "ref.h5", chunk_rows=20)
+    outs = [tmp_path / f"s{k}.h5" for k in (1, 2)]
+    for k, out in enumerate(outs, 1):
+        run_job(tiny_classifier, inp, out, chunk_rows=20, shard=f"{k}/2")
+    assert list(pd.read_hdf(outs[1])["row"]) == list(range(41, 101))
+    assert ftc(["predict", "merge", str(tmp_path / "m.h5"), *map(str, outs)]) == 0
+    merged, ref = pd.read_hdf(tmp_path / "m.h5"), pd.read_hdf(tmp_path / "ref.h5")
+    pd.testing.assert_frame_equal(merged, ref, check_exact=True)
+
+
 @pytest.mark.parametrize("spec", ["0/3", "4/3", "a/b", "2", "1/0"])
 def test_a_bad_shard_spec_is_refused_in_one_line(
     job: dict[str, Path], sessions_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str
