@@ -54,6 +54,7 @@ class Group:
         self.lost: str | None = None  # set by whoever notices a lost worker (the chief's pid watch)
         self._lock = threading.Lock()
         self._strategy: Any = None
+        self._starting = False  # the runtime's collectives are being configured (or are)
         self._agree_fn: Any = None
 
     @property
@@ -75,6 +76,9 @@ class Group:
             implementation=tf.distribute.experimental.CommunicationImplementation.RING,
             timeout_seconds=COLLECTIVE_TIMEOUT_S,
         )
+        if self.lost is not None:  # a local worker died while this process was still importing
+            raise WorkerLost(f"{self.lost} while the group started")
+        self._starting = True
         everyone = ", ".join(self.spec.hosts)
         self.log(f"worker {self.spec.index} of {self.spec.size}: waiting for the group ({everyone})")
         try:
@@ -89,6 +93,8 @@ class Group:
         with self._lock:
             if self.lost is None:
                 self.lost = why
+        if not self._starting:  # before the strategy, aborting would start the runtime unconfigured
+            return
         from tensorflow.python.eager import context
 
         context.context().abort_collective_ops(tf.errors.UNAVAILABLE, why)

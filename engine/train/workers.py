@@ -125,10 +125,13 @@ class LocalWorkers:
             )
         return rows
 
-    def close(self) -> None:
-        """Wait for the workers' own end (they stop at the chief's step), then end the rest."""
+    def close(self, wait: bool = True) -> None:
+        """Wait for the workers' own end (they stop at the chief's step), then end the rest.
+
+        Without ``wait`` (the chief failed) they are ended at once: none would reach an end of its own.
+        """
         self.group.ending = True
-        deadline = time.monotonic() + (EXIT_WAIT_S if self.group.lost is None else 0.0)
+        deadline = time.monotonic() + (EXIT_WAIT_S if wait and self.group.lost is None else 0.0)
         for proc in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
@@ -182,7 +185,8 @@ class RemoteWorkers:
         while not self._stop.wait(REPORT_EVERY_S):
             report(self.ctx, self.spec.size, self.health())
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        del wait  # nothing to wait for: the other hosts' workers end on their own
         self._stop.set()
         report(self.ctx, self.spec.size, self.health())
 
@@ -234,8 +238,12 @@ def chief_group(ctx: JobContext) -> Iterator[Group | None]:
     watcher.start()
     try:
         yield group
-    finally:
-        watcher.close()
+    except BaseException as exc:  # a stop ends every worker at the same step; a failure none
+        from engine.jobs.base import StopRequested
+
+        watcher.close(wait=isinstance(exc, StopRequested))
+        raise
+    watcher.close()
 
 
 # ---------------------------------------------------------------- a worker's own process

@@ -12,6 +12,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -312,3 +314,76 @@ def test_a_group_stopped_on_two_workers_resumes_on_one_as_uninterrupted(
     _finished(paths)
     assert read_state(paths)["workers"] == 1
     _assert_same_weights(_weights(paths), _weights(two_workers))
+
+
+# ---------------------------------------------------------------- several hosts (two local processes)
+
+
+def _ftc(root: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tui", "--sessions-dir", str(root), *args]
+
+
+def _toml_config(tmp_path: Path, model: Path, data: Path, **train: Any) -> Path:
+    from engine.config import dump_toml
+
+    path = tmp_path / "run.toml"
+    path.write_text(dump_toml(train_config(model, data, **{**RUN, **train})))
+    return path
+
+
+def test_a_cluster_file_with_a_bad_index_or_a_busy_port_is_refused_by_ftc_train(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    config = _toml_config(tmp_path, tiny_tf, tiny_data)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('hosts = ["localhost:1", "localhost:2"]\nindex = 5\n')
+    argv = _ftc(tmp_path / "s", "train", str(config), "--cluster", str(bad))
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"ftc: {bad}: index 5 is out of range for 2 hosts; use 0 to 1"]
+    assert not (tmp_path / "s").exists()  # nothing started, no session
+
+
+@pytest.mark.slow  # ~40 s: two TensorFlow processes
+@pytest.mark.timeout(300)
+def test_the_same_command_on_two_hosts_with_a_cluster_file_trains_one_session(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    from engine.train.cluster import free_ports
+
+    config = _toml_config(tmp_path, tiny_tf, tiny_data, max_steps=4)
+    hosts = [f"localhost:{p}" for p in free_ports(2)]
+    for index in (0, 1):
+        (tmp_path / f"cluster{index}.toml").write_text(f"hosts = {json.dumps(hosts)}\nindex = {index}\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    roots = (tmp_path / "host0", tmp_path / "host1")  # each "host" its own sessions folder
+    worker = subprocess.Popen(
+        _ftc(roots[1], "train", str(config), "--cluster", str(tmp_path / "cluster1.toml")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        chief = subprocess.run(
+            _ftc(roots[0], "train", str(config), "--cluster", str(tmp_path / "cluster0.toml"), "--detach"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert chief.returncode == 0, chief.stderr
+        paths = SessionPaths(roots[0] / chief.stdout.split()[0])
+        _finished(paths)
+        out, _ = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, out[-3000:]
+    assert f"worker 1 of 2 ({hosts[1]}): joining the chief at {hosts[0]}" in out
+    assert "worker 1: finished at step 4" in out
+    state = read_state(paths)
+    assert (state["workers"], state["hosts"]) == (2, hosts)
+    assert not (paths.root / "workers").exists()  # the other host's worker logs on its own host
+    assert [p.name for p in roots[1].iterdir()] == [".workers"]  # no session there, only its folder
+    assert _reports(paths)[-1].workers[1].host == hosts[1]
