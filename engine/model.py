@@ -403,7 +403,26 @@ def load_model(
         ) from None
     model.ftc_loading_info = info
     init_dropout_generators(model)
+    _align_function_uids()
     return model
+
+
+_UID_STRIDE = 1 << 17
+
+
+def _align_function_uids() -> None:
+    """Move TensorFlow's uid counter on to the next multiple of _UID_STRIDE.
+
+    Functions traced after this (the training step, the optimizer's XLA update) are named with
+    that counter, and the name is part of the key of XLA's persistent compile cache: without this,
+    a start that converted the weights (thousands of uids) and one that read them from the cache
+    (half as many) trace under other names, and the second start compiles everything again.
+    """
+    from tensorflow.python.framework import ops
+
+    uid = ops.uid()
+    for _ in range(_UID_STRIDE - uid % _UID_STRIDE):
+        ops.uid()
 
 
 def _enable_checkpointable_dropout() -> None:

@@ -26,6 +26,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
     warns or fails is shown, and a FAIL stops the run unless ``[data] on_fail = "warn"``. A resume
     from a checkpoint passed that gate when it started, and does not show it again.
     """
+    from engine.cache import enable_xla_cache
+
+    enable_xla_cache()  # XLA reads its flags once, before TensorFlow compiles anything with it
     cfg = parse_config(ctx.config)
     folder = data_dir(cfg, ctx)
     if cfg.data.source is not None and not (folder / "manifest.json").exists():
