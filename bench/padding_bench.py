@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import email
+import shlex
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,6 +123,54 @@ def lengths_of(texts: list[str], max_length: int) -> list[int]:
     return [len(x) for x in tokenize(tok, texts, max_length)]
 
 
+def timed_forward(texts: list[str], max_length: int, pairs: int) -> dict[str, Any]:
+    """MiniLM (a fresh 3-class head, float32) on ``texts``, batched before and after, alternating
+    (before, after, after, before, ...): seconds of each, and how far their probabilities differ."""
+    import time
+
+    from engine.model import load_model, load_tokenizer
+    from engine.predict.batching import build, make_forward, tokenize
+
+    tok = load_tokenizer(MINILM)
+    model = load_model(MINILM, num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"}, seed=0)
+    forward = make_forward(model)
+    ids = tokenize(tok, texts, max_length)
+    lengths = [len(x) for x in ids]
+    pad = tok.pad_token_id or 0
+    forward(np.full((1, 8), pad, dtype=np.int32), np.ones((1, 8), dtype=np.int32))  # the one trace
+
+    def run(before: bool) -> tuple[float, np.ndarray]:
+        probs = np.zeros((len(ids), 3), dtype=np.float32)
+        t0 = time.perf_counter()
+        planner = before_plan if before else plan
+        for index in planner(lengths, DEFAULT_TOKEN_BUDGET, 2, max_length):
+            b = build(ids, index, pad_id=pad, multiple=2, max_length=max_length)
+            input_ids, mask = b.input_ids, b.attention_mask
+            rows = before_rows(len(index), input_ids.shape[1], DEFAULT_TOKEN_BUDGET) if before else len(index)
+            if rows > len(index):  # the previous filler rows: pad ids attending to their first position
+                input_ids = np.vstack(
+                    [input_ids, np.full((rows - len(index), input_ids.shape[1]), pad, np.int32)]
+                )
+                filler = np.zeros((rows - len(index), mask.shape[1]), np.int32)
+                filler[:, 0] = 1
+                mask = np.vstack([mask, filler])
+            probs[index] = forward(input_ids, mask)[: len(index)]
+        return time.perf_counter() - t0, probs
+
+    seconds: dict[str, list[float]] = {"before": [], "after": []}
+    probs: dict[str, np.ndarray] = {}
+    for i in range(pairs):
+        for name in ("before", "after") if i % 2 == 0 else ("after", "before"):
+            t, probs[name] = run(name == "before")
+            seconds[name].append(t)
+    return {
+        "texts": len(texts),
+        "seconds": seconds,
+        "labels_equal": float((probs["before"].argmax(1) == probs["after"].argmax(1)).mean()),
+        "max_prob_diff": float(np.abs(probs["before"] - probs["after"]).max()),
+    }
+
+
 def describe_lengths(lengths: list[int]) -> str:
     a = np.asarray(lengths)
     return f"mean {a.mean():.0f}, median {np.median(a):.0f}, p99 {np.percentile(a, 99):.0f}, max {a.max()}"
@@ -129,6 +179,14 @@ def describe_lengths(lengths: list[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help=f"write {RESULT.relative_to(REPO)}")
+    ap.add_argument(
+        "--time",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also time MiniLM on the first N package-doc paragraphs",
+    )
+    ap.add_argument("--pairs", type=int, default=2, help="alternated before/after pairs for --time")
     args = ap.parse_args(argv)
     load_before = load_note()
     base = tweets()
@@ -151,6 +209,33 @@ def main(argv: list[str] | None = None) -> int:
                     f"{b['shapes']:,} / {a['shapes']:,} |"
                 )
                 print(rows[-1], flush=True)
+    timing: list[str] = []
+    if args.time:
+        t = timed_forward(sets["package docs"][: args.time], 512, args.pairs)
+        before, after = (statistics.median(t["seconds"][k]) for k in ("before", "after"))
+        timing = [
+            "",
+            f"## Time: MiniLM (float32) on the first {t['texts']:,} package-doc paragraphs, max_length 512",
+            "",
+            f"Command: `.venv/bin/python -m bench.padding_bench --time {args.time} --pairs {args.pairs}`;"
+            " one process, the same model and token ids, batched before and after in alternation"
+            " (before, after, after, before, ...); times are medians, each run listed.",
+            "",
+            "| batching | seconds (median) | texts/s | runs (s) |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {k} | {v:.2f} | {t['texts'] / v:,.1f} | {', '.join(f'{x:.1f}' for x in runs)} |"
+                for k, v, runs in (
+                    ("before", before, t["seconds"]["before"]),
+                    ("after", after, t["seconds"]["after"]),
+                )
+            ),
+            "",
+            f"After / before: **{before / after:.2f}x** the texts/s. Labels equal on {t['labels_equal']:.2%}"
+            f" of the texts; probabilities differ by {t['max_prob_diff']:.1e} at most (float noise: a text's"
+            " batch width changes, so its padded positions do).",
+        ]
+        print("\n".join(timing), flush=True)
     if args.write:
         text = "\n".join(
             [
@@ -158,18 +243,21 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 f"Machine: {describe()}.",
                 "",
-                "Command: `.venv/bin/python -m bench.padding_bench --write` (no model runs: the batches"
-                " are planned with `engine.predict.batching.plan` on the MiniLM tokenizer's lengths, in"
-                f" chunks of {CHUNK_ROWS:,} rows, a budget of {DEFAULT_TOKEN_BUDGET:,} tokens).",
+                f"Command: `{shlex.join(['.venv/bin/python', '-m', 'bench.padding_bench', *sys.argv[1:]])}`"
+                " (no model runs for the padding table:"
+                " the batches are planned with `engine.predict.batching.plan` on the MiniLM tokenizer's"
+                f" lengths, in chunks of {CHUNK_ROWS:,} rows, a budget of {DEFAULT_TOKEN_BUDGET:,} tokens).",
                 "",
                 f"Before: {load_before}. After: {load_note()}. Other helpers' work ran on the machine;"
-                " the figures are counts, not times, so the load does not change them.",
+                " the padding figures are counts, which the load does not change; the times (if any, below)"
+                " alternate before and after in one process, so a busy spell hits both.",
                 "",
                 "Padding: the share of the positions the model computes that are not real tokens"
                 " (width rounding, texts shorter than their batch, and before, filler rows)."
                 " Multiple 2 is a CPU's, 8 a GPU's. Shapes: distinct (rows, width) over the whole set.",
                 "",
                 *rows,
+                *timing,
                 "",
             ]
         )
