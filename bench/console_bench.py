@@ -33,6 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import math
 import os
 import re
@@ -174,8 +176,9 @@ def _page_events(items: list[Any]) -> list[Any]:
 
 @contextlib.contextmanager
 def recording_events(record: Callable[[float, list[Any]], None]) -> Iterator[None]:
-    """Call ``record(now, events)`` as the monitor's feed (``SessionFeed``) starts handling a batch of
-    events: EventsReceived (live, or a replay one by one) or ReplayPaged (a summarised replay's page).
+    """Call ``record(now, items)`` as the monitor's feed (``SessionFeed``) starts handling a batch of
+    events: EventsReceived (live, or a replay one by one: envelopes) or ReplayPaged (a summarised
+    replay's page: envelopes and StepRuns, see ``_page_events``).
 
     Textual keeps ``@on`` handlers in the class's ``_decorated_handlers`` table (the function
     objects, so patching the attribute would not reach them). The original runs unchanged after
@@ -194,7 +197,7 @@ def recording_events(record: Callable[[float, list[Any]], None]) -> Iterator[Non
     decorated = SessionFeed.__dict__.get("_decorated_handlers", {})
     tables = [
         (decorated.get(EventsReceived), lambda message: list(message.events)),
-        (decorated.get(ReplayPaged), lambda message: _page_events(message.items)),
+        (decorated.get(ReplayPaged), lambda message: list(message.items)),
     ]
     if not all(table for table, _ in tables):
         raise RuntimeError(
@@ -221,7 +224,7 @@ async def _lag_in_console(root: Path, paths: Any, seconds: float) -> tuple[list[
     def record(now: float, events: list[Any]) -> None:
         nonlocal batches
         batches += 1
-        received.extend((now, env) for env in events)
+        received.extend((now, env) for env in _page_events(events))
 
     with recording_events(record):
         app = FtcApp(root, attach=paths.id)
@@ -332,8 +335,10 @@ class ReattachResult:
 
     events: int
     journal_mb: float
+    run: str  # cold: a fresh process's first reattach; warm: the same process's second
     dispatched_s: float  # app created -> the feed has dispatched the journal's last event
     drawn_s: float  # app created -> both plots drawn with the last step
+    cpu_s: float  # the process's CPU time (all threads) from app created until both were done
     in_order: bool  # every seq 1..N dispatched once, in order
 
 
@@ -385,8 +390,11 @@ def write_history(root: Path, events: int) -> Any:
     return paths
 
 
-async def _reattach(root: Path, paths: Any, total: int, last_step: int) -> tuple[float, float, list[int]]:
+async def _reattach(
+    root: Path, paths: Any, total: int, last_step: int
+) -> tuple[float, float, float, list[int]]:
     from tui.app import FtcApp
+    from tui.replay import StepRun
     from tui.screens.monitor import MonitorScreen
     from tui.widgets.curves import LossPanel
 
@@ -401,12 +409,16 @@ async def _reattach(root: Path, paths: Any, total: int, last_step: int) -> tuple
         return result
 
     def record(_now: float, events: list[Any]) -> None:
-        seqs.extend(env.seq for env in events)
+        for item in events:  # a StepRun's seqs at once: 100k Replayed objects would cost the bench 0.3 s
+            if isinstance(item, StepRun):
+                seqs.extend(item.seqs)
+            else:
+                seqs.append(item.seq)
 
     LossPanel.draw = draw  # type: ignore[method-assign]
     try:
         with recording_events(record):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             app = FtcApp(root, attach=paths.id)
             async with app.run_test(size=(80, 24)) as pilot:
                 if not isinstance(app.screen, MonitorScreen):
@@ -418,36 +430,54 @@ async def _reattach(root: Path, paths: Any, total: int, last_step: int) -> tuple
                 dispatched = time.perf_counter() - start
                 while not drawn and time.monotonic() < deadline:
                     await pilot.pause(0.01)
-                return dispatched, drawn[0] - start if drawn else math.nan, seqs
+                cpu = time.process_time() - cpu
+                return dispatched, drawn[0] - start if drawn else math.nan, cpu, seqs
     finally:
         LossPanel.draw = original_draw  # type: ignore[method-assign]
 
 
-def measure_reattach(events: int) -> ReattachResult:
+def measure_reattach(events: int) -> list[ReattachResult]:
+    """A cold and a warm reattach to a journal of ``events`` events, in a fresh child process."""
+    code = f"from bench.console_bench import _reattach_child; _reattach_child({events})"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the reattach child failed:\n{done.stderr[-3000:]}")
+    return [ReattachResult(**row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+
+
+def _reattach_child(events: int) -> None:
+    """Print (as JSON) a cold and a warm reattach: this process's first and second."""
+    rows = []
     with tempfile.TemporaryDirectory(prefix="ftc-reattach-") as tmp:
         root = Path(tmp)
         paths = write_history(root, events)
         journal = read_journal(paths.events)
         last_step = max(env.body.step for env in journal if env.type == "step_ended")
-        dispatched, drawn, seqs = asyncio.run(_reattach(root, paths, len(journal), last_step))
-        return ReattachResult(
-            events=len(journal),
-            journal_mb=paths.events.stat().st_size / 1e6,
-            dispatched_s=dispatched,
-            drawn_s=drawn,
-            in_order=seqs == list(range(1, len(journal) + 1)),
-        )
+        for run in ("cold", "warm"):
+            dispatched, drawn, cpu, seqs = asyncio.run(_reattach(root, paths, len(journal), last_step))
+            result = ReattachResult(
+                events=len(journal),
+                journal_mb=paths.events.stat().st_size / 1e6,
+                run=run,
+                dispatched_s=dispatched,
+                drawn_s=drawn,
+                cpu_s=cpu,
+                in_order=seqs == list(range(1, len(journal) + 1)),
+            )
+            rows.append(dataclasses.asdict(result))
+    print(json.dumps(rows))
 
 
 def reattach_table(results: list[ReattachResult]) -> str:
     rows = [
-        "| journal events | journal MB | all dispatched s | plots drawn s | every seq once, in order |",
-        "|---:|---:|---:|---:|---|",
+        "| journal events | journal MB | run | all dispatched s | plots drawn s | console CPU s "
+        "| every seq once, in order |",
+        "|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in results:
         rows.append(
-            f"| {r.events:,} | {r.journal_mb:.1f} | {r.dispatched_s:.2f} | {r.drawn_s:.2f} "
-            f"| {'yes' if r.in_order else 'NO'} |"
+            f"| {r.events:,} | {r.journal_mb:.1f} | {r.run} | {r.dispatched_s:.2f} | {r.drawn_s:.2f} "
+            f"| {r.cpu_s:.2f} | {'yes' if r.in_order else 'NO'} |"
         )
     return "\n".join(rows)
 
@@ -617,7 +647,7 @@ def main() -> None:
             return
     if "reattach" in args.only:
         load_before = os.getloadavg()
-        results = [measure_reattach(n) for n in args.events]
+        results = [row for n in args.events for row in measure_reattach(n)]
         load_after = os.getloadavg()
         table = reattach_table(results)
         print(table)

@@ -11,6 +11,7 @@ changed; the screen hears of a status only when it changes.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,19 @@ WAIT_S = 1.0
 PAGE_BYTES = 1 << 20
 
 Body = TypeVar("Body")
+
+
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """Move the objects the console holds by now (modules, widgets, styles) out of the collector's
+    reach, once per process. A long replay allocates enough to set off full collections, each
+    scanning all of them again: 0.2-0.4 s of a 100k-event reattach's CPU on a cold start."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 def notice_line(notice: str) -> Text:
@@ -145,6 +159,8 @@ class SessionFeed(Widget):
 
     def start(self) -> None:
         """Replay the journal, then follow; call once the screen's widgets are mounted."""
+        if self.summarised:
+            _freeze_once()
         self._follow()
 
     def on_unmount(self) -> None:

@@ -8,7 +8,9 @@ data. The learning rate's ticks read as 5e-5, not 0.0000500.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 
 from rich.text import Text
 from textual_plotext import PlotextPlot
@@ -39,9 +41,11 @@ def thin(xs: list[int], ys: list[float]) -> tuple[list[int], list[float]]:
 
 
 def within(xs: list[int], ys: list[float], lo: int, hi: int) -> tuple[list[int], list[float]]:
-    """The points with lo <= x <= hi."""
-    kept = [(x, y) for x, y in zip(xs, ys, strict=True) if lo <= x <= hi]
-    return [x for x, _ in kept], [y for _, y in kept]
+    """The points with lo <= x <= hi; xs ascending, as steps are (cut by bisection, not scanned)."""
+    start, end = bisect_left(xs, lo), bisect_right(xs, hi)
+    if start == 0 and end == len(xs):
+        return xs, ys
+    return xs[start:end], ys[start:end]
 
 
 def step_ticks(lo: int, hi: int, count: int = X_TICKS) -> list[int]:
@@ -146,16 +150,21 @@ class LossPanel(_Panel):
 
     def add_steps(self, steps: Sequence[int], losses: Sequence[float | None]) -> None:
         """Steps and their losses (a step without a loss is left out), in one call: a replay's run."""
+        if None in losses:
+            kept = [(s, loss) for s, loss in zip(steps, losses, strict=True) if loss is not None]
+            steps, losses = [s for s, _ in kept], [loss for _, loss in kept]
+        if not losses:
+            return
+        values: Sequence[float] = losses  # type: ignore[assignment]  # no None left
+        # The bias-corrected EMA (weight 0.1), a list at a time: a reattach adds 100k losses.
         last, norm = self._ema
-        smoothed = self._smoothed
-        for step, loss in zip(steps, losses, strict=True):
-            if loss is None:
-                continue
-            last, norm = 0.9 * last + 0.1 * loss, 0.9 * norm + 0.1
-            self.steps.append(step)
-            self.losses.append(loss)
-            smoothed.append(last / norm)
-        self._ema = (last, norm)
+        ema = list(accumulate(values, lambda e, x: 0.9 * e + 0.1 * x, initial=last))[1:]
+        decay = 1.0 - norm
+        norms = [1.0 - decay * 0.9**k for k in range(1, len(ema) + 1)]
+        self._smoothed += [e / n for e, n in zip(ema, norms, strict=True)]
+        self.steps += steps
+        self.losses += values
+        self._ema = (ema[-1], norms[-1])
 
     def rewind(self, step: int) -> None:
         """Forget points after step: a resumed run repeats the steps after its checkpoint."""
@@ -238,10 +247,11 @@ class LearningRatePanel(_Panel):
 
     def add_steps(self, steps: Sequence[int], rates: Sequence[float | None]) -> None:
         """Steps and their rates (a step without one is left out), in one call."""
-        for step, rate in zip(steps, rates, strict=True):
-            if rate is not None:
-                self.steps.append(step)
-                self.rates.append(rate)
+        if None in rates:
+            kept = [(s, r) for s, r in zip(steps, rates, strict=True) if r is not None]
+            steps, rates = [s for s, _ in kept], [r for _, r in kept]
+        self.steps += steps
+        self.rates += rates  # type: ignore[arg-type]  # no None left
 
     def rewind(self, step: int) -> None:
         keep = sum(1 for s in self.steps if s <= step)
