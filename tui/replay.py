@@ -20,7 +20,6 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 from engine import protocol
@@ -43,6 +42,7 @@ LINE = re.compile(
     + rb"\})\})|(.*))$",
     re.MULTILINE,
 )  # fmt: skip
+_MINORS = frozenset(str(minor).encode() for minor in range(protocol.MINOR + 1))  # read by the fast path
 # The journal is read this much per page (a line longer than that is read whole).
 PAGE_BYTES = 4 << 20
 
@@ -100,8 +100,8 @@ class StepRun:
     def after(self, seq: int) -> StepRun:
         """The steps whose seq is past ``seq`` and past every seq before them (repeats dropped)."""
         seqs = self.seqs
-        if seqs and seqs[0] > seq and all(a < b for a, b in pairwise(seqs)):
-            return self  # as every journal ftc writes
+        if seqs and seqs[0] > seq and seqs == list(range(seqs[0], seqs[0] + len(seqs))):
+            return self  # consecutive, as in every journal ftc writes (compared in C, not a loop)
         keep = []
         for i, s in enumerate(seqs):
             if s > seq:
@@ -164,29 +164,28 @@ class JournalReplay:
     def _items(self, data: bytes) -> Iterator[Item]:
         found = LINE.findall(data)
         found.pop()  # the empty match after the page's last newline
-        steps: list[tuple[bytes, ...]] = []
-        for row in found:
-            self.line += 1
-            if row[0] and int(row[1]) <= protocol.MINOR:
-                steps.append(row)
-                continue
-            if steps:
-                yield from self._run(steps)
-                steps = []
-            # Any other line (or a newer minor's step, whose new fields decode names): in full.
-            line = row[0] or row[-1]
-            if line.strip():
-                yield from self._decode(line)
-        if steps:
-            yield from self._run(steps)
+        base = self.line
+        # Any other line (or a newer minor's step, whose new fields decode names) is decoded in full.
+        others = [i for i, row in enumerate(found) if row[1] not in _MINORS]
+        start = 0
+        for i in [*others, len(found)]:
+            if i > start:
+                yield from self._run(found[start:i], base + start)
+            if i < len(found):
+                line = found[i][0] or found[i][-1]
+                if line.strip():
+                    self.line = base + i + 1
+                    yield from self._decode(line)
+            start = i + 1
+        self.line = base + len(found)
 
-    def _run(self, rows: list[tuple[bytes, ...]]) -> Iterator[Item]:
+    def _run(self, rows: list[tuple[bytes, ...]], before: int) -> Iterator[Item]:
+        """Matched step lines (the first is line ``before`` + 1) as a StepRun."""
         try:
             run = StepRun._of_matches(rows)
         except ValueError:  # a number float() or int() refuses after all: decode names it
-            first = self.line - len(rows)
             for i, row in enumerate(rows, start=1):
-                self.line = first + i
+                self.line = before + i
                 yield from self._decode(row[0])
             return
         run = run.after(self.last_seq)
