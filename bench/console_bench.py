@@ -663,7 +663,11 @@ def main() -> None:
                 "a checkpoint every 1,000, a log line every 100) is opened in the headless console "
                 "(`App.run_test`, 80x24). Times run from creating the app until the monitor's feed has "
                 "dispatched the journal's last event, and until both plots have been drawn with the last "
-                "step. Every seq is checked to arrive once, in order.\n"
+                "step. Every seq is checked to arrive once, in order. Each size runs in a fresh child "
+                "process: cold is its first reattach (the modules the monitor imports as it opens, first "
+                "renders), warm its second. Console CPU s: the process's CPU time, all threads, over the "
+                "same span; on a shared machine (other work was running: see the load) the wall times "
+                "mostly measure the wait for a core, the CPU time what the console itself needs.\n"
             )
             print(f"wrote {out}")
         if set(args.only) <= {"idle", "reattach"}:
