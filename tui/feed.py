@@ -4,6 +4,10 @@ A screen composes one feed, registers a handler per event class (``feed.handle(S
 and calls ``start`` once its widgets are mounted. The feed also keeps the session's status word
 fresh and sends the screen's control commands, so no screen carries its own copy of either.
 
+A screen that takes steps as runs (``feed.handle_steps``, the monitor) gets a summarised replay:
+the journal's step lines come as columns (tui/replay.py), a few dozen calls for 100k steps;
+live events follow as before, each once, by seq.
+
 An idle console must cost next to nothing: one thread sleeps in the kernel on the engine's event
 socket (or, with no engine, for ``WAIT_S``) and looks at state.json only when a ``stat`` says it
 changed; the screen hears of a status only when it changes.
