@@ -259,13 +259,24 @@ class SessionFeed(Widget):
             return
         from tui.replay import StepRun
 
+        # Envelopes between runs go through _dispatch_events: a step decoded in full (an older
+        # or newer minor's line) still reaches the run handlers, as a run of its own.
+        events: list[Envelope] = []
+        last = self.seen_seq
         for item in message.items:
             if isinstance(item, StepRun):
+                if events:
+                    self._dispatch_events(events)
+                    events = []
                 run = item.after(self.seen_seq)
                 if run:
                     self._dispatch_run(run)
-            elif item.seq is None or item.seq > self.seen_seq:
-                self._dispatch_one(item)
+                last = self.seen_seq
+            elif item.seq is None or item.seq > last:
+                events.append(item)
+                last = max(last, item.seq or 0)
+        if events:
+            self._dispatch_events(events)
         self._changed()
 
     @on(LatestEventReceived)

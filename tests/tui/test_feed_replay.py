@@ -21,7 +21,7 @@ from tui.widgets.eventlog import EARLIER, EventLog
 SIZE = (80, 24)
 
 
-def _line(body: protocol._Body, seq: int, session: str = "s1", v: str | None = None) -> bytes:
+def _line(body: protocol._Body, seq: int, session: str = "s1", v: object = None) -> bytes:
     env = protocol.make(body, session, seq=seq)
     data = json.loads(protocol.encode(env))
     if v is not None:
@@ -105,6 +105,11 @@ def _long_session(root: Path, steps: int) -> SessionPaths:
     write_state(paths, status="finished", job="train", step=steps, total_steps=steps, created=time.time())
     lines = [_line(protocol.JobStarted(job="train", step=0, total_steps=steps), 1, paths.id)]
     for step in range(1, steps + 1):
+        if step == 1234:  # ftc 0.1.0 wrote v=1: not the fast path's, decoded in full, still a step
+            lines.append(
+                _line(StepEnded(step=step, total_steps=steps, loss=1 / step), step + 1, paths.id, v=1)
+            )
+            continue
         lines.append(
             _line(
                 StepEnded(step=step, total_steps=steps, loss=1 / step, learning_rate=1e-4), step + 1, paths.id
