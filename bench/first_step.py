@@ -13,6 +13,9 @@ Each round runs, one after another (alternating, so a change in the machine's lo
   ``step_ended``; the phases are the journal's ``phase_changed`` durations.
 - **ftc warm**: the same command again (a new session) with the cache the cold run left: the
   second start of the same run.
+- **ftc cold / warm, no XLA update**: the same with ``[train] jit_optimizer = false`` (AdamW's update
+  not compiled with XLA; steps ~3% slower, bench/results/optimizer_xla.md): what the XLA compile
+  of the ~100 per-weight update kernels costs at step 1.
 - **plain**: a script as a person would write it: import TensorFlow and transformers, read the
   CSV, tokenize a batch, build the model and convert the safetensors (transformers' own converter),
   ``model.compile(AdamW)`` and ``model.fit`` for one step. Timed from the script's start to the first
@@ -65,7 +68,9 @@ batch_size = {BATCH}
 max_length = {MAX_LENGTH}
 eval_every_steps = 1000
 checkpoint_every_steps = 1000
+mixed_precision = "off"
 """
+# float32, as the plain script: "auto" picks bfloat16 on a CPU whose probe says it pays (engine/precision.py).
 
 PLAIN = f"""
 import time
@@ -208,16 +213,22 @@ def measure(rounds: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ftc-first-step-"))
     config = work / "config.toml"
     config.write_text(CONFIG)
-    runs: dict[str, list[dict[str, Any]]] = {"ftc cold": [], "ftc warm": [], "plain": []}
+    nojit = work / "config-nojit.toml"
+    nojit.write_text(CONFIG + "jit_optimizer = false\n")
+    kinds = ("ftc cold", "ftc warm", "ftc cold, no XLA update", "ftc warm, no XLA update", "plain")
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     load = [os.getloadavg()]
+    sessions = work / "sessions"
+    sessions.mkdir(exist_ok=True)
     for r in range(rounds):
-        cache, sessions = work / f"cache-{r}", work / "sessions"
-        sessions.mkdir(exist_ok=True)
-        for kind in ("ftc cold", "ftc warm", "plain"):
+        for i, kind in enumerate(kinds):
             if kind == "plain":
                 result = plain_run()
             else:
-                result = ftc_run(cache, sessions, config, f"{kind.split()[1]}{r}")
+                # cold: a fresh cache; warm: the one the cold run just before it left
+                cache = work / f"cache-{r}-{'nojit' if 'XLA' in kind else 'jit'}"
+                cfg = nojit if "XLA" in kind else config
+                result = ftc_run(cache, sessions, cfg, f"r{r}k{i}")
             runs[kind].append(result)
             print(f"round {r + 1} {kind}: {result['total']:.1f} s  " + _phases_line(result), flush=True)
     load.append(os.getloadavg())

@@ -120,8 +120,9 @@ def store_tree(kind: str, name: str, source: Path, extra: dict[str, Any] | None 
         for fname, doc in (extra or {}).items():
             (tmp / fname).write_text(json.dumps(doc, indent=1, sort_keys=True))
             fsync(tmp / fname)
-        if final.exists():  # a stale or broken entry of the same key: the new one replaces it
-            shutil.rmtree(final, ignore_errors=True)
+        if final.exists():  # another process stored the same key meanwhile: same content, keep it
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final
         replace(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
