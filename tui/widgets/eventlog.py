@@ -56,7 +56,7 @@ class EventLog(Vertical):
     def __init__(self, max_lines: int = 1000, **kwargs: str) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.max_lines = max_lines
-        self.lines: list[Line] = []  # every line written, made (and kept made) when first needed
+        self._lines: list[Line] = []  # every line written, made (and kept made) when first needed
         self.filter = ""
         self._matches: list[int] = []  # indices of the lines that pass the filter, in order
         self._window = max_lines  # how many of the last matching lines the list may show
@@ -72,11 +72,16 @@ class EventLog(Vertical):
     def options(self) -> OptionList:
         return self.query_one("#event-lines", OptionList)
 
+    @property
+    def lines(self) -> list[Text]:
+        """Every line written, each made now if it was written as a function."""
+        return [self.text(i) for i in range(len(self._lines))]
+
     def text(self, index: int) -> Text:
         """Line ``index``, made now if it was written as a function."""
-        line = self.lines[index]
+        line = self._lines[index]
         if not isinstance(line, Text):
-            line = self.lines[index] = line()
+            line = self._lines[index] = line()
         return line
 
     def matches(self, line: Text) -> bool:
@@ -101,8 +106,8 @@ class EventLog(Vertical):
         self._add(make)
 
     def _add(self, line: Line) -> None:
-        index = len(self.lines)
-        self.lines.append(line)
+        index = len(self._lines)
+        self._lines.append(line)
         if not self.filter or self.matches(self.text(index)):
             self._matches.append(index)
         if not self._flush_scheduled:
@@ -160,7 +165,7 @@ class EventLog(Vertical):
 
     def set_filter(self, text: str) -> None:
         self.filter = text
-        self._matches = [i for i in range(len(self.lines)) if not text or self.matches(self.text(i))]
+        self._matches = [i for i in range(len(self._lines)) if not text or self.matches(self.text(i))]
         self._window = self.max_lines
         self._fill(self.options)
         self.options.scroll_end(animate=False)
