@@ -41,7 +41,7 @@ from tui.messages import (
 
 if TYPE_CHECKING:
     from engine.client import EventFollower
-    from engine.protocol import Envelope
+    from engine.protocol import Envelope, StepEnded
     from tui.replay import Item, JournalReplay, StepRun
 
 # The longest the follower sleeps: a live event wakes it at once; with no engine, a resume started
@@ -80,9 +80,11 @@ def log_line(env: Envelope) -> Text:
     return Text(f"{env.seq:>6} {event_line(env.type, env.body.model_dump())}", style=style)
 
 
-def step_line(run: StepRun, i: int) -> Text:
-    """Step ``i`` of a run as an event-log line, the same as ``log_line`` of its envelope."""
-    return Text(f"{run.seqs[i]:>6} {event_line('step_ended', run.body(i).model_dump())}")
+def step_line(seq: int, row: StepEnded | bytes) -> Text:
+    """A step (``StepRun.row``) as an event-log line, the same as ``log_line`` of its envelope."""
+    from tui.replay import step_body
+
+    return Text(f"{seq:>6} {event_line('step_ended', step_body(row).model_dump())}")
 
 
 @dataclass

@@ -117,12 +117,21 @@ class StepRun:
         """Step ``i`` of the run in full, validated as the protocol says (for text a person reads)."""
         row = self._rows[i]
         if isinstance(row, bytes):
-            row = self._rows[i] = StepEnded.model_validate_json(row)
+            row = self._rows[i] = step_body(row)
         return row
+
+    def row(self, i: int) -> StepEnded | bytes:
+        """Step ``i`` as the run keeps it (decoded, or its JSON): for ``step_body`` later, without the run."""
+        return self._rows[i]
 
     @property
     def last(self) -> StepEnded:
         return self.body(len(self) - 1)
+
+
+def step_body(row: StepEnded | bytes) -> StepEnded:
+    """A step's body from ``StepRun.row``, validated as the protocol says."""
+    return row if isinstance(row, StepEnded) else StepEnded.model_validate_json(row)
 
 
 Item = Envelope | StepRun

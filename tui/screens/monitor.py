@@ -150,7 +150,8 @@ class MonitorScreen(Screen[None]):
         log = self.event_log
         for i, step in enumerate(run.steps):
             if step % LOG_EVERY_N_STEPS == 0:
-                log.write_lazy(partial(step_line, run, i))
+                # The line keeps its own step, not the run (whose other steps' JSON can go).
+                log.write_lazy(partial(step_line, run.seqs[i], run.row(i)))
 
     def job_started(self, job: JobStarted, _env: Envelope) -> None:
         if job.job != "prepare":
