@@ -157,14 +157,15 @@ def test_auto_training_on_a_bf16_cpu_keeps_gelu_in_float32(
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("on a GPU bfloat16 activations stay bfloat16")
     monkeypatch.setenv(precision.PIN_ENV, "mixed_bfloat16")  # what the probe says on an AMX machine
-    cfg = train_config(tiny_tf, tiny_data, max_steps=2, mixed_precision="auto")
+    cfg = train_config(tiny_tf, tiny_data, max_steps=1, mixed_precision="auto")
     ctx, _ = make_ctx(tmp_path / "session", config=cfg)
     trainer = Trainer(parse_config(cfg), tiny_data, ctx)
     try:
-        summary = trainer.run()
+        trainer._build()  # what run() does first: policy, model, stepper (no training needed here)
     finally:
         tf_keras.mixed_precision.set_global_policy("float32")
-    assert trainer.precision == "mixed_bfloat16" and np.isfinite(summary["test"]["loss"])
+    assert trainer.precision == "mixed_bfloat16"
+    assert trainer.model.compute_dtype == "bfloat16"
     act = trainer.model.bert.encoder.layer[0].intermediate.intermediate_act_fn
     x = tf.constant(np.linspace(-4, 4, 64), tf.bfloat16)
     np.testing.assert_array_equal(
