@@ -24,6 +24,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+STALE_S = 3600  # a temp entry older than this was left by a killed writer
+
+
+def _sweep(base: Path) -> None:
+    """Remove temp entries a killed writer left (hidden, never read; they only take room)."""
+    now = time.time()
+    for leftover in base.glob(".*.tmp"):
+        try:
+            if now - leftover.lstat().st_mtime > STALE_S:
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        except OSError:
+            pass
+
+
 def store_file(kind: str, name: str, write: Any) -> Path | None:
     """Write an entry file ``kind/name`` atomically: ``write(tmp_path)`` fills a temp file, renamed in.
 
@@ -89,6 +104,7 @@ def store_file(kind: str, name: str, write: Any) -> Path | None:
     base = folder(kind)
     if base is None:
         return None
+    _sweep(base)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=base)
     os.close(fd)
     try:
@@ -113,6 +129,7 @@ def store_tree(kind: str, name: str, source: Path, extra: dict[str, Any] | None 
     base = folder(kind)
     if base is None:
         return None
+    _sweep(base)
     final = base / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=base))
     try:

@@ -131,3 +131,15 @@ def test_an_unwritable_cache_warns_once_and_prepares(
     assert len(lines) == 1 and "cannot be written" in lines[0] and "FTC_CACHE_DIR" in lines[0]
     assert first["manifest"] == second["manifest"] and "cached" not in second
     assert blocker.read_text() == "mine\n"
+
+
+def test_a_killed_writers_leftovers_are_swept_on_the_next_store(tmp_path: Path, cache_dir: Path) -> None:
+    (cache_dir / "data").mkdir(parents=True)
+    old = cache_dir / "data" / ".abc.x1.tmp"
+    (old / "train").mkdir(parents=True)
+    recent = cache_dir / "data" / ".def.x2.tmp"
+    recent.mkdir()
+    os.utime(old, (1, 1))
+    run(write_csv(tmp_path / "in.csv"), tmp_path / "a")
+    assert not old.exists() and recent.exists()  # a writer may still be filling the recent one
+    assert len(entries(cache_dir)) == 1
