@@ -234,14 +234,14 @@ class Trainer:
                 self._in_group(lambda: cluster_run.sync(self, self._synced_variables()), "at the start")
             self.callbacks.on_train_begin(self)
             while self.state.step < self.state.total_steps and not self.control.should_training_stop:
-                self._in_group(self._run_epoch, f"at step {self.state.step}")
+                self._in_group(self._run_epoch)
             if self.group is not None:
                 self.group.end()
             return self._finish()
         finally:
             self.callbacks.on_close(self)
 
-    def _in_group(self, work: Any, when: str) -> None:
+    def _in_group(self, work: Any, when: str | None = None) -> None:
         """Run ``work``; a collective of the group that fails (a worker is gone) is a WorkerLost."""
         if self.group is None:
             work()
@@ -249,7 +249,7 @@ class Trainer:
         try:
             work()
         except tf.errors.OpError as exc:
-            raise self.group.failure(exc, when) from None
+            raise self.group.failure(exc, when or f"at step {self.state.step}") from None
 
     def _synced_variables(self) -> list[Any]:
         """What the chief's checkpoint holds and every worker must share: weights, optimizer, generators."""
