@@ -87,6 +87,10 @@ def step_line(seq: int, row: StepEnded | bytes) -> Text:
     return Text(f"{seq:>6} {event_line('step_ended', step_body(row).model_dump())}")
 
 
+class ReplayEnded(Message):
+    """The summarised replay has handed over the whole journal as it was; live events follow."""
+
+
 @dataclass
 class ReplayPaged(Message):
     """A page of a session's journal, summarised: events in seq order, consecutive steps as one StepRun."""
@@ -112,6 +116,7 @@ class SessionFeed(Widget):
         self._runs: list[Callable[[StepRun], None]] = []
         self._on_change: list[Callable[[], None]] = []
         self._on_notice: list[Callable[[str], None]] = []
+        self._on_replayed: list[Callable[[], None]] = []
         self._latest_only: set[type] = set()
         self._follower: EventFollower | None = None
         self._status_wanted = True  # post the status even if unchanged (after a command)
@@ -159,6 +164,10 @@ class SessionFeed(Widget):
         """Call ``handler()`` after each batch of events and each new status (to redraw a summary)."""
         self._on_change.append(handler)
 
+    def on_replayed(self, handler: Callable[[], None]) -> None:
+        """Call ``handler()`` once a summarised replay has handed over the journal (to draw it now)."""
+        self._on_replayed.append(handler)
+
     def on_notice(self, handler: Callable[[str], None]) -> None:
         """Call ``handler(text)`` once for each kind of thing the feed left out (never silently)."""
         self._on_notice.append(handler)
@@ -192,6 +201,7 @@ class SessionFeed(Widget):
                 replay = JournalReplay(self.paths.events)
                 self._replay(replay, lambda: worker.is_cancelled)
                 follower.skip_to(replay.offset, replay.line, replay.last_seq, replay.ended)
+                self.post_message(ReplayEnded())
             while not worker.is_cancelled:
                 events = follower.poll(timeout=WAIT_S)
                 history = [env for env in events if type(env.body) not in self._latest_only]
@@ -280,6 +290,13 @@ class SessionFeed(Widget):
         if events:
             self._dispatch_events(events)
         self._changed()
+
+    @on(ReplayEnded)
+    def _replay_ended(self, message: ReplayEnded) -> None:
+        message.stop()
+        if self._on_stack():
+            for handler in self._on_replayed:
+                handler()
 
     @on(LatestEventReceived)
     def _latest_received(self, message: LatestEventReceived) -> None:

@@ -6,6 +6,7 @@ curve is back after a reattach; each kind of event has its own handler below.
 
 from __future__ import annotations
 
+import time
 from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ class MonitorScreen(Screen[None]):
         self.last_step: StepEnded | None = None
         self._plots_dirty = False
         self._eval_plot_dirty = False
+        self._drawn_at = 0.0  # when the loss and LR plots were last drawn (monotonic)
         self.feed.handle_steps(self.steps_ended)
         self.feed.handle(JobStarted, self.job_started)
         self.feed.handle(SchedulePlanned, self.schedule_planned)
@@ -110,6 +112,14 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         self.feed.start()
         self.set_interval(PLOT_EVERY_S, self.redraw_plots)
+        self.feed.on_change(self.events_changed)
+        self.feed.on_replayed(self.redraw_plots)  # the whole history at once, not at the next interval
+
+    def events_changed(self) -> None:
+        """Draw new steps at once when the plots were last drawn PLOT_EVERY_S ago or more (the
+        interval alone drew a reattach's last page up to PLOT_EVERY_S late); else at the interval."""
+        if self._plots_dirty and time.monotonic() - self._drawn_at >= PLOT_EVERY_S:
+            self.redraw_plots()
 
     # Looked up once: a reattach replays every step through these (a query each cost 1.7 s at 100k).
     @cached_property
@@ -243,6 +253,7 @@ class MonitorScreen(Screen[None]):
     def redraw_plots(self) -> None:
         if self._plots_dirty:
             self._plots_dirty = False
+            self._drawn_at = time.monotonic()
             lo, hi = self.x_range()
             for panel in (self.loss_panel, self.lr_panel):
                 panel.set_x_range(lo, hi)
