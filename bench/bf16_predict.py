@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/bf16_predict.py                  # 3,000 tweets, 3 rounds
-    .venv/bin/python bench/bf16_predict.py --write          # and write bench/results/bf16.md
+    .venv/bin/python bench/bf16_predict.py --write          # and write bench/results/bf16_predict.md
     .venv/bin/python bench/bf16_predict.py --texts 500 --rounds 1 --fit 300   # quick
 
 One process, one model (the real MiniLM with a 3-class head fitted by logistic regression on
@@ -38,7 +38,9 @@ if str(REPO) not in sys.path:
 from bench.machine import describe, load_note  # noqa: E402
 from bench.predict_bench import MAX_LENGTH, MINILM, TWEETS, predict_file, write_input  # noqa: E402
 
-RESULTS = REPO / "bench" / "results" / "bf16.md"
+# bench/results/bf16.md is the analysis of one run (kernels, profile, what was tried); --write
+# writes a run's figures beside it, so a new run never overwrites the analysis.
+RESULTS = REPO / "bench" / "results" / "bf16_predict.md"
 LABELS = {0: "negative", 1: "neutral", 2: "positive"}
 BUILDS = ("float32", "bfloat16 before", "bfloat16 now")
 
@@ -54,25 +56,27 @@ def tweets(n: int, fit: int, seed: int = 0) -> tuple[list[str], list[str], list[
     return texts[:n], texts[n : n + fit], labels[n : n + fit]
 
 
-def build(kind: str) -> Any:
+def build(kind: str, source: Path = MINILM) -> Any:
     """The MiniLM classifier under the build ``kind`` (one of BUILDS)."""
     from engine.model import load_model
     from engine.precision import float32_activations
     from engine.predict.models import precision_policy
 
     with precision_policy("float32" if kind == "float32" else "bfloat16"):
-        model = load_model(MINILM, 3, LABELS, {v: k for k, v in LABELS.items()}, seed=0)
+        model = load_model(source, 3, LABELS, {v: k for k, v in LABELS.items()}, seed=0)
     if kind == "bfloat16 now":
         float32_activations(model)
     return model
 
 
-def fit_head(model: Any, tokenizer: Any, texts: list[str], labels: list[int]) -> tuple[Any, Any]:
+def fit_head(
+    model: Any, tokenizer: Any, texts: list[str], labels: list[int], max_length: int = MAX_LENGTH
+) -> tuple[Any, Any]:
     """A logistic-regression head on the float32 pooled features: (kernel, bias) for the classifier."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    enc = tokenizer(texts, truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="np")
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
     main = getattr(model, model.base_model_prefix)
     feats = []
     for start in range(0, len(texts), 128):
@@ -136,7 +140,9 @@ def op_profile(model: Any, batch: Any, reps: int = 3) -> dict[str, float]:
     return dict(totals)
 
 
-def end_to_end(folder: Path, texts: list[str], work: Path, rounds: int) -> dict[str, dict[str, Any]]:
+def end_to_end(
+    folder: Path, texts: list[str], work: Path, rounds: int, max_length: int = MAX_LENGTH
+) -> dict[str, dict[str, Any]]:
     """ftc's prediction job per precision, alternating f, b, b, f, ...; texts/s and the outputs."""
     import pandas as pd
 
@@ -145,7 +151,7 @@ def end_to_end(folder: Path, texts: list[str], work: Path, rounds: int) -> dict[
     for r in range(rounds):
         for precision in ("float32", "bfloat16") if r % 2 == 0 else ("bfloat16", "float32"):
             h5 = work / f"out-{precision}.h5"
-            res = predict_file(folder, inp, h5, None, precision, MAX_LENGTH)
+            res = predict_file(folder, inp, h5, None, precision, max_length)
             out[precision]["seconds"].append(res["seconds"])
             out[precision]["padding"] = 1 - res["real_tokens"] / res["padded_tokens"]
             out[precision]["labels"] = pd.read_hdf(h5)["label"].to_numpy()
@@ -158,8 +164,9 @@ def report(args: argparse.Namespace, fwd: dict[str, Any], e2e: dict[str, Any], p
     lines = [
         "# bfloat16 against float32 prediction on a CPU",
         "",
-        f"{n:,} tweets (shuffled, seed 0), the real all-MiniLM-L6-v2 with a 3-class head fitted by logistic "
-        f"regression on the float32 pooled features of {args.fit:,} other tweets; max_length {MAX_LENGTH}, "
+        f"{n:,} tweets (shuffled, seed 0), {args.model.name} (MiniLM unless --model) with a 3-class "
+        f"head fitted by logistic regression on the float32 pooled features of {args.fit:,} other tweets; "
+        f"max_length {args.max_length}, "
         "ftc's batches (token budget 8,192). One process; builds alternate within each round and the "
         f"order rotates ({args.rounds} rounds, median shown).",
         "",
@@ -199,13 +206,17 @@ def report(args: argparse.Namespace, fwd: dict[str, Any], e2e: dict[str, Any], p
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--texts", type=int, default=3000)
     parser.add_argument("--fit", type=int, default=1500, help="tweets the head is fitted on")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--model", type=Path, default=MINILM, help="an encoder folder (smoke test: a tiny one)"
+    )
+    parser.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens per text (tiny model: 64)")
     parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     load_before = load_note()
 
     from engine.model import load_tokenizer
@@ -213,14 +224,14 @@ def main() -> None:
     from engine.predict.batching import tokenize
 
     texts, fit_texts, fit_labels = tweets(args.texts, args.fit)
-    tokenizer = load_tokenizer(MINILM)
-    models = {name: build(name) for name in BUILDS}
-    kernel, bias = fit_head(models["float32"], tokenizer, fit_texts, fit_labels)
+    tokenizer = load_tokenizer(args.model)
+    models = {name: build(name, args.model) for name in BUILDS}
+    kernel, bias = fit_head(models["float32"], tokenizer, fit_texts, fit_labels, args.max_length)
     for model in models.values():
         model.classifier.set_weights([kernel, bias])
-    ids = tokenize(tokenizer, texts, MAX_LENGTH)
+    ids = tokenize(tokenizer, texts, args.max_length)
     pad = tokenizer.pad_token_id or 0
-    batches = list(make_batches(ids, pad_id=pad, token_budget=8192, multiple=2, max_length=MAX_LENGTH))
+    batches = list(make_batches(ids, pad_id=pad, token_budget=8192, multiple=2, max_length=args.max_length))
     fwd = forward_rounds(models, batches, args.rounds)
     print({k: v["seconds"] for k, v in fwd.items()}, flush=True)
     typical = max(batches, key=lambda b: b.input_ids.size)
@@ -231,13 +242,14 @@ def main() -> None:
         models["float32"].save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))
         del models
-        e2e = end_to_end(folder, texts, Path(tmp), max(2, args.rounds + args.rounds % 2))
+        e2e = end_to_end(folder, texts, Path(tmp), max(2, args.rounds + args.rounds % 2), args.max_length)
     text = report(args, fwd, e2e, prof)
     text += f"\nmachine: {describe()}\n{load_before.replace('when written', 'before')}\n{load_note()}\n"
-    text += f"command: `python bench/bf16_predict.py {' '.join(sys.argv[1:])}`\n"
+    text += f"command: `python bench/bf16_predict.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n"
     print(text)
     if args.write:
         RESULTS.write_text(text, encoding="utf-8")
+    return text
 
 
 if __name__ == "__main__":

