@@ -146,7 +146,7 @@ ACTIONS: tuple[Action, ...] = (
         "filter",
         "Filter",
         "event log: show only lines containing the text typed (escape clears); enter on a line shows it "
-        "in full",
+        "in full, on its first line ('▲ N earlier lines') 200 more",
         (MONITOR,),
     ),
     Action(
