@@ -100,10 +100,12 @@ def _watch(args: argparse.Namespace, paths: Any, announce: bool = True) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.config import load_toml
-    from tui.commands.train import group_of, run_worker, start_run
+    from tui.commands.train import check_hosts_config, group_of, run_worker, start_run
 
     config = load_toml(Path(args.config))
     group = group_of(args.workers, args.cluster)
+    if group is not None and not group.local:
+        check_hosts_config(config)
     if group is not None and not group.is_chief:  # another host's worker: in the foreground
         return run_worker(_sessions_root(args), config, group)
     paths = start_run(

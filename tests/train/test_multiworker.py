@@ -338,10 +338,24 @@ def test_a_cluster_file_with_a_bad_index_or_a_busy_port_is_refused_by_ftc_train(
     bad = tmp_path / "bad.toml"
     bad.write_text('hosts = ["localhost:1", "localhost:2"]\nindex = 5\n')
     argv = _ftc(tmp_path / "s", "train", str(config), "--cluster", str(bad))
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    run: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 60}
+    out = subprocess.run(argv, **run)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"ftc: {bad}: index 5 is out of range for 2 hosts; use 0 to 1"]
     assert not (tmp_path / "s").exists()  # nothing started, no session
+    raw = tmp_path / "raw.toml"
+    raw.write_text(config.read_text().replace(f'dir = "{tiny_data}"', 'source = "tweets.csv"'))
+    good = tmp_path / "cluster.toml"
+    from engine.train.cluster import free_ports
+
+    good.write_text(f"hosts = {json.dumps([f'localhost:{p}' for p in free_ports(2)])}\nindex = 1\n")
+    out = subprocess.run(_ftc(tmp_path / "s", "train", str(raw), "--cluster", str(good)), **run)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "ftc: [data] source: a run over several hosts needs prepared data on every host; run ftc prepare "
+        "there (or copy its folder) and give it as [data] dir"
+    ]
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.slow  # ~40 s: two TensorFlow processes

@@ -58,6 +58,18 @@ def group_of(workers: int | None, cluster: str | None) -> ClusterSpec | None:
     return spec
 
 
+def check_hosts_config(config: dict[str, Any]) -> None:
+    """Several hosts train from prepared data every host has: ``[data] dir``, not a raw file to prepare."""
+    from engine.errors import ConfigError
+
+    data = config.get("data")
+    if isinstance(data, dict) and data.get("source") is not None:
+        raise ConfigError(
+            "[data] source: a run over several hosts needs prepared data on every host; run ftc prepare "
+            "there (or copy its folder) and give it as [data] dir"
+        )
+
+
 def run_worker(root: Path, config: dict[str, Any], spec: ClusterSpec) -> int:
     """Worker ``spec.index`` (> 0) of a group over several hosts, in the foreground, until the group ends.
 
