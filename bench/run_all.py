@@ -19,7 +19,7 @@ PY = sys.executable
 
 # name -> (command, what it writes, rough time on 2 cores)
 SUITE: dict[str, tuple[list[str], str, str]] = {
-    "roofline": ([PY, "-m", "bench.roofline", "--seconds", "2"], "(printed)", "1 min"),
+    "roofline": ([PY, "-m", "bench.roofline", "--seconds", "2", "--bf16"], "(printed)", "1 min"),
     "console": (
         [
             PY,
@@ -53,6 +53,30 @@ SUITE: dict[str, tuple[list[str], str, str]] = {
         "bench/results/predict_scale.md",
         "90 min in float32",
     ),
+    "console-reattach": (
+        [PY, "-m", "bench.console_bench", "--only", "reattach", "idle", "--write"],
+        "bench/results/console_reattach.md, console_idle.md",
+        "3 min",
+    ),
+    "first-step": (
+        [PY, "bench/first_step.py", "--rounds", "2", "--write"],
+        "bench/results/first_step.md",
+        "8 min",
+    ),
+    "padding": ([PY, "-m", "bench.padding_bench", "--write"], "bench/results/padding.md", "1 min"),
+    "bf16": ([PY, "bench/bf16_predict.py", "--write"], "bench/results/bf16_predict.md", "6 min"),
+    "train-mfu": ([PY, "bench/train_mfu.py", "--write"], "bench/results/train_mfu_run.md", "10 min"),
+    "predict-shards": (
+        [PY, "bench/predict_shards.py", "--limit", "4000", "--write"],
+        "bench/results/predict_shards.md",
+        "8 min",
+    ),
+    "predict-merge": (
+        [PY, "bench/predict_shards_merge.py", "--rows", "200000", "2000000", "--write"],
+        "bench/results/predict_shards.md (merge section)",
+        "1 min",
+    ),
+    "multiworker": ([PY, "bench/multiworker.py", "--write"], "bench/results/multiworker.md", "6 min"),
     # The accuracy run (MiniLM vs TF-IDF + LR on the same split) is the training issue's evidence.
     "accuracy": ([PY, "bench/train_bench.py", "--verify", "--write"], "bench/results/train.md", "25 min"),
 }
