@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
+from engine.fsio import fault
 from engine.jobs.base import StopRequested
 from engine.train.cluster import ClusterSpec, WorkerLost
 
@@ -203,6 +204,7 @@ def boundary(trainer: Trainer) -> None:
     """
     group, ctx = trainer.group, trainer.ctx
     assert group is not None
+    fault(f"worker{group.spec.index}_boundary", trainer.state.step)  # tests kill -9 one worker here
     c = ctx.control
     c.stepping = True
     if c.failure is not None:

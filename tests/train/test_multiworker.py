@@ -264,20 +264,32 @@ def test_two_workers_give_the_weights_of_one_process(
     assert "finished at step 8" in _worker_log(two_workers)
 
 
+def _start_killed(
+    root: Path, model: Path, data: Path, mp: pytest.MonkeyPatch, index: int, step: int
+) -> SessionPaths:
+    """A 2-worker run whose worker ``index`` kills itself (SIGKILL) at step ``step``'s boundary."""
+    mp.setenv("FTC_FAULT", f"worker{index}_boundary@{step}")  # inherited by the engine and its workers
+    try:
+        return _start(root, model, data, workers=2)
+    finally:
+        mp.delenv("FTC_FAULT")  # not for the resume
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_killed_worker_crashes_the_group_naming_it_and_a_resume_ends_as_uninterrupted(
-    two_workers: SessionPaths, tiny_tf: Path, tiny_data: Path, tmp_path: Path
+    two_workers: SessionPaths, tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _start(tmp_path / "sessions", tiny_tf, tiny_data, workers=2)
+    paths = _start_killed(tmp_path / "sessions", tiny_tf, tiny_data, monkeypatch, index=1, step=5)
     pid = _worker_pid(paths)
-    wait_for(lambda: _checkpointed(paths) >= 2, 240, "a checkpoint")
-    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), 240, "worker 1's death")
     killed = time.monotonic()
     assert _end(paths, 120) == "crashed"
     assert time.monotonic() - killed < 60, "the chief noticed the lost worker late"
     message = read_state(paths)["message"]
-    assert f"worker 1 (pid {pid}) was killed (SIGKILL)" in message and f"ftc resume {paths.id}" in message
+    assert f"worker 1 (pid {pid}) was killed (SIGKILL) at step 5" in message, message
+    assert f"ftc resume {paths.id}" in message
+    assert read_state(paths)["last_checkpoint_step"] in (2, 4)  # 4's is written in the background
     wait_for(lambda: not pid_alive(read_state(paths).get("pid")), 30, "the chief's exit")
     start_engine(paths, resume=True)
     _finished(paths)
@@ -287,15 +299,13 @@ def test_a_killed_worker_crashes_the_group_naming_it_and_a_resume_ends_as_uninte
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_killed_chief_ends_its_workers_and_a_resume_ends_as_uninterrupted(
-    two_workers: SessionPaths, tiny_tf: Path, tiny_data: Path, tmp_path: Path
+    two_workers: SessionPaths, tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _start(tmp_path / "sessions", tiny_tf, tiny_data, workers=2)
+    paths = _start_killed(tmp_path / "sessions", tiny_tf, tiny_data, monkeypatch, index=0, step=5)
     worker = _worker_pid(paths)
-    wait_for(lambda: _checkpointed(paths) >= 2, 240, "a checkpoint")
-    os.kill(int(read_state(paths)["pid"]), signal.SIGKILL)
+    assert _end(paths, 240) == "crashed"
     wait_for(lambda: not pid_alive(worker), 30, "worker 1's exit after its chief's")
     assert "the chief is gone" in _worker_log(paths)
-    assert _end(paths, 30) == "crashed"
     start_engine(paths, resume=True)
     _finished(paths)
     _assert_same_weights(_weights(paths), _weights(two_workers))
@@ -303,13 +313,11 @@ def test_a_killed_chief_ends_its_workers_and_a_resume_ends_as_uninterrupted(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_group_stopped_on_two_workers_resumes_on_one_as_uninterrupted(
-    two_workers: SessionPaths, tiny_tf: Path, tiny_data: Path, tmp_path: Path
+def test_a_group_that_crashed_on_two_workers_resumes_on_one_as_uninterrupted(
+    two_workers: SessionPaths, tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _start(tmp_path / "sessions", tiny_tf, tiny_data, workers=2)
-    wait_for(lambda: _step(paths) >= 3, 240, "three steps")
-    client.request(paths, protocol.Stop())
-    assert _end(paths, 120) == "stopped"
+    paths = _start_killed(tmp_path / "sessions", tiny_tf, tiny_data, monkeypatch, index=0, step=3)
+    assert _end(paths, 240) == "crashed"
     start_engine(paths, resume=True, workers=1)
     _finished(paths)
     assert read_state(paths)["workers"] == 1
