@@ -399,6 +399,9 @@ def check_fingerprints(path: Path, expected: dict[str, Any]) -> None:
         problems.append("tokenizer files changed" + _changed_files(saved, expected))
     if saved.get("data") != expected.get("data"):
         problems.append(f"data changed (fingerprint {saved.get('data')} -> {expected.get('data')})")
+    if "precision" in saved and saved["precision"] != expected.get("precision"):
+        # 'auto' follows the checkpoint's policy (engine.train.loop); this is an explicit change.
+        problems.append(f"precision changed ({saved['precision']} -> {expected.get('precision')})")
     if problems:
         raise CheckpointError(
             f"{path.name}: cannot resume, {', '.join(problems)}; restore the original settings "

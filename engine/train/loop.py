@@ -88,7 +88,9 @@ class Trainer:
         if self.group is not None:  # MultiWorkerMirroredStrategy: before any other TensorFlow op
             self.strategy = make_strategy(self.group)
         tf.keras.utils.set_random_seed(t.seed)
-        self.precision = resolve_precision(t.mixed_precision)
+        # 'auto' is resolved once per run: a resume keeps what its checkpoint trained in (a cleared
+        # probe cache, another TensorFlow or GPU must not switch an exact resume's precision).
+        self.precision = self._resumed_precision() or resolve_precision(t.mixed_precision)
         import tf_keras
 
         tf_keras.mixed_precision.set_global_policy(self.precision)
@@ -164,6 +166,7 @@ class Trainer:
                 "tokenizer": tokenizer_fingerprint(self.cfg.model.source),
                 "tokenizer_files": tokenizer_file_hashes(self.cfg.model.source),
                 "data": self.manifest.get("data_fingerprint"),
+                "precision": self.precision,  # the policy 'auto' resolved to (a resume keeps it)
             },
         )
 
@@ -226,6 +229,7 @@ class Trainer:
     # ------------------------------------------------------------ the loop
 
     def run(self, resume: bool = False) -> dict[str, Any]:
+        self._resuming = resume
         self._build()
         try:
             if resume and self.is_chief:
@@ -463,6 +467,31 @@ class Trainer:
         self.log(
             "info", f"resumed from {path.name}: epoch {self.state.epoch}, batch {self.state.batch_index}"
         )
+
+    def _resumed_precision(self) -> str | None:
+        """The policy the checkpoint a resume will load trained in, where the config says 'auto'.
+
+        Read before the model is built (the policy decides its layers' dtypes), from the checkpoint
+        _resume_point would pick or, where that one is damaged, the newest readable one: every
+        checkpoint of a session records the same policy. None: not a resume, an explicit setting,
+        or a checkpoint from before the policy was recorded (resolved afresh, as then).
+        """
+        if not getattr(self, "_resuming", False) or self.t.mixed_precision != "auto":
+            return None
+        chosen = self.ctx.resume_from
+        candidates = [] if chosen is not None else list(reversed(ck.folders(self.ckpt_dir)))
+        if chosen is not None:
+            try:
+                candidates = [ck.verify_named(self.ckpt_dir, str(chosen))]
+            except Exception:  # refused with its own message by _resume_point, after the build
+                return None
+        for path in candidates:
+            try:
+                policy = ck.read_state(path).get("fingerprints", {}).get("precision")
+            except (OSError, ValueError):
+                continue
+            return policy if isinstance(policy, str) else None
+        return None
 
     def _resume(self) -> None:
         path = self._resume_point()

@@ -171,3 +171,34 @@ def test_auto_training_on_a_bf16_cpu_keeps_gelu_in_float32(
     np.testing.assert_array_equal(
         act(x).numpy(), tf.cast(tf.nn.gelu(tf.cast(x, tf.float32)), tf.bfloat16).numpy()
     )
+
+
+@pytest.mark.usefixtures("unpinned")
+def test_a_resume_keeps_the_policy_auto_chose_for_its_checkpoint(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cleared probe cache or another TensorFlow must not switch an exact resume's precision."""
+    from engine.train import checkpoints as ck
+    from engine.train.config import parse_config
+    from engine.train.loop import Trainer
+    from tests.train.conftest import make_ctx, train_config
+
+    cfg = train_config(tiny_tf, tiny_data, max_steps=1, mixed_precision="auto")
+    ctx, _ = make_ctx(tmp_path / "session", config=cfg)
+    trainer = Trainer(parse_config(cfg), tiny_data, ctx)
+    ck.save(
+        trainer.ckpt_dir, 4, weights=[], optimizer=[], rng=[],
+        state={"fingerprints": {"precision": "mixed_bfloat16"}},
+    )  # fmt: skip
+    monkeypatch.setenv(precision.PIN_ENV, "float32")  # what the probe would say now
+    trainer._resuming = True
+    assert trainer._resumed_precision() == "mixed_bfloat16"
+    trainer._resuming = False  # a new run resolves afresh
+    assert trainer._resumed_precision() is None
+    off = train_config(tiny_tf, tiny_data, max_steps=1, mixed_precision="off")
+    explicit = Trainer(parse_config(off), tiny_data, ctx)
+    explicit._resuming = True
+    assert explicit.t.mixed_precision != "auto" and explicit._resumed_precision() is None
+    # A checkpoint that trained in another policy than this run's is refused, naming both.
+    with pytest.raises(ck.CheckpointError, match=r"precision changed \(mixed_bfloat16 -> float32\)"):
+        ck.check_fingerprints(ck.folders(trainer.ckpt_dir)[-1], {"precision": "float32"})
