@@ -30,7 +30,35 @@ def engine_log_text(path: Path) -> str:
     text = data.decode("utf-8", errors="replace")
     if size > TAIL_BYTES:
         text = f"… (the first {size - TAIL_BYTES:,} bytes are in {path})\n" + text.split("\n", 1)[-1]
-    return text or f"{path}: empty"
+    return fold_noise(text) or f"{path}: empty"
+
+
+# TensorFlow logs two ERROR lines per kernel it loads from XLA's compile cache on some CPUs (AMD
+# EPYC: XLA adds tuning flags to the compile's feature list that the host's never has), each ending
+# "could lead to SIGILL". The cache folder is per CPU model and flags (engine/cache.py), so they
+# are harmless, and hundreds of them would hide what the log is opened for.
+NOISE = "cpu_aot_loader.cc"
+
+
+def fold_noise(text: str) -> str:
+    """The log with each run of XLA's compile-cache notices folded into one line saying how many."""
+    if NOISE not in text:
+        return text
+    out: list[str] = []
+    run = 0
+    for line in text.split("\n"):
+        if NOISE in line:
+            run += 1
+            continue
+        if run:
+            out.append(
+                f"… {run} lines of XLA's compile-cache notices ('could lead to SIGILL'), folded: harmless"
+            )
+            run = 0
+        out.append(line)
+    if run:
+        out.append(f"… {run} lines of XLA's compile-cache notices ('could lead to SIGILL'), folded: harmless")
+    return "\n".join(out)
 
 
 class TextScreen(ModalScreen[None]):
