@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cluster",
         metavar="CLUSTER.toml",
-        help="train on several hosts: hosts = [\"h1:port\", ...] and this host's index; run on every host",
+        help='train on several hosts: hosts = ["h1:port", ...] and this host\'s index; run on every host',
     )
     p.set_defaults(func=cmd_train)
 
