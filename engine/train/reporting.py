@@ -278,13 +278,22 @@ def evaluations_left(step: int, total: int, every: int | None, per_epoch: int) -
 
 
 def device_text(trainer: Trainer) -> str:
-    """What the run's steps run on, for the resource strip: "CPU", "GPU:0" or "4 GPUs"."""
+    """What the run's steps run on, for the resource strip: "CPU", "GPU:0", "4 GPUs", "2 workers x CPU".
+
+    Replicas are GPUs only where there are GPUs: a group of CPU worker processes (or logical CPU
+    devices) has replicas too.
+    """
     import tensorflow as tf
 
     replicas = int(getattr(getattr(trainer, "strategy", None), "num_replicas_in_sync", 1) or 1)
+    gpus = len(tf.config.list_logical_devices("GPU"))
+    group = getattr(trainer, "group", None)
+    workers = int(group.spec.size) if group is not None else 0
+    if workers > 1:
+        return f"{workers} workers x {f'{gpus} GPU' if gpus else 'CPU'}"
     if replicas > 1:
-        return f"{replicas} GPUs"
-    return "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU"
+        return f"{replicas} GPUs" if gpus else f"{replicas} CPU replicas"
+    return "GPU:0" if gpus else "CPU"
 
 
 def hardware_text(trainer: Trainer) -> str:

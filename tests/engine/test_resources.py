@@ -140,3 +140,23 @@ def test_an_engine_journals_its_resources(start_selftest, monkeypatch: pytest.Mo
     assert len(samples) >= 3
     assert all(s.rss and s.rss > 10 * 2**20 and s.device == "CPU" for s in samples)  # type: ignore[union-attr]
     assert [e.type for e in events][-2:] == ["job_finished", "engine_stopped"]
+
+
+def test_the_device_names_replicas_as_what_they_are() -> None:
+    """Two CPU worker processes are not '2 GPUs' (found in a real 2-worker run on a CPU machine)."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from engine.train.reporting import device_text
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("the CPU wording is for a machine without GPUs")
+
+    def trainer(replicas: int, workers: int | None) -> Any:
+        group = None if workers is None else SimpleNamespace(spec=SimpleNamespace(size=workers))
+        return SimpleNamespace(strategy=SimpleNamespace(num_replicas_in_sync=replicas), group=group)
+
+    assert device_text(trainer(1, None)) == "CPU"
+    assert device_text(trainer(2, 2)) == "2 workers x CPU"
+    assert device_text(trainer(2, None)) == "2 CPU replicas"
