@@ -279,7 +279,13 @@ class WorkerHealth(_Part):
     alive: bool = True
     step: int | None = None
     last_seen: float | None = None  # unix time of its last report
-    note: str = ""  # why it is not alive: "exited with 9", "no report for 30 s"
+    note: str = (
+        ""  # why it is not alive: "exited with 9", "was killed (SIGKILL)"; WORKER_FINISHED: a clean end
+    )
+
+
+# WorkerHealth.note of a worker that ended cleanly with the group (not alive, and no loss)
+WORKER_FINISHED = "finished"
 
 
 class WorkersReported(_Body):

@@ -97,8 +97,9 @@ class LocalWorkers:
             for index, proc in self.procs.items():
                 code = proc.poll()
                 if code is not None and index not in self.notes:
-                    self.notes[index] = _exit_note(code)
-                    if not self.group.ending or code != 0:
+                    finished = self.group.ending and code == 0
+                    self.notes[index] = protocol.WORKER_FINISHED if finished else _exit_note(code)
+                    if not finished:
                         self.group.abort(f"worker {index} (pid {proc.pid}) {self.notes[index]}")
             health = self.health()
             now = time.monotonic()

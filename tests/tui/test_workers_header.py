@@ -86,3 +86,18 @@ async def test_one_worker_says_nothing_of_workers(tmp_path: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         _monitor, header, text = await _header(app, pilot, len(events_in_phase("training")), (80, 24))
         assert "workers" not in text and header.group is None
+
+
+async def test_a_worker_that_finished_with_the_group_is_no_warning(tmp_path: Path) -> None:
+    """At the end a worker exits before the chief's test evaluation: found showing 'workers 1/2' in yellow."""
+    from engine.protocol import WORKER_FINISHED
+
+    paths = session_in_phase(tmp_path, "training")
+    events = _events(_group(True, True), _group(True, False, note=WORKER_FINISHED))
+    write_journal(paths, events)
+    app = FtcApp(tmp_path, attach=paths.id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        monitor, header, text = await _header(app, pilot, len(events), (80, 24))
+        assert "workers 2/2" in text and header.group == (2, 2), text
+        logged = [entry for entry in monitor.query_one(EventLog).shown() if "not alive" in entry]
+        assert logged == [], logged

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from engine.protocol import (
+    WORKER_FINISHED,
     CheckpointSaved,
     Envelope,
     EvaluationEnded,
@@ -230,10 +231,10 @@ class MonitorScreen(Screen[None]):
         if state == self._workers_state:
             return
         self._workers_state = state
-        alive = sum(1 for w in report.workers if w.alive)
+        alive = sum(1 for w in report.workers if w.alive or w.note == WORKER_FINISHED)
         parts = [f"{env.seq:>6} workers {alive}/{report.total} alive"]
         for w in report.workers:
-            if not w.alive:
+            if not w.alive and w.note != WORKER_FINISHED:
                 where = "".join(
                     (f" on {w.host}" if w.host else "", f" pid {w.pid}" if w.pid is not None else "")
                 )

@@ -30,6 +30,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from engine.protocol import (
+    WORKER_FINISHED,
     CheckpointSaved,
     EngineStarted,
     Envelope,
@@ -157,7 +158,8 @@ class RunHeader(Widget):
         self.group = (started.workers, started.workers) if started.workers > 1 else None
 
     def workers_reported(self, report: WorkersReported, _env: Envelope) -> None:
-        alive = sum(1 for worker in report.workers if worker.alive)
+        # A worker that ended cleanly with the group counts as whole: only a lost one is a warning.
+        alive = sum(1 for worker in report.workers if worker.alive or worker.note == WORKER_FINISHED)
         self.group = (alive, report.total) if report.total > 1 or alive < report.total else None
 
     def job_started(self, job: JobStarted, _env: Envelope) -> None:
