@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from engine.train.cluster_run import Group
 
 
+class _ScoringSkipped(Exception):
+    """A stop asked for during the end's label-noise scoring, which is then left out."""
+
+
 class Trainer:
     """One training run of a session; ``run(resume)`` trains to the end or until stopped."""
 
@@ -405,16 +409,24 @@ class Trainer:
         phases = self.ctx.phases
         before = phases.phase
         detail = "train (label noise)"
-        self.evaluator.run(
-            "train",
-            self.t,
-            lambda done, n: (
+
+        def on_batch(done: int, n: int | None) -> None:
+            # Training is over and its model saved: a stop asked for now (up to 100k rows to score,
+            # minutes on a CPU) skips this extra rather than keeping the person waiting for it.
+            if self.ctx.control.stop_reason is not None:
+                raise _ScoringSkipped
+            if done == 0:
                 phases.enter("evaluating", done=done, total=n, unit="batches", detail=detail)
-                if done == 0
-                else phases.progress(done, n, unit="batches", detail=detail)
-            ),
-            positions=positions,
-        )
+            else:
+                phases.progress(done, n, unit="batches", detail=detail)
+
+        try:
+            self.evaluator.run("train", self.t, on_batch, positions=positions)
+        except _ScoringSkipped:
+            self.log("info", "label noise: not scored (a stop was asked for); the trained model is kept")
+            if before is not None:
+                phases.enter(before)
+            return
         path = self._keep_predictions("train")
         if path is not None:
             self._prune_predictions("train")

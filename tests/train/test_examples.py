@@ -82,6 +82,25 @@ def test_the_training_split_is_scored_at_the_end_for_label_noise(run, tiny_data:
     assert losses.tolist() == sorted(p.loss[wrong].tolist(), reverse=True)
 
 
+def test_a_stop_during_the_label_noise_scoring_skips_it(run) -> None:
+    """Up to 100k rows at the end take minutes on a CPU: a stop must not wait for them (a real run did)."""
+    trainer, rec, root = run
+    kept = root / examples.relative_path("train", trainer.state.total_steps)
+    before = hashlib.sha256(kept.read_bytes()).hexdigest()
+    batches = []
+    real = trainer.evaluator._logits
+    trainer.evaluator._logits = lambda *a: batches.append(1) or real(*a)
+    trainer.ctx.control.stop_reason = "asked"
+    try:
+        trainer.score_training_split()
+    finally:
+        trainer.ctx.control.stop_reason = None
+        trainer.evaluator._logits = real
+    assert batches == []  # not one batch scored
+    assert any("label noise: not scored (a stop was asked for)" in e.text for e in rec.of("LogRecorded"))
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == before  # the earlier scoring is kept
+
+
 def test_a_sample_beyond_the_cap_is_seeded_and_sorted() -> None:
     a = examples.sample_positions(1_000_000, 1000, seed=7)
     assert len(a) == len(set(a.tolist())) == 1000 and (np.diff(a) > 0).all()
