@@ -44,7 +44,10 @@ def _end(paths: SessionPaths, timeout: float = 60) -> str:
     wait_for(
         lambda: live_status(read_state(paths)) not in ("starting", "running", "paused", "stopping"), timeout
     )
-    return str(read_state(paths)["status"])
+    status = str(read_state(paths)["status"])
+    if status in ("finished", "failed", "stopped"):  # a clean end: state.json first, then the last events
+        wait_for(lambda: b'"engine_stopped"' in paths.events.read_bytes(), timeout, what="engine_stopped")
+    return status
 
 
 def _journal_is_whole(paths: SessionPaths) -> list[protocol.Envelope]:

@@ -182,7 +182,8 @@ def outcome(paths: Any) -> int:
     """The exit code once the screen closes: the job's, or 0 if it still runs (detached)."""
     from engine.session import LIVE_STATUSES, live_status, read_state
 
-    status = live_status(read_state(paths))
+    state = read_state(paths)
+    status = live_status(state)
     if status in LIVE_STATUSES:
         print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back")
         return ExitCode.OK
@@ -192,6 +193,8 @@ def outcome(paths: Any) -> int:
     from engine.protocol import JobFailed
 
     failed = [e.body for e in tail(paths.events) if isinstance(e.body, JobFailed)]
-    reason = failed[-1].error_text if failed else ""
+    # The engine makes state.json final (with the reason) before it journals job_failed: a reader
+    # that comes in between finds the reason there.
+    reason = failed[-1].error_text if failed else str(state.get("message") or "")
     print(f"prediction {status}{': ' + reason if reason else ''} (see {paths.log})", file=sys.stderr)
     return ExitCode.FAILED
