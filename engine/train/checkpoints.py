@@ -399,6 +399,12 @@ def check_fingerprints(path: Path, expected: dict[str, Any]) -> None:
         problems.append("tokenizer files changed" + _changed_files(saved, expected))
     if saved.get("data") != expected.get("data"):
         problems.append(f"data changed (fingerprint {saved.get('data')} -> {expected.get('data')})")
+    jit = saved.get("jit_optimizer", saved.get("config_semantic", {}).get("train", {}).get("jit_optimizer"))
+    if isinstance(jit, bool) and "jit_optimizer" in expected and jit != expected["jit_optimizer"]:
+        # Recorded since 'auto' (earlier: the config's value, true by default then).
+        problems.append(
+            f"jit_optimizer changed ({str(jit).lower()} -> {str(expected['jit_optimizer']).lower()})"
+        )
     if "precision" in saved and saved["precision"] != expected.get("precision"):
         # 'auto' follows the checkpoint's policy (engine.train.loop); this is an explicit change.
         problems.append(f"precision changed ({saved['precision']} -> {expected.get('precision')})")

@@ -122,7 +122,10 @@ class TrainSection(_Section):
     freeze_layers: int = Field(0, ge=0, description="bottom_n: encoder layers (plus embeddings) kept frozen")
     unfreeze_every_steps: int = Field(100, ge=1, description="progressive: steps between unfreezing a layer")
     mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
-    jit_optimizer: bool = Field(True, description="AdamW's update compiled with XLA, on CPU too")
+    # AdamW's update compiled with XLA (on CPU too); "auto": for runs of 300 steps or more, where
+    # its compile at the first step pays (engine.train.loop JIT_MIN_STEPS). The resolved choice is
+    # recorded in each checkpoint and compared on resume, so the field itself is not semantic.
+    jit_optimizer: bool | Literal["auto"] = "auto"
     eval_every_steps: int | None = Field(None, ge=1, description="also evaluated at every epoch end")
     early_stopping: EarlyStopping = Field(default_factory=lambda: EarlyStopping.model_validate({}))
     checkpoint_every_steps: int | None = Field(500, ge=1)
@@ -149,7 +152,9 @@ class TrainSection(_Section):
 
 
 # Fields that change how often things are written, not what is learned: a resume may change them.
-NON_SEMANTIC = frozenset({"checkpoint_every_steps", "checkpoint_every_minutes", "keep_last", "keep_best"})
+NON_SEMANTIC = frozenset(
+    {"checkpoint_every_steps", "checkpoint_every_minutes", "keep_last", "keep_best", "jit_optimizer"}
+)
 
 
 class TrainConfig(_Section):

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from engine.train.cluster_run import Group
 
 
+# 'auto' compiles AdamW's update with XLA for runs this long or longer, where its compile pays.
+JIT_MIN_STEPS = 300
+
+
 class _ScoringSkipped(Exception):
     """A stop asked for during the end's label-noise scoring, which is then left out."""
 
@@ -135,6 +139,12 @@ class Trainer:
             if names:
                 self.log("info", f"newly initialised ({why}): {', '.join(names)}")
         counts = self.manifest["splits"]["train"].get("label_counts", {})
+        self.train_reader = SplitReader(self.data_dir, "train", self.manifest)
+        # With resample every epoch has the re-sampled rows' batch count (the same each epoch).
+        self.num_batches = self._plan(0).num_batches
+        self.steps_per_epoch = steps_per_epoch(self.num_batches, t.grad_accum_steps)
+        total_steps = t.max_steps or t.epochs * self.steps_per_epoch
+        self.jit_optimizer = self._jit_optimizer(total_steps)
         self.stepper = Stepper(
             self.model,
             self.strategy,
@@ -143,17 +153,12 @@ class Trainer:
             accum_steps=t.grad_accum_steps,
             class_weights=class_weight_vector(t.class_weights, self.labels, counts),
             mixed_float16=self.precision == "mixed_float16",
-            jit_optimizer=t.jit_optimizer,
+            jit_optimizer=self.jit_optimizer,
             head_lr_multiplier=t.head_lr_multiplier,
             layer_lr_decay=t.layer_lr_decay,
             label_smoothing=t.label_smoothing,
         )
-        self.train_reader = SplitReader(self.data_dir, "train", self.manifest)
         self.evaluator = Evaluator(self.model, self.tokenizer, self.data_dir, self.manifest, self.labels)
-        # With resample every epoch has the re-sampled rows' batch count (the same each epoch).
-        self.num_batches = self._plan(0).num_batches
-        self.steps_per_epoch = steps_per_epoch(self.num_batches, t.grad_accum_steps)
-        total_steps = t.max_steps or t.epochs * self.steps_per_epoch
         self.schedule = from_config(t, total_steps)
         self.layers = freeze.num_layers(self.model)
         # Differential rates as the schedule's multipliers: the head, and the lowest layer (the
@@ -171,6 +176,7 @@ class Trainer:
                 "tokenizer_files": tokenizer_file_hashes(self.cfg.model.source),
                 "data": self.manifest.get("data_fingerprint"),
                 "precision": self.precision,  # the policy 'auto' resolved to (a resume keeps it)
+                "jit_optimizer": self.jit_optimizer,  # what 'auto' resolved to (a resume keeps it)
             },
         )
 
@@ -480,6 +486,44 @@ class Trainer:
             "info", f"resumed from {path.name}: epoch {self.state.epoch}, batch {self.state.batch_index}"
         )
 
+    def _jit_optimizer(self, total_steps: int) -> bool:
+        """Whether AdamW's update is compiled with XLA: the setting, or for 'auto' whether it pays.
+
+        The compiled update saves ~0.04 s a step on a 2-core CPU and costs 3-12 s at the first
+        step (bench/results/first_step.md, optimizer_xla.md): 'auto' compiles it for runs of
+        JIT_MIN_STEPS steps or more. A resume keeps what its checkpoint trained with (the
+        update's rounding differs from the plain one's by ~1e-7); a checkpoint from before the
+        choice was recorded trained with its config's value (true by default then).
+        """
+        setting = self.t.jit_optimizer
+        if setting != "auto":
+            return bool(setting)
+        if getattr(self, "_resuming", False):
+            recorded = self._resumed_fingerprint("jit_optimizer")
+            if isinstance(recorded, bool):
+                return recorded
+            semantic = self._resumed_fingerprint("config_semantic")
+            if isinstance(semantic, dict):
+                old = semantic.get("train", {}).get("jit_optimizer", True)
+                return bool(old) if isinstance(old, bool) else total_steps >= JIT_MIN_STEPS
+        return total_steps >= JIT_MIN_STEPS
+
+    def _resumed_fingerprint(self, key: str) -> Any:
+        """A fingerprint of the checkpoint a resume will load (the named one or the newest readable)."""
+        chosen = self.ctx.resume_from
+        candidates = [] if chosen is not None else list(reversed(ck.folders(self.ckpt_dir)))
+        if chosen is not None:
+            try:
+                candidates = [ck.verify_named(self.ckpt_dir, str(chosen))]
+            except Exception:  # refused with its own message by _resume_point, after the build
+                return None
+        for path in candidates:
+            try:
+                return ck.read_state(path).get("fingerprints", {}).get(key)
+            except (OSError, ValueError):
+                continue
+        return None
+
     def _resumed_precision(self) -> str | None:
         """The policy the checkpoint a resume will load trained in, where the config says 'auto'.
 
@@ -490,20 +534,8 @@ class Trainer:
         """
         if not getattr(self, "_resuming", False) or self.t.mixed_precision != "auto":
             return None
-        chosen = self.ctx.resume_from
-        candidates = [] if chosen is not None else list(reversed(ck.folders(self.ckpt_dir)))
-        if chosen is not None:
-            try:
-                candidates = [ck.verify_named(self.ckpt_dir, str(chosen))]
-            except Exception:  # refused with its own message by _resume_point, after the build
-                return None
-        for path in candidates:
-            try:
-                policy = ck.read_state(path).get("fingerprints", {}).get("precision")
-            except (OSError, ValueError):
-                continue
-            return policy if isinstance(policy, str) else None
-        return None
+        policy = self._resumed_fingerprint("precision")
+        return policy if isinstance(policy, str) else None
 
     def _resume(self) -> None:
         path = self._resume_point()
