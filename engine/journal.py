@@ -31,6 +31,18 @@ def last_seq(path: Path) -> int:
     return seq
 
 
+# How deep this thread is in Journal.append. A stop during start-up is raised into the main thread
+# wherever it is (engine.server SignalWatcher); raised inside append, after the line is written and
+# before its seq is counted, it made the next event reuse that seq. The watcher defers it while
+# this says the main thread is appending.
+_appending = threading.local()
+
+
+def appending() -> bool:
+    """Whether this thread is inside Journal.append (an exception raised into it now could cut it)."""
+    return bool(getattr(_appending, "depth", 0))
+
+
 class Journal:
     """Append-only writer; assigns seq. Thread-safe.
 
@@ -65,17 +77,22 @@ class Journal:
 
         With a timeout (seconds), raise TimeoutError instead of waiting longer for another writer.
         """
-        if not self._lock.acquire(timeout=timeout):
-            raise TimeoutError(f"{self.path}: another writer holds the journal")
+        depth = getattr(_appending, "depth", 0)
         try:
-            if self._fd is None:
-                raise OSError(f"{self.path}: the journal is closed")
-            env = protocol.make(body, self.session, parent=parent, seq=self._seq + 1)
-            self._write_line(protocol.encode(env) + b"\n", durable=env.type in _DURABLE)
-            self._seq += 1
-            return env
+            _appending.depth = depth + 1
+            if not self._lock.acquire(timeout=timeout):
+                raise TimeoutError(f"{self.path}: another writer holds the journal")
+            try:
+                if self._fd is None:
+                    raise OSError(f"{self.path}: the journal is closed")
+                env = protocol.make(body, self.session, parent=parent, seq=self._seq + 1)
+                self._write_line(protocol.encode(env) + b"\n", durable=env.type in _DURABLE)
+                self._seq += 1
+                return env
+            finally:
+                self._lock.release()
         finally:
-            self._lock.release()
+            _appending.depth = depth
 
     def _write_line(self, line: bytes, durable: bool) -> None:
         assert self._fd is not None

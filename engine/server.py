@@ -50,6 +50,7 @@ from engine.errors import ExitCode, FtcError, full_disk
 from engine.fsio import atomic_write_json
 from engine.jobs.base import Control, JobContext, Phases, StartupInterrupted, StopRequested
 from engine.journal import Journal
+from engine.journal import appending as journal_appending
 from engine.resources import Sampler
 from engine.session import (
     ENDED_STATUSES,
@@ -583,6 +584,9 @@ def _short(text: str) -> str:
     return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
 
 
+RETRY_INTERRUPT_S = 0.005  # a start-up interrupt that came during a journal append waits this long
+
+
 class SignalWatcher:
     """Waits for SIGTERM/SIGINT on its own thread, so a stop never waits on what the job is doing.
 
@@ -606,6 +610,9 @@ class SignalWatcher:
         threading.Thread(target=self._wait, name="engine-signals", daemon=True).start()
 
     def _interrupt_main(self, _signum: int, _frame: object) -> None:
+        if journal_appending():  # never inside a journal append: again just after it (a few ms)
+            threading.Timer(RETRY_INTERRUPT_S, _thread.interrupt_main, args=(signal.SIGINT,)).start()
+            return
         raise StartupInterrupted(f"{self.reason or 'signal'} during start-up")
 
     def interrupt(self, reason: str) -> None:

@@ -8,6 +8,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from engine import protocol
 from engine.journal import Journal, JournalReader, read_all
 
@@ -156,3 +158,40 @@ def test_a_reader_pages_through_a_journal_without_losing_or_repeating_a_line(tmp
     assert pages[0][0] == 1 and len(pages[0]) < 20, "a line longer than the page comes whole, few after it"
     assert len(pages) > 10 and all(pages)
     assert [seq for page in pages for seq in page] == list(range(1, 202))
+
+
+def test_a_stop_during_start_up_never_cuts_a_journal_append(tmp_path: Path) -> None:
+    """The start-up interrupt raised just after a line is written waits for append to count its seq.
+
+    Found in a full suite: SIGTERM during start-up gave the journal seqs 1, 2, 2, 3.
+    """
+    import _thread
+    import signal
+    import time
+
+    from engine.jobs.base import StartupInterrupted
+    from engine.server import SignalWatcher
+
+    watcher = SignalWatcher.__new__(SignalWatcher)  # its handler alone: no signal thread, no mask
+    watcher.reason = "signal SIGTERM"
+    previous = signal.signal(signal.SIGINT, watcher._interrupt_main)
+    journal = Journal(tmp_path / "events.jsonl", "s")
+    real = journal._write_line
+
+    def write_then_interrupt(line: bytes, durable: bool) -> None:
+        real(line, durable)
+        _thread.interrupt_main(signal.SIGINT)  # the stop arrives right after the line is out
+
+    try:
+        journal._write_line = write_then_interrupt  # type: ignore[method-assign]
+        with pytest.raises(StartupInterrupted):
+            journal.append(protocol.LogRecorded(text="a"))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the deferred interrupt comes in a few ms
+                time.sleep(0.001)
+        journal._write_line = real  # type: ignore[method-assign]
+        journal.append(protocol.LogRecorded(text="b"))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        journal.close()
+    assert [e.seq for e in read_all(tmp_path / "events.jsonl")] == [1, 2]
