@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tests.tui.test_newrun import write_csv
 from tui.app import FtcApp
@@ -39,6 +40,10 @@ async def _filled(pilot: Pilot[None]) -> None:
         await pilot.pause(0.05)
     else:
         raise AssertionError("the form did not settle")
+    # A blinking cursor is drawn or not depending on when the frame is taken (a loaded machine
+    # caught it off once): held steady, the snapshot is the same at any load.
+    for field in form.query(Input):
+        field.cursor_blink = False
     await pilot.pause(0.2)
 
 
