@@ -3,6 +3,7 @@ clipping, under tf.distribute."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ import tensorflow as tf
 import tf_keras
 
 from engine.errors import ConfigError
-from engine.train import freeze
+from engine.train import dropout, freeze
 
 # Substrings of variable names that get no weight decay (biases and LayerNorm, as in BERT).
 NO_DECAY = ("bias", "LayerNorm", "layer_norm", "/beta", "/gamma")
@@ -193,6 +194,7 @@ class Stepper:
         self.accum_steps = accum_steps
         self.mixed_float16 = mixed_float16
         self.label_smoothing = float(label_smoothing)
+        dropout.install()  # several replicas apply the dropout masks of one process (engine.train.dropout)
         with strategy.scope():
             self.optimizer = make_optimizer(weight_decay, mixed_float16, jit_optimizer)
             # Built over every weight once, so freezing changes only which ones get gradients.
@@ -251,7 +253,12 @@ class Stepper:
 
     def _grads(self, batch: dict[str, tf.Tensor]) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
         train_vars = [self.all_vars[i] for i in self.train_idx]
-        with tf.GradientTape() as tape:
+        rows = (
+            dropout.global_rows(batch["row_offset"], batch["rows"], batch["rows_total"])
+            if "row_offset" in batch
+            else contextlib.nullcontext()
+        )
+        with tf.GradientTape() as tape, rows:
             w, ce, _ = example_losses(
                 self.model, batch, self.class_weights, training=True, label_smoothing=self.label_smoothing
             )
@@ -319,7 +326,9 @@ class Stepper:
             size = tf.shape(batch["labels"])[0]
             lo = size * ctx.replica_id_in_sync_group // n
             hi = size * (ctx.replica_id_in_sync_group + 1) // n
-            return {k: v[lo:hi] for k, v in batch.items()}
+            # Where these rows sit in the batch: their dropout masks are those rows of one process's.
+            where = {"row_offset": lo, "rows": hi - lo, "rows_total": size}
+            return {**{k: v[lo:hi] for k, v in batch.items()}, **where}
 
         return self.strategy.experimental_distribute_values_from_function(part)
 
