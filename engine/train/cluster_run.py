@@ -190,6 +190,19 @@ def sync(trainer: Trainer, variables: Sequence[Any]) -> None:
                 f"worker {group.spec.index}: its {key.replace('_', ' ')} differs from the chief's; "
                 "start every worker with the same config and data"
             )
+    if chief.fingerprints.get("precision") != mine.get("precision"):
+        from engine.errors import ConfigError
+
+        theirs = chief.fingerprints.get("precision")
+        raise ConfigError(
+            f"worker {group.spec.index}: its precision ({mine.get('precision')}) differs from the "
+            f'chief\'s ({theirs}); set [train] mixed_precision = "{theirs}" so every host trains alike'
+        )
+    # Where the optimizer update is compiled is the chief's choice (its checkpoint's, on a resume):
+    # another host without the checkpoints could not know it, and the two updates round differently.
+    if "jit_from_step" in chief.fingerprints:
+        trainer.jit_from_step = chief.fingerprints["jit_from_step"]
+        trainer.jit_optimizer = trainer.jit_from_step is not None
     keep = ("version", "total_steps", "seed", "fingerprints", "variable_names")
     trainer.state = chief.model_copy(update={name: getattr(trainer.state, name) for name in keep})
     group.step = trainer.state.step

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 # 'auto' compiles AdamW's update with XLA for runs this long or longer, where its compile pays.
 JIT_MIN_STEPS = 300
+# A compiled update starts at this step: the first steps use the plain one, so the first step comes
+# as soon as the model is traced, and XLA's compile (3-12 s cold) falls once the run is under way.
+JIT_FROM_STEP = 10
 
 
 class _ScoringSkipped(Exception):
@@ -145,6 +148,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(self.num_batches, t.grad_accum_steps)
         total_steps = t.max_steps or t.epochs * self.steps_per_epoch
         self.jit_optimizer = self._jit_optimizer(total_steps)
+        self.jit_from_step = self._jit_from_step()
         self.stepper = Stepper(
             self.model,
             self.strategy,
@@ -153,7 +157,7 @@ class Trainer:
             accum_steps=t.grad_accum_steps,
             class_weights=class_weight_vector(t.class_weights, self.labels, counts),
             mixed_float16=self.precision == "mixed_float16",
-            jit_optimizer=self.jit_optimizer,
+            jit_optimizer=self.jit_from_step == 0,
             head_lr_multiplier=t.head_lr_multiplier,
             layer_lr_decay=t.layer_lr_decay,
             label_smoothing=t.label_smoothing,
@@ -165,6 +169,7 @@ class Trainer:
         # embeddings, below the encoder's `layers` layers) at layer_lr_decay ** layers.
         self.lr_multipliers = (t.head_lr_multiplier, t.layer_lr_decay**self.layers)
         self._frozen: set[str] | None = None
+        self._jit_on = self.jit_from_step == 0  # the Stepper's update is compiled
         self.state = TrainerState(
             seed=t.seed,
             total_steps=total_steps,
@@ -177,6 +182,7 @@ class Trainer:
                 "data": self.manifest.get("data_fingerprint"),
                 "precision": self.precision,  # the policy 'auto' resolved to (a resume keeps it)
                 "jit_optimizer": self.jit_optimizer,  # what 'auto' resolved to (a resume keeps it)
+                "jit_from_step": self.jit_from_step,  # the first step of the compiled update (likewise)
             },
         )
 
@@ -308,6 +314,13 @@ class Trainer:
         self._apply_freeze()
         lr = self.schedule.lr_at(s.step)
         self.stepper.set_learning_rate(lr)
+        compiled = self.jit_from_step is not None and s.step >= self.jit_from_step
+        if compiled != self._jit_on:
+            self._jit_on = compiled
+            if not self.stepper.compile_update(compiled):
+                self.log("info", "XLA cannot compile here: the optimizer update stays uncompiled")
+            elif s.step > 0:
+                self.log("info", f"step {s.step + 1}: compiling the optimizer update with XLA (once)")
         started = time.monotonic()
         out = self.stepper.step([b.tensors() for b in group])
         seconds = max(time.monotonic() - started, 1e-9)
@@ -507,6 +520,23 @@ class Trainer:
                 old = semantic.get("train", {}).get("jit_optimizer", True)
                 return bool(old) if isinstance(old, bool) else total_steps >= JIT_MIN_STEPS
         return total_steps >= JIT_MIN_STEPS
+
+    def _jit_from_step(self) -> int | None:
+        """The first step (0-based) whose update is compiled; None: no step's is.
+
+        A new run compiles from JIT_FROM_STEP. A resume keeps its checkpoint's step (the plain
+        and compiled updates round differently, so an exact resume switches where the run did);
+        a checkpoint from before it was recorded compiled from step 0.
+        """
+        if not self.jit_optimizer:
+            return None
+        if getattr(self, "_resuming", False):
+            recorded = self._resumed_fingerprint("jit_from_step")
+            if isinstance(recorded, int) and not isinstance(recorded, bool):
+                return recorded
+            if any(self._resumed_fingerprint(k) is not None for k in ("jit_optimizer", "config_semantic")):
+                return 0
+        return JIT_FROM_STEP
 
     def _resumed_fingerprint(self, key: str) -> Any:
         """A fingerprint of the checkpoint a resume will load (the named one or the newest readable)."""

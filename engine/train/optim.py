@@ -229,10 +229,28 @@ class Stepper:
 
     def set_trainable(self, names: set[str] | None) -> None:
         """Which weights get updates (None: all). Rebuilds the step functions."""
+        self._trainable = names
         self.train_idx = [i for i, v in enumerate(self.all_vars) if names is None or v.name in names]
         self._fused = tf.function(self._fused_step, input_signature=[BATCH_SPEC])
         self._micro = tf.function(self._micro_step, input_signature=[BATCH_SPEC])
         self._apply = tf.function(self._apply_step)
+
+    @property
+    def compiled_update(self) -> bool:
+        """Whether AdamW's update runs as one XLA kernel per weight."""
+        return bool(_inner(self.optimizer).jit_compile)
+
+    def compile_update(self, on: bool = True) -> bool:
+        """From the next step on, the update is compiled with XLA (or not): the step functions are
+        retraced, and XLA compiles at that step. Returns the state: False where XLA cannot compile."""
+        from tf_keras.src.utils.tf_utils import can_jit_compile
+
+        inner = _inner(self.optimizer)
+        want = bool(on and can_jit_compile())
+        if bool(inner.jit_compile) != want:
+            inner.jit_compile = want
+            self.set_trainable(self._trainable)
+        return want
 
     def set_learning_rate(self, lr: float) -> None:
         _inner(self.optimizer).learning_rate.assign(lr)

@@ -1,16 +1,20 @@
 """jit_optimizer = "auto": AdamW's update is compiled with XLA only for runs long enough to pay for
-the compile, and a resume keeps the choice its checkpoint trained with."""
+the compile, from step JIT_FROM_STEP on (the first steps come sooner), and a resume keeps the choice
+and the step its checkpoint trained with."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from engine.jobs.base import StopRequested
 from engine.train import checkpoints as ck
+from engine.train import loop
 from engine.train.config import ConfigError, parse_config
-from engine.train.loop import JIT_MIN_STEPS, Trainer
-from tests.train.conftest import make_ctx, train_config
+from engine.train.loop import JIT_FROM_STEP, JIT_MIN_STEPS, Trainer
+from tests.train.conftest import Recorder, make_ctx, train_config
 
 
 def _trainer(tiny_tf: Path, tiny_data: Path, root: Path, **train: object) -> Trainer:
@@ -65,3 +69,67 @@ def test_a_checkpoint_trained_with_the_other_update_is_refused(tmp_path: Path) -
             ck.CheckpointError, match=rf"jit_optimizer changed \({saved} -> {str(flipped).lower()}\)"
         ):
             ck.check_fingerprints(path, {"jit_optimizer": flipped})
+
+
+@pytest.mark.parametrize(
+    ("fingerprints", "expected"),
+    [
+        ({"jit_optimizer": True, "jit_from_step": 7}, 7),  # recorded by this release
+        ({"jit_optimizer": True}, 0),  # before the deferral: compiled from the first step
+        ({"config_semantic": {"train": {"jit_optimizer": True}}}, 0),  # ftc 0.1.0
+        ({}, JIT_FROM_STEP),  # a checkpoint that says nothing: as a new run
+    ],
+)
+def test_the_compiled_update_starts_where_the_checkpoint_says(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path, fingerprints: dict, expected: int
+) -> None:
+    trainer = _trainer(tiny_tf, tiny_data, tmp_path / "s", jit_optimizer=True)
+    trainer.jit_optimizer = True
+    assert trainer._jit_from_step() == JIT_FROM_STEP > 0  # a new run: the first steps come uncompiled
+    ck.save(trainer.ckpt_dir, 4, weights=[], optimizer=[], rng=[], state={"fingerprints": fingerprints})
+    trainer._resuming = True
+    assert trainer._jit_from_step() == expected
+    trainer.jit_optimizer = False
+    assert trainer._jit_from_step() is None
+
+
+def _run(
+    root: Path, cfg: dict, *, stop_at: int | None = None, resume: bool = False
+) -> tuple[Trainer, Recorder]:
+    ctx, rec = make_ctx(root, resume=resume, config=cfg)
+    trainer = Trainer(parse_config(cfg), Path(cfg["data"]["dir"]), ctx)
+    compiled: list[tuple[int, bool]] = []
+
+    def watch(event: object) -> None:
+        if type(event).__name__ == "StepEnded":
+            compiled.append((event.step, trainer.stepper.compiled_update))  # type: ignore[attr-defined]
+            if event.step == stop_at:  # type: ignore[attr-defined]
+                trainer.ctx.control.request_stop("test")
+
+    rec.on_event = watch
+    trainer.compiled = compiled  # type: ignore[attr-defined]
+    if stop_at is None:
+        trainer.run(resume=resume)
+    else:
+        with pytest.raises(StopRequested):
+            trainer.run(resume=resume)
+    return trainer, rec
+
+
+@pytest.mark.parametrize("stop_at", [2, 5])  # before the switch, and after it
+def test_a_run_resumed_on_either_side_of_the_switch_ends_as_uninterrupted(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int
+) -> None:
+    monkeypatch.setattr(loop, "JIT_FROM_STEP", 3)
+    cfg = train_config(tiny_tf, tiny_data, max_steps=6, jit_optimizer=True, batch_size=8)
+    whole, rec = _run(tmp_path / "whole", cfg)
+    assert whole.compiled == [(s, s > 3) for s in range(1, 7)]  # type: ignore[attr-defined]
+    assert any("step 4: compiling the optimizer update" in e.text for e in rec.of("LogRecorded"))
+    first, _ = _run(tmp_path / "cut", cfg, stop_at=stop_at)
+    monkeypatch.setattr(loop, "JIT_FROM_STEP", 50)  # a later release's default: the checkpoint's wins
+    second, _ = _run(tmp_path / "cut", cfg, resume=True)
+    assert second.state.fingerprints["jit_from_step"] == 3
+    assert first.compiled + second.compiled == whole.compiled  # type: ignore[attr-defined]
+    a = ck.load_arrays(whole.ckpt_dir / "ckpt-6", "weights.npz")
+    b = ck.load_arrays(second.ckpt_dir / "ckpt-6", "weights.npz")
+    assert max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True)) == 0.0
