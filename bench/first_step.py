@@ -27,6 +27,7 @@ The engine is killed (SIGKILL) once step 1 is in the journal: what follows is no
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -134,8 +135,10 @@ def _journal(session: Path) -> list[dict[str, Any]]:
     return out
 
 
-def ftc_run(cache: Path, sessions: Path, config: Path, name: str, timeout: float = 600) -> dict[str, Any]:
-    """One ``ftc train --detach``, timed to the journal's first step_ended; the engine is killed after."""
+def ftc_run(
+    cache: Path, sessions: Path, config: Path, name: str, timeout: float = 600, until: int = 1
+) -> dict[str, Any]:
+    """One ``ftc train --detach``, timed to the journal's first step_ended; killed at step ``until``."""
     load_before = os.getloadavg()[0]
     t0 = time.time()
     proc = subprocess.run(
@@ -150,13 +153,13 @@ def ftc_run(cache: Path, sessions: Path, config: Path, name: str, timeout: float
     events: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         events = _journal(session)
-        if any(e.get("type") == "step_ended" for e in events):
+        if any(e.get("type") == "step_ended" and e["body"]["step"] >= until for e in events):
             break
         if any(e.get("type") == "engine_stopped" for e in events):
             raise RuntimeError(f"{session}: the engine stopped before step 1; see its engine.log")
         time.sleep(0.1)
     else:
-        raise RuntimeError(f"{session}: no step 1 within {timeout:.0f} s")
+        raise RuntimeError(f"{session}: no step {until} within {timeout:.0f} s")
     state = json.loads((session / "state.json").read_text())
     try:
         os.kill(int(state["pid"]), signal.SIGKILL)
@@ -175,8 +178,11 @@ def ftc_run(cache: Path, sessions: Path, config: Path, name: str, timeout: float
             current, since = e["body"]["phase"], e["ts"]
     phases[current] = phases.get(current, 0.0) + (first["ts"] - since)
     log = (session / "engine.log").read_text(errors="replace")
+    steps = [e for e in events if e.get("type") == "step_ended"]
     return {
         "total": first["ts"] - t0,
+        # each step's wall time after the first (the gap between its step_ended and the one before)
+        "step_s": {b["body"]["step"]: b["ts"] - a["ts"] for a, b in itertools.pairwise(steps)},
         "phases": phases,
         "cli": proc.stdout.strip().splitlines()[-1:] or [""],
         "engine_log_bytes": len(log),
@@ -260,7 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(REPO)}")
+    ap.add_argument(
+        "--switch",
+        action="store_true",
+        help="instead: a cold and a warm run past the step where the compiled update starts; step times",
+    )
     args = ap.parse_args(argv)
+    if args.switch:
+        return switch()
     before = load_note()
     found = measure(args.rounds)
     after = load_note()
@@ -281,6 +294,28 @@ def main(argv: list[str] | None = None) -> int:
             "(targets: warm < 1x and < 15 s on a quiet 2-core machine, cold <= 1.5x).\n"
         )
         print(f"wrote {RESULTS}")
+    return 0
+
+
+def switch() -> int:
+    """Where XLA's compile of the optimizer update now falls: the step times around JIT_FROM_STEP."""
+    from engine.train.loop import JIT_FROM_STEP
+
+    work = Path(tempfile.mkdtemp(prefix="ftc-switch-"))
+    config = work / "config.toml"
+    config.write_text(CONFIG)
+    (work / "sessions").mkdir()
+    print(f"load before: {load_note()}")
+    for kind in ("cold", "warm"):
+        result = ftc_run(work / "cache", work / "sessions", config, kind, until=JIT_FROM_STEP + 3)
+        others = [v for k, v in result["step_s"].items() if k != JIT_FROM_STEP + 1]
+        print(
+            f"{kind}: step 1 at {result['total']:.1f} s; step {JIT_FROM_STEP + 1} (the compile) "
+            f"{result['step_s'][JIT_FROM_STEP + 1]:.2f} s; the other steps {statistics.median(others):.2f} s "
+            f"(median of {len(others)})",
+            flush=True,
+        )
+    print(f"load after: {load_note()}")
     return 0
 
 
