@@ -122,9 +122,9 @@ class TrainSection(_Section):
     freeze_layers: int = Field(0, ge=0, description="bottom_n: encoder layers (plus embeddings) kept frozen")
     unfreeze_every_steps: int = Field(100, ge=1, description="progressive: steps between unfreezing a layer")
     mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
-    # AdamW's update compiled with XLA (on CPU too); "auto": for runs of 300 steps or more, where
-    # its compile at the first step pays (engine.train.loop JIT_MIN_STEPS). The resolved choice is
-    # recorded in each checkpoint and compared on resume, so the field itself is not semantic.
+    # AdamW's update compiled with XLA (on CPU too), from step JIT_FROM_STEP on; "auto": for runs of
+    # 300 steps or more, where its compile pays (engine.train.loop JIT_MIN_STEPS). The resolved
+    # choice and step are recorded in each checkpoint and kept on resume, so the field is not semantic.
     jit_optimizer: bool | Literal["auto"] = "auto"
     eval_every_steps: int | None = Field(None, ge=1, description="also evaluated at every epoch end")
     early_stopping: EarlyStopping = Field(default_factory=lambda: EarlyStopping.model_validate({}))
