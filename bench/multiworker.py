@@ -177,8 +177,7 @@ def render(res: dict[str, Any]) -> str:
     lines = [
         f"Machine: {describe()}; CPU only (CUDA_VISIBLE_DEVICES=''),",
         "both worker processes on the same cores.",
-        "Other helpers' builds and tests were running on this machine at the same time: the figures",
-        "are noisy, and 2 processes share the cores 1 process has to itself.",
+        "2 processes share the cores 1 process has to itself; the load averages below say what else ran.",
         "",
         f"Command: `.venv/bin/python bench/multiworker.py --steps {a['steps']} --rounds {a['rounds']} "
         f"--batch-size {a['batch_size']} --max-length {a['max_length']}`",
