@@ -90,10 +90,14 @@ def rows_of_mask(gen: Any, shape: Any, dtype: Any, offset: Any, rows: Any, total
     skip = offset * row_size
 
     def mine() -> tf.Tensor:
-        step = tf.cast(skip // per_step, tf.uint64)
-        low = counter[0] + step
-        high = counter[1] + tf.cast(low < counter[0], tf.uint64)  # carry into the high word
-        return _philox(shape, key, tf.stack([low, high]), dtype)
+        # On the host: the random op takes its key and counter in host memory, and a GPU may have no
+        # uint64 kernels for this arithmetic.
+        with tf.device("/cpu:0"):
+            step = tf.cast(skip // per_step, tf.uint64)
+            low = counter[0] + step
+            high = counter[1] + tf.cast(low < counter[0], tf.uint64)  # carry into the high word
+            moved = tf.stack([low, high])
+        return _philox(shape, key, moved, dtype)
 
     def sliced() -> tf.Tensor:
         return _philox(whole, key, counter, dtype)[offset : offset + rows]
