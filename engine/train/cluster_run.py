@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,10 @@ START_TIMEOUT_S = float(os.environ.get("FTC_CLUSTER_START_TIMEOUT_S", "600"))
 # TensorFlow pings every peer this often; one that does not answer aborts the group's collectives.
 HEALTH_INTERVAL_S = float(os.environ.get("FTC_CLUSTER_HEALTH_S", "5"))
 PAUSE_POLL_S = 0.2
+# A collective can fail (its peer's socket closed) before the chief's pid watch (every 0.25 s) has
+# named the worker that died: a failure waits this long for that name before it falls back on
+# TensorFlow's reason.
+LOST_NAME_WAIT_S = 2.0
 
 PAUSE, CHECKPOINT, STOP, END = range(4)
 
@@ -54,6 +59,7 @@ class Group:
         self.ending = False  # the loop is over: a worker exiting now is no loss
         self.lost: str | None = None  # set by whoever notices a lost worker (the chief's pid watch)
         self._lock = threading.Lock()
+        self._named = threading.Event()  # set once ``lost`` names the worker
         self._strategy: Any = None
         self._starting = False  # the runtime's collectives are being configured (or are)
         self._agree_fn: Any = None
@@ -94,6 +100,7 @@ class Group:
         with self._lock:
             if self.lost is None:
                 self.lost = why
+        self._named.set()
         if not self._starting:  # before the strategy, aborting would start the runtime unconfigured
             return
         from tensorflow.python.eager import context
@@ -102,11 +109,10 @@ class Group:
 
     def failure(self, exc: BaseException, when: str) -> WorkerLost:
         """The one-line error for a collective that failed: the worker the chief saw go, else TF's reason."""
+        self._named.wait(LOST_NAME_WAIT_S)
         if self.lost is not None:
             return WorkerLost(f"{self.lost} {when}")
-        first = str(getattr(exc, "message", exc)).strip().splitlines()
-        reason = first[0][:200] if first else type(exc).__name__
-        return WorkerLost(f"the training group lost a worker {when} ({reason})")
+        return WorkerLost(f"the training group lost a worker {when} ({tf_reason(exc)})")
 
     def end(self) -> None:
         """The loop is over: no more collectives, so stop TensorFlow's pings of peers that now exit."""
@@ -168,6 +174,19 @@ class Group:
         mine = data if data is not None else np.zeros(n, np.float32)
         got = self.agree(mine.tolist()) if n else np.zeros(0)
         return bytes(np.rint(got).astype(np.uint8).tolist()).decode()
+
+
+def tf_reason(exc: BaseException) -> str:
+    """The line of a TensorFlow error that says what happened (not "Graph execution error:", the node's
+    traceback or its [[node]] tag), at most 200 characters."""
+    text = str(getattr(exc, "message", exc))
+    for line in text.splitlines():
+        if not line.strip() or line[0].isspace() or line.startswith(("Graph execution error", "Detected at")):
+            continue
+        if line.startswith(("[[", ":", "Additional GRPC")):
+            continue
+        return re.sub(r"\s*\[Op:[^\]]*\]$", "", line.strip())[:200]
+    return type(exc).__name__
 
 
 def sync(trainer: Trainer, variables: Sequence[Any]) -> None:

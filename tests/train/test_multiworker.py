@@ -182,6 +182,40 @@ def test_this_hosts_busy_port_is_refused_naming_it() -> None:
             spec.check_port()
 
 
+# What TensorFlow raised when a real 2-worker run's worker 1 was killed (kill -9) mid-step.
+RING_ABORTED = """Graph execution error:
+
+Detected at node CollectiveReduceV2 defined at (most recent call last):
+  File "engine/train/optim.py", line 283, in _finish
+
+Collective ops is aborted by: failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:46899: \
+Failed to connect to remote host: Connection refused
+Additional GRPC error information from remote target /job:worker/replica:0/task:1 while calling RecvBuf:
+:UNKNOWN:Error received from peer  {grpc_status:14}
+The error could be from a previous operation. Restart your program to reset.
+\t [[{{node CollectiveReduceV2}}]] [Op:__inference_fn_1234]"""
+
+
+def test_a_failed_collective_names_the_worker_the_pid_watch_saw_go() -> None:
+    import threading
+
+    import tensorflow as tf
+
+    from engine.train.cluster import ClusterSpec
+    from engine.train.cluster_run import Group
+
+    group = Group(ClusterSpec(("localhost:1", "localhost:2"), 0, local=True), log=lambda _: None)
+    exc = tf.errors.UnavailableError(None, None, RING_ABORTED)
+    # The collective fails first; the watch names the worker a moment later (it polls every 0.25 s).
+    threading.Timer(0.3, group.abort, args=("worker 1 (pid 42) was killed (SIGKILL)",)).start()
+    said = str(group.failure(exc, "at step 76"))
+    assert said == "worker 1 (pid 42) was killed (SIGKILL) at step 76"
+    nobody = Group(ClusterSpec(("localhost:1", "h2:2"), 0), log=lambda _: None)
+    said = str(nobody.failure(exc, "at step 76"))  # a remote worker: TensorFlow's reason, its telling line
+    assert said.startswith("the training group lost a worker at step 76 (Collective ops is aborted by:")
+    assert "Graph execution" not in said and "[Op:" not in said and "\n" not in said
+
+
 def test_the_session_says_its_group_and_only_training_runs_on_several(tmp_path: Path) -> None:
     assert session_group({"workers": 1}) is None
     local = session_group({"workers": 3})
