@@ -114,6 +114,14 @@ class Group:
             return WorkerLost(f"{self.lost} {when}")
         return WorkerLost(f"the training group lost a worker {when} ({tf_reason(exc)})")
 
+    def check(self, when: str) -> None:
+        """Raise WorkerLost now if a worker is gone (the chief's pid watch saw it) and the loop needs it.
+
+        For work of the chief's alone (its evaluations), which no collective would interrupt.
+        """
+        if self.lost is not None and not self.ending:
+            raise WorkerLost(f"{self.lost} {when}")
+
     def end(self) -> None:
         """The loop is over: no more collectives, so stop TensorFlow's pings of peers that now exit."""
         self.ending = True

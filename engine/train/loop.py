@@ -361,9 +361,13 @@ class Trainer:
         """
         if not self.evaluator.has(split) or (self.group is not None and not self.is_chief):
             return None  # in a group the chief evaluates; its early stopping reaches the others
-        result = self.evaluator.run(
-            split, self.t, lambda done, total: self.callbacks.on_evaluate_batch(self, split, done, total)
-        )
+
+        def on_batch(done: int, total: int | None) -> None:
+            if self.group is not None:  # a worker lost meanwhile ends the run now, not after the evaluation
+                self.group.check(f"while the chief evaluated ({split}) at step {self.state.step}")
+            self.callbacks.on_evaluate_batch(self, split, done, total)
+
+        result = self.evaluator.run(split, self.t, on_batch)
         self.predictions = self._keep_predictions(split)
         if result.absent and split not in self._warned_absent:
             self._warned_absent.add(split)

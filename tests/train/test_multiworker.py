@@ -216,6 +216,35 @@ def test_a_failed_collective_names_the_worker_the_pid_watch_saw_go() -> None:
     assert "Graph execution" not in said and "[Op:" not in said and "\n" not in said
 
 
+def test_the_chiefs_evaluation_ends_at_once_when_a_worker_is_lost(
+    tiny_tf: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    from engine.train.cluster import ClusterSpec, WorkerLost
+    from engine.train.cluster_run import Group
+    from engine.train.config import parse_config
+    from engine.train.loop import Trainer
+    from tests.train.conftest import make_ctx
+
+    cfg = train_config(tiny_tf, tiny_data, max_steps=1, eval_every_steps=None)
+    ctx, _ = make_ctx(tmp_path / "s", config=cfg)
+    trainer = Trainer(parse_config(cfg), tiny_data, ctx)
+    trainer.run()  # one process; then the chief of a group whose worker 1 the pid watch saw go
+    group = Group(ClusterSpec(("localhost:1", "localhost:2"), 0, local=True), log=lambda _: None)
+    trainer.group = group
+    seen: list[int] = []
+    trainer.callbacks.on_evaluate_batch = lambda _t, _s, done, _n: seen.append(done)  # type: ignore[method-assign]
+    assert trainer.evaluate("validation") is not None and seen[-1] > 1  # several batches when all are alive
+    seen.clear()
+    group.lost = "worker 1 (pid 42) was killed (SIGKILL)"
+    with pytest.raises(
+        WorkerLost, match=r"^worker 1 \(pid 42\) was killed \(SIGKILL\) while the chief evaluated"
+    ):
+        trainer.evaluate("validation")
+    assert seen == []  # before its first batch
+    group.ending = True  # after the loop (the final test evaluation) a worker's exit is no loss
+    assert trainer.evaluate("validation") is not None
+
+
 def test_the_session_says_its_group_and_only_training_runs_on_several(tmp_path: Path) -> None:
     assert session_group({"workers": 1}) is None
     local = session_group({"workers": 3})
