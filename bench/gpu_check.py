@@ -636,7 +636,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--min-phase-s", type=float, default=20.0, help="a phase starts only with this much budget left"
     )
     p.add_argument("--steps", type=int, default=300, help="training steps per precision")
-    p.add_argument("--warmup", type=int, default=20, help="first steps left out of the timing")
+    p.add_argument(
+        "--warmup", type=int, default=20, help="first steps left out of the timing (step 11 compiles)"
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
