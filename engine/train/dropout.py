@@ -49,7 +49,7 @@ def global_rows(offset: Any, rows: Any, total: Any) -> Iterator[None]:
 
 
 def install() -> None:
-    """Route tf_keras' dropout through ``_dropout`` (idempotent; changes nothing outside global_rows)."""
+    """Inside global_rows tf_keras' dropout draws via ``rows_of_mask`` (idempotent; outside, as before)."""
     from tf_keras.src import backend
 
     cls = backend.RandomGenerator

@@ -317,9 +317,10 @@ class Trainer:
         compiled = self.jit_from_step is not None and s.step >= self.jit_from_step
         if compiled != self._jit_on:
             self._jit_on = compiled
-            if not self.stepper.compile_update(compiled):
+            done = self.stepper.compile_update(compiled)
+            if compiled and not done:
                 self.log("info", "XLA cannot compile here: the optimizer update stays uncompiled")
-            elif s.step > 0:
+            elif compiled and s.step > 0:
                 self.log("info", f"step {s.step + 1}: compiling the optimizer update with XLA (once)")
         started = time.monotonic()
         out = self.stepper.step([b.tensors() for b in group])
