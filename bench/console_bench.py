@@ -1,9 +1,9 @@
 """Console speed: ``ftc --help``, the TUI's first frame, and how far the monitor lags a live engine.
 
 Run: ``.venv/bin/python -m bench.console_bench [--runs N] [--seconds S] [--rate R] [--step-s T]
-[--terminal] [--only help frame lag reattach idle] [--events N ...] [--write]`` (``--write``:
+[--terminal] [--only help frame lag reattach idle compare] [--events N ...] [--write]`` (``--write``:
 bench/results/console.md; ``--only reattach --write``: console_reattach.md; ``--only idle
---write``: console_idle.md).
+--write``: console_idle.md; ``--only compare --write``: console_compare.md).
 
 - ``ftc --help`` is timed as a fresh interpreter, ``-m tui --help``.
 - The first frame is timed from launching ``ftc`` inside tmux until its sessions screen is on
@@ -23,6 +23,9 @@ bench/results/console.md; ``--only reattach --write``: console_reattach.md; ``--
   every 100) is opened in the headless console (``App.run_test``, 80x24); the time runs from
   creating the app until the monitor's feed has dispatched every journal event and both plots
   have been drawn with the last step. Checked: every seq once, in order.
+- Compare: two such finished sessions of ``--events`` events each, opened side by side on the
+  compare screen (headless, 120x40); the time runs from creating the app until both feeds have
+  dispatched every event, cold and warm in a fresh child process.
 - Idle CPU: ``ftc attach`` in tmux (80x24) on a finished session and on a paused one, side by
   side; after the first frame and 2 s to settle, each console's own CPU time (psutil: user +
   system, all threads) over ``--idle-s`` seconds, as % of one core.
@@ -485,6 +488,44 @@ def reattach_table(results: list[ReattachResult]) -> str:
 # ---------------------------------------------------------------- idle CPU
 
 
+def measure_compare(events: int) -> list[dict[str, Any]]:
+    """A cold and a warm opening of the compare screen on two journals of ``events`` events each."""
+    code = f"from bench.console_bench import _compare_child; _compare_child({events})"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the compare child failed:\n{done.stderr[-3000:]}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _compare_child(events: int) -> None:
+    from tui.app import FtcApp
+    from tui.screens.compare import CompareScreen
+
+    async def open_both(root: Path, ids: list[str], total: int) -> tuple[float, float]:
+        start, cpu = time.perf_counter(), time.process_time()
+        app = FtcApp(root)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await app.push_screen(CompareScreen(root, ids))
+            screen = app.screen
+            assert isinstance(screen, CompareScreen)
+            deadline = time.monotonic() + 600
+            while any(f.events_seen < total for f in screen.feeds) and time.monotonic() < deadline:
+                await pilot.pause(0.01)
+            if any(f.events_seen < total for f in screen.feeds):
+                raise RuntimeError(f"not every event dispatched: {[f.events_seen for f in screen.feeds]}")
+            return time.perf_counter() - start, time.process_time() - cpu
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ftc-compare-") as tmp:
+        root = Path(tmp)
+        paths = [write_history(root, events) for _ in range(2)]
+        total = len(read_journal(paths[0].events))
+        for run in ("cold", "warm"):
+            wall, cpu = asyncio.run(open_both(root, [p.id for p in paths], total))
+            rows.append({"events": total, "run": run, "wall_s": wall, "cpu_s": cpu})
+    print(json.dumps(rows))
+
+
 def measure_idle(seconds: float) -> dict[str, float]:
     """% of one core that ``ftc attach`` uses, idle, on a finished and on a paused session."""
     import psutil
@@ -583,7 +624,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("help", "frame", "lag", "reattach", "idle"),
+        choices=("help", "frame", "lag", "reattach", "idle", "compare"),
         default=["help", "frame", "lag"],
     )
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle CPU window in seconds (10)")
@@ -672,6 +713,29 @@ def main() -> None:
             print(f"wrote {out}")
         if set(args.only) <= {"idle", "reattach"}:
             return
+    if "compare" in args.only:
+        load_before = os.getloadavg()
+        found = [row for n in args.events for row in measure_compare(n)]
+        load_after = os.getloadavg()
+        rows = ["| events per journal | run | all dispatched s | console CPU s |", "|---:|---|---:|---:|"]
+        rows += [f"| {r['events']:,} | {r['run']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} |" for r in found]
+        table = "\n".join(rows)
+        print(table)
+        if args.write:
+            out = REPO / "bench/results/console_compare.md"
+            out.write_text(
+                "# Console benchmark: comparing two long runs\n\n"
+                + table
+                + f"\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
+                f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}\n\n"
+                "Two finished training sessions with the reattach bench's journal (a step_ended per step, "
+                "an evaluation every 500 steps, a checkpoint every 1,000, a log line every 100) are opened "
+                "side by side on the compare screen (headless `App.run_test`, 120x40), from creating the "
+                "app until both feeds have dispatched every event. Cold: the child process's first "
+                "opening; warm: its second.\n"
+            )
+            print(f"wrote {out}")
+        return
     if args.write:
         out = REPO / "bench/results/console.md"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ number or null of the right kind). A line it does not match in full (another min
 odd number, a damaged line) is decoded and validated by ``protocol.decode`` like any other
 event, and damage is named in the notices, as the plain journal reader does.
 
-A run of consecutive steps is a ``StepRun``: the columns the plots need at once (seq, step,
-loss, learning rate), and each step's whole ``StepEnded``, validated, when a screen shows it as
+A run of consecutive steps is a ``StepRun``: the columns the plots need at once (seq, time, step,
+loss, learning rate, examples/s), and each step's whole ``StepEnded``, validated, when a screen shows it as
 text (``StepRun.body``). Nothing here imports Textual.
 """
 
@@ -30,15 +30,16 @@ _NUM = rb"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _INT = rb"-?(?:0|[1-9]\d*)"
 _OPT = rb"(?:null|" + _NUM + rb")"
 _STR = rb'"[^"\\]*"'
-_REST = ("grad_norm", "examples_per_s", "tokens_per_s", "eta_s")
 # One line of the journal: a valid step_ended as protocol.encode writes it (every field of the
 # envelope and of StepEnded, in order, each a JSON number or null of its kind; groups: the line,
-# minor version, seq, ts, body, step, total_steps, loss, learning_rate), or any other line (the last).
+# minor version, seq, ts, body, step, total_steps, loss, learning_rate, examples_per_s), or any
+# other line (the last).
 LINE = re.compile(
     rb'^(?:(\{"v":"1\.(\d+)","type":"step_ended","session":"[^"\\]+","id":' + _STR
     + rb',"parent":(?:null|' + _STR + rb'),"seq":([1-9]\d*),"ts":(' + _NUM + rb'),"body":(\{"step":('
     + _INT + rb'),"total_steps":(null|' + _INT + rb'),"epoch":' + _OPT + rb',"loss":(' + _OPT
-    + rb'),"learning_rate":(' + _OPT + rb")" + b"".join(b',"' + n.encode() + b'":' + _OPT for n in _REST)
+    + rb'),"learning_rate":(' + _OPT + rb'),"grad_norm":' + _OPT + rb',"examples_per_s":(' + _OPT
+    + rb'),"tokens_per_s":' + _OPT + rb',"eta_s":' + _OPT
     + rb"\})\})|(.*))$",
     re.MULTILINE,
 )  # fmt: skip
@@ -66,6 +67,7 @@ class StepRun:
     total_steps: int | None = None  # the last one given in the run
     # Each step's body: a StepEnded already decoded (live), or its JSON (replayed), decoded on demand.
     _rows: list[StepEnded | bytes] = field(default_factory=list, repr=False)
+    examples_per_s: list[float | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -82,6 +84,7 @@ class StepRun:
             run.steps.append(body.step)
             run.losses.append(body.loss)
             run.learning_rates.append(body.learning_rate)
+            run.examples_per_s.append(body.examples_per_s)
             run._rows.append(body)
             if body.total_steps is not None:
                 run.total_steps = body.total_steps
@@ -94,7 +97,7 @@ class StepRun:
         total = next((int(raw) for raw in reversed(cols[6]) if raw != b"null"), None)
         return cls(
             list(map(int, cols[2])), list(map(float, cols[3])), list(map(int, cols[5])),
-            _floats(cols[7]), _floats(cols[8]), total, list(cols[4]),
+            _floats(cols[7]), _floats(cols[8]), total, list(cols[4]), _floats(cols[9]),
         )  # fmt: skip
 
     def after(self, seq: int) -> StepRun:
@@ -110,7 +113,7 @@ class StepRun:
         return StepRun(
             [seqs[i] for i in keep], [self.ts[i] for i in keep], [self.steps[i] for i in keep],
             [self.losses[i] for i in keep], [self.learning_rates[i] for i in keep],
-            self.total_steps, [self._rows[i] for i in keep],
+            self.total_steps, [self._rows[i] for i in keep], [self.examples_per_s[i] for i in keep],
         )  # fmt: skip
 
     def body(self, i: int) -> StepEnded:

@@ -50,14 +50,17 @@ def test_a_full_step_line_is_read_by_the_fast_path() -> None:
     rows = LINE.findall(_line(body, 9))
     assert rows[0][0], "a valid step line did not match the fast path"
     run = StepRun._of_matches([rows[0]])
-    assert (run.seqs, run.steps, run.losses, run.learning_rates, run.total_steps) == (
+    assert (run.seqs, run.steps, run.losses, run.learning_rates, run.total_steps, run.examples_per_s) == (
         [9],
         [7],
         [0.25],
         [5e-5],
         40,
+        [61.5],  # the compare screen's throughput column
     )
     assert run.body(0) == body
+    bare = StepRun._of_matches([LINE.findall(_line(StepEnded(step=8), 10))[0]])
+    assert (bare.losses, bare.examples_per_s, bare.total_steps) == ([None], [None], None)
 
 
 def test_the_replay_gives_what_the_journal_reader_gives(tmp_path: Path) -> None:

@@ -19,11 +19,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 from textual.widgets.data_table import ColumnKey
 
-from engine.protocol import EngineStarted, Envelope, EvaluationEnded, JobStarted, StepEnded
+from engine.protocol import EngineStarted, Envelope, EvaluationEnded, JobStarted
 from tui import keymap
 from tui.feed import SessionFeed
 from tui.format import duration
 from tui.messages import SessionOpened
+from tui.replay import StepRun
 from tui.status import status_text
 from tui.widgets.compare import (
     MAX_RUNS,
@@ -80,8 +81,13 @@ class CompareScreen(Screen[None]):
                 run.rewind(body.step)  # a resume repeats the steps after its checkpoint
                 run.total_steps = body.total_steps or run.total_steps
 
-        def step_ended(body: StepEnded, _env: Envelope) -> None:
-            run.add_step(body.step, body.total_steps, body.loss, body.examples_per_s)
+        def steps_ended(steps: StepRun) -> None:  # a run of steps: a long journal replays in columns
+            for step, loss, speed in zip(steps.steps, steps.losses, steps.examples_per_s, strict=True):
+                run.add_step(step, None, loss, speed)
+            if steps.total_steps:
+                run.total_steps = steps.total_steps
+            run.seen_at(steps.ts[0])
+            run.seen_at(steps.ts[-1])
 
         def evaluation_ended(body: EvaluationEnded, _env: Envelope) -> None:
             if body.split == "validation":
@@ -89,9 +95,9 @@ class CompareScreen(Screen[None]):
 
         feed.handle(EngineStarted, engine_started)
         feed.handle(JobStarted, job_started)
-        feed.handle(StepEnded, step_ended)
+        feed.handle_steps(steps_ended)
         feed.handle(EvaluationEnded, evaluation_ended)
-        feed.handle_every(lambda env: run.seen_at(env.ts))
+        feed.handle_every(lambda env: run.seen_at(env.ts), steps=False)
         feed.on_change(self.changed)
 
     def compose(self) -> ComposeResult:
