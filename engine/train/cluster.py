@@ -174,3 +174,23 @@ def session_group(state: dict[str, Any]) -> ClusterSpec | None:
     if isinstance(workers, int) and workers > 1:
         return local_cluster(workers)
     return None
+
+
+def local_gpus(size: int, gpus: int, visible: str | None) -> list[str] | None:
+    """Each local worker's ``CUDA_VISIBLE_DEVICES`` (the chief's first): one GPU each; None: no GPU.
+
+    ``gpus`` is how many GPUs this process sees, ``visible`` its own ``CUDA_VISIBLE_DEVICES`` (the
+    ids they are, where set). Workers sharing a GPU would each take its memory (TensorFlow's
+    default) and fail, so a host with fewer GPUs than workers is refused in one line.
+    """
+    if gpus <= 0:
+        return None
+    if gpus < size:
+        raise ConfigError(
+            f"--workers {size}: this host has {gpus} GPU(s), one per worker is needed; use --workers "
+            f"{gpus}, or set CUDA_VISIBLE_DEVICES= (empty) to train on the CPU"
+        )
+    ids = [part.strip() for part in visible.split(",")] if visible else []
+    if len(ids) < gpus:
+        ids = [str(i) for i in range(gpus)]
+    return ids[:size]

@@ -62,10 +62,13 @@ class LocalWorkers:
     def start(self) -> None:
         from engine.launcher import _engine_env
 
+        gpus = self._one_gpu_each()
         self.folder.mkdir(mode=0o700, exist_ok=True)
         for index in range(1, self.spec.size):
             read, write = os.pipe()
             env = {**_engine_env(), "TF_CONFIG": self.spec.at(index).tf_config()}
+            if gpus is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpus[index]
             log_path = self.folder / f"worker-{index}.log"
             with open(log_path, "ab") as log:
                 os.chmod(log_path, 0o600)
@@ -89,6 +92,22 @@ class LocalWorkers:
             self._pipes.append(write)
             self.procs[index] = proc
         self._thread.start()
+
+    def _one_gpu_each(self) -> list[str] | None:
+        """On a host with GPUs, worker i gets GPU i alone (the chief, this process, the first).
+
+        The chief's own GPUs are narrowed before its runtime starts (listing them starts nothing).
+        """
+        import tensorflow as tf
+
+        from engine.train.cluster import local_gpus
+
+        found = tf.config.list_physical_devices("GPU")
+        gpus = local_gpus(self.spec.size, len(found), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if gpus is not None:
+            tf.config.set_visible_devices(found[:1], "GPU")
+            self.group.log(f"one GPU per worker: workers 0-{len(gpus) - 1} on GPUs {', '.join(gpus)}")
+        return gpus
 
     def _watch(self) -> None:
         reported = -1e9

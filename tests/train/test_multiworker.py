@@ -245,6 +245,21 @@ def test_the_chiefs_evaluation_ends_at_once_when_a_worker_is_lost(
     assert trainer.evaluate("validation") is not None
 
 
+def test_local_workers_get_one_gpu_each_or_are_refused_in_one_line() -> None:
+    from engine.train.cluster import local_gpus
+
+    assert local_gpus(2, 0, None) is None  # no GPU: every worker on the CPU
+    assert local_gpus(2, 0, "") is None
+    assert local_gpus(2, 4, None) == ["0", "1"]  # the chief GPU 0, worker 1 GPU 1; the rest idle
+    assert local_gpus(3, 3, "5, 2,7") == ["5", "2", "7"]  # the ids this process was given
+    with pytest.raises(ConfigError) as err:
+        local_gpus(4, 2, "0,1")  # two processes on one GPU would each take all of its memory
+    assert str(err.value) == (
+        "--workers 4: this host has 2 GPU(s), one per worker is needed; use --workers 2, "
+        "or set CUDA_VISIBLE_DEVICES= (empty) to train on the CPU"
+    )
+
+
 def test_the_session_says_its_group_and_only_training_runs_on_several(tmp_path: Path) -> None:
     assert session_group({"workers": 1}) is None
     local = session_group({"workers": 3})
