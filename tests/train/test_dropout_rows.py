@@ -20,6 +20,7 @@ def _pair(seed: int) -> tuple[tf.random.Generator, tf.random.Generator]:
         ((4, 12, 8), 7, 2),  # uneven split, rows of 96 values: the counter skip is whole
         ((3, 5), 10, 4),  # rows of 5 values: some replicas start mid counter step and slice
         ((2, 3, 3, 3), 6, 3),  # rank 4, like attention probabilities
+        ((1, 8), 1, 2),  # an epoch's last batch of one row: the first replica holds none
     ],
 )
 def test_each_replica_draws_its_rows_of_one_mask(
