@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import protocol
 from engine.train.callbacks import Callback, StepReport
+from engine.train.examples import TRAIN_SAMPLE_ROWS
 
 if TYPE_CHECKING:
     from engine.train.loop import Trainer
@@ -85,7 +86,8 @@ class Events(Callback):
         )
 
     def evaluations_s(self, trainer: Trainer, step: int, per_step: float) -> float:
-        """The time the evaluations still to come will take, from ``step`` (its own included) on."""
+        """The time the evaluations still to come will take, from ``step`` (its own included) on,
+        the final label-noise scoring of the training split included."""
         t, total = trainer.t, trainer.state.total_steps
         rows = trainer.manifest["splits"]
         # Before any evaluation ran: an example evaluated takes about half the time of one trained
@@ -99,6 +101,8 @@ class Events(Callback):
             seconds += count * int(rows["validation"].get("rows", 0)) * row_s
         if trainer.evaluator.has("test"):  # once, at the end
             seconds += int(rows["test"].get("rows", 0)) * row_s
+        # And, after the last step, the training split's label-noise scoring (Trainer.score_training_split).
+        seconds += min(int(rows.get("train", {}).get("rows", 0)), TRAIN_SAMPLE_ROWS) * row_s
         return seconds
 
     def on_evaluate_batch(self, trainer: Trainer, split: str, done: int, total: int | None) -> None:

@@ -147,9 +147,10 @@ def test_the_eta_leaves_out_evaluations_and_adds_those_to_come() -> None:
     for step in range(2, 11):
         clock.now += 2.0  # 2 s a training step
         eta = _step(events, sink, trainer, step)
-    # 90 steps at 2 s, and 2 evaluations (steps 50, 100) of 240 rows estimated at half a training
-    # step's time per example: 240 * 2 / (2 * 8) = 30 s each.
-    assert eta == pytest.approx(90 * 2 + 2 * 30)
+    # 90 steps at 2 s, 2 evaluations (steps 50, 100) of 240 rows estimated at half a training
+    # step's time per example: 240 * 2 / (2 * 8) = 30 s each, and the final label-noise scoring of
+    # the 800 training rows at that rate: 100 s.
+    assert eta == pytest.approx(90 * 2 + 2 * 30 + 100)
     # A slow evaluation (120 s) is left out of the time per step and counted per evaluation instead.
     events.on_evaluate_batch(trainer, "validation", 0, 30)
     clock.now += 120
@@ -157,13 +158,13 @@ def test_the_eta_leaves_out_evaluations_and_adds_those_to_come() -> None:
     assert phases.phase == "training"
     clock.now += 2.0
     eta = _step(events, sink, trainer, 11)
-    assert eta == pytest.approx(89 * 2 + 2 * 120)
+    assert eta == pytest.approx(89 * 2 + 2 * 120 + 800 * 0.5)  # 0.5 s a row, measured
     # A pause is left out too.
     phases.paused()
     clock.now += 600
     phases.unpaused()
     clock.now += 2.0
-    assert _step(events, sink, trainer, 12) == pytest.approx(88 * 2 + 2 * 120)
+    assert _step(events, sink, trainer, 12) == pytest.approx(88 * 2 + 2 * 120 + 400)
 
 
 def _csv(path: Path, rows: int) -> Path:
