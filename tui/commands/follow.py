@@ -57,12 +57,8 @@ def follow_plain(paths: Any, out: Any = None) -> int:
             if not follower.ended:
                 state = read_state(paths)
                 status = live_status(state)
-                again = (
-                    "'ftc predict ... --resume'"
-                    if state.get("job") == "predict"
-                    else f"'ftc resume {paths.id}'"
-                )
-                print(f"engine is gone (status: {status}); {again} continues it", file=out)
+                # A prediction resumes like a run: its engine continues OUT.h5 from the cursor.
+                print(f"engine is gone (status: {status}); 'ftc resume {paths.id}' continues it", file=out)
             break
     except KeyboardInterrupt:
         print(f"detached; the engine keeps running. 'ftc attach {paths.id}' to come back", file=out)
