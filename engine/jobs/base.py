@@ -249,7 +249,10 @@ class Phases:
                 return
             self.pending = kind
             if detail is None:
-                detail = WAITS_FOR.get(self.phase or "", "")
+                # A compile past step 0 (a resumed run's first step, the optimizer update's) ends
+                # with its step.
+                phase = "training" if self.phase == "compiling" and self.step > 0 else self.phase
+                detail = WAITS_FOR.get(phase or "", "")
             self._publish(protocol.PhaseChanged(phase=kind, step=self.step, detail=detail), emit)
 
     def withdraw(self, emit: Emit | None = None) -> None:

@@ -9,6 +9,7 @@ checkpoint, stop, early stopping) reaches the others at the step boundary throug
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -315,6 +316,7 @@ class Trainer:
         lr = self.schedule.lr_at(s.step)
         self.stepper.set_learning_rate(lr)
         compiled = self.jit_from_step is not None and s.step >= self.jit_from_step
+        phase: Any = contextlib.nullcontext()
         if compiled != self._jit_on:
             self._jit_on = compiled
             done = self.stepper.compile_update(compiled)
@@ -322,8 +324,12 @@ class Trainer:
                 self.log("info", "XLA cannot compile here: the optimizer update stays uncompiled")
             elif compiled and s.step > 0:
                 self.log("info", f"step {s.step + 1}: compiling the optimizer update with XLA (once)")
+                # Said as a phase (the console shows it instead of a step that seems stuck), and
+                # left out of the time per step, as the first step's compile is.
+                phase = self.ctx.phases.during("compiling", step=s.step, detail="the optimizer update (XLA)")
         started = time.monotonic()
-        out = self.stepper.step([b.tensors() for b in group])
+        with phase:
+            out = self.stepper.step([b.tensors() for b in group])
         seconds = max(time.monotonic() - started, 1e-9)
         s.step += 1
         s.batch_index = group[-1].index + 1

@@ -87,6 +87,19 @@ def test_a_stop_mid_evaluation_is_said_at_once_and_the_job_phases_hold_until_it_
     assert len(events) == 3
 
 
+def test_a_stop_while_compiling_waits_for_the_first_step_or_for_this_one() -> None:
+    phases, _, _ = _phases()
+    phases.enter("compiling", step=0)
+    said: list[Any] = []
+    phases.notice("stopping", said.append)
+    assert _said(said) == [("stopping", "after the first step")]
+    later, _, _ = _phases()
+    later.enter("compiling", step=10, detail="the optimizer update (XLA)")  # step 11 compiles the update
+    said.clear()
+    later.notice("stopping", said.append)
+    assert _said(said) == [("stopping", "after this step")]
+
+
 def test_a_pause_is_said_then_lands_and_unpausing_says_the_phase_again() -> None:
     phases, events, _ = _phases()
     phases.enter("training", step=3)

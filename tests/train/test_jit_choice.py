@@ -125,6 +125,9 @@ def test_a_run_resumed_on_either_side_of_the_switch_ends_as_uninterrupted(
     whole, rec = _run(tmp_path / "whole", cfg)
     assert whole.compiled == [(s, s > 3) for s in range(1, 7)]  # type: ignore[attr-defined]
     assert any("step 4: compiling the optimizer update" in e.text for e in rec.of("LogRecorded"))
+    # Said as a phase, then back to training: the console shows it, and the ETA leaves it out.
+    said = [(p.phase, p.step, p.detail) for p in rec.of("PhaseChanged") if p.step >= 3]
+    assert said[:2] == [("compiling", 3, "the optimizer update (XLA)"), ("training", 3, "")]
     first, _ = _run(tmp_path / "cut", cfg, stop_at=stop_at)
     monkeypatch.setattr(loop, "JIT_FROM_STEP", 50)  # a later release's default: the checkpoint's wins
     second, _ = _run(tmp_path / "cut", cfg, resume=True)
