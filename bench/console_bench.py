@@ -441,11 +441,16 @@ async def _reattach(
 
 def measure_reattach(events: int) -> list[ReattachResult]:
     """A cold and a warm reattach to a journal of ``events`` events, in a fresh child process."""
-    code = f"from bench.console_bench import _reattach_child; _reattach_child({events})"
+    return [ReattachResult(**row) for row in _child("_reattach_child", events)]
+
+
+def _child(function: str, events: int) -> Any:
+    """What ``function(events)`` of this module prints last (JSON), run in a fresh interpreter."""
+    code = f"from bench.console_bench import {function}; {function}({events})"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     if done.returncode:
-        raise RuntimeError(f"the reattach child failed:\n{done.stderr[-3000:]}")
-    return [ReattachResult(**row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+        raise RuntimeError(f"{function} failed in its child process:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _reattach_child(events: int) -> None:
@@ -490,11 +495,7 @@ def reattach_table(results: list[ReattachResult]) -> str:
 
 def measure_compare(events: int) -> list[dict[str, Any]]:
     """A cold and a warm opening of the compare screen on two journals of ``events`` events each."""
-    code = f"from bench.console_bench import _compare_child; _compare_child({events})"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"the compare child failed:\n{done.stderr[-3000:]}")
-    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+    return list(_child("_compare_child", events))
 
 
 def _compare_child(events: int) -> None:
@@ -674,18 +675,16 @@ def main() -> None:
         table = "\n".join(rows)
         print(table)
         if args.write:
-            out = REPO / "bench/results/console_idle.md"
-            out.write_text(
-                "# Console benchmark: an idle attached console's CPU\n\n"
-                + table
-                + f"\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
-                f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}\n\n"
+            _write_own(
+                "console_idle.md",
+                "an idle attached console's CPU",
+                table,
+                machine,
+                command,
+                (load_before, load_after),
                 f"`ftc attach` in tmux (80x24); after its first frame and 2 s to settle, the console's own "
-                f"CPU time (user + system, all threads) over {args.idle_s:g} s, as % of one core.\n"
+                f"CPU time (user + system, all threads) over {args.idle_s:g} s, as % of one core.\n",
             )
-            print(f"wrote {out}")
-        if set(args.only) <= {"idle", "reattach"} and "reattach" not in args.only:
-            return
     if "reattach" in args.only:
         load_before = os.getloadavg()
         results = [row for n in args.events for row in measure_reattach(n)]
@@ -693,12 +692,13 @@ def main() -> None:
         table = reattach_table(results)
         print(table)
         if args.write:
-            out = REPO / "bench/results/console_reattach.md"
-            out.write_text(
-                "# Console benchmark: reattach to a long history\n\n"
-                + table
-                + f"\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
-                f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}\n\n"
+            _write_own(
+                "console_reattach.md",
+                "reattach to a long history",
+                table,
+                machine,
+                command,
+                (load_before, load_after),
                 "A finished training session's journal (a step_ended per step, an evaluation every 500 "
                 "steps, "
                 "a checkpoint every 1,000, a log line every 100) is opened in the headless console "
@@ -708,11 +708,8 @@ def main() -> None:
                 "process: cold is its first reattach (the modules the monitor imports as it opens, first "
                 "renders), warm its second. Console CPU s: the process's CPU time, all threads, over the "
                 "same span; on a shared machine (other work was running: see the load) the wall times "
-                "mostly measure the wait for a core, the CPU time what the console itself needs.\n"
+                "mostly measure the wait for a core, the CPU time what the console itself needs.\n",
             )
-            print(f"wrote {out}")
-        if set(args.only) <= {"idle", "reattach"}:
-            return
     if "compare" in args.only:
         load_before = os.getloadavg()
         found = [row for n in args.events for row in measure_compare(n)]
@@ -722,19 +719,20 @@ def main() -> None:
         table = "\n".join(rows)
         print(table)
         if args.write:
-            out = REPO / "bench/results/console_compare.md"
-            out.write_text(
-                "# Console benchmark: comparing two long runs\n\n"
-                + table
-                + f"\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
-                f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}\n\n"
+            _write_own(
+                "console_compare.md",
+                "comparing two long runs",
+                table,
+                machine,
+                command,
+                (load_before, load_after),
                 "Two finished training sessions with the reattach bench's journal (a step_ended per step, "
                 "an evaluation every 500 steps, a checkpoint every 1,000, a log line every 100) are opened "
                 "side by side on the compare screen (headless `App.run_test`, 120x40), from creating the "
                 "app until both feeds have dispatched every event. Cold: the child process's first "
-                "opening; warm: its second.\n"
+                "opening; warm: its second.\n",
             )
-            print(f"wrote {out}")
+    if set(args.only) <= OWN_FILES:  # nothing asked for that goes into console.md
         return
     if args.write:
         out = REPO / "bench/results/console.md"
@@ -751,6 +749,22 @@ def main() -> None:
             "hence engine events/s below 1/sleep.\n"
         )
         print(f"wrote {out}")
+
+
+# Parts written to a file of their own (the rest go into console.md).
+OWN_FILES = {"idle", "reattach", "compare"}
+
+
+def _write_own(
+    name: str, title: str, table: str, machine: str, command: str, loads: tuple[Any, Any], about: str
+) -> None:
+    """bench/results/NAME: the part's table, the machine and command, the load, what it measures."""
+    out = REPO / "bench/results" / name
+    out.write_text(
+        f"# Console benchmark: {title}\n\n{table}\n\nMachine: {machine}\n\nCommand: `{command.strip()}`\n\n"
+        f"Load average (1, 5, 15 min) before: {_load(loads[0])}; after: {_load(loads[1])}\n\n{about}"
+    )
+    print(f"wrote {out}")
 
 
 def _load(values: tuple[float, float, float]) -> str:
